@@ -1,0 +1,74 @@
+"""Secrets: the monitor's master key and the chaos token, from settings or generated once.
+
+Generated secrets live in the data directory with mode 0600, so `make run` needs no
+configuration and no secret is ever in the repository. Every purpose gets its own subkey,
+derived by HMAC from the master key, so a leaked CSRF token says nothing about the audit key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from monitor.config import ConfigError, Settings
+
+MIN_SECRET_LENGTH = 32
+
+
+@dataclass(frozen=True)
+class Keys:
+    secret: bytes
+    chaos_token: str
+
+    def derive(self, purpose: str) -> bytes:
+        return hmac.new(self.secret, purpose.encode(), hashlib.sha256).digest()
+
+    @property
+    def audit(self) -> bytes:
+        return self.derive("audit-chain")
+
+    @property
+    def csrf(self) -> bytes:
+        return self.derive("csrf")
+
+    @property
+    def auth_cache(self) -> bytes:
+        return self.derive("auth-cache")
+
+
+def load_keys(settings: Settings) -> Keys:
+    """Read configured secrets (refusing weak ones) or create them in the data directory."""
+    secret = _configured(settings.secret_key, "MONITOR_SECRET_KEY")
+    token = _configured(settings.chaos_token, "MONITOR_CHAOS_TOKEN")
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secret or _stored_secret(settings.data_dir / "secret.key")
+    token = token or _stored_secret(settings.data_dir / "chaos.token")
+    return Keys(secret=secret.encode(), chaos_token=token)
+
+
+def _configured(value, name: str) -> str | None:
+    if value is None or not value.get_secret_value():
+        return None
+    raw = value.get_secret_value()
+    if len(raw) < MIN_SECRET_LENGTH or len(set(raw)) < 8:
+        raise ConfigError(
+            f"bad setting {name}: too weak, use at least {MIN_SECRET_LENGTH} random characters "
+            "(or leave it unset to have one generated)"
+        )
+    return raw
+
+
+def _stored_secret(path: Path) -> str:
+    if path.exists():
+        value = path.read_text().strip()
+        if len(value) >= MIN_SECRET_LENGTH:
+            return value
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(value + "\n")
+    return value

@@ -1,0 +1,278 @@
+"""SQLModel tables and small repository functions on one SQLite (WAL) database.
+
+Writes go through `Store.write()`: one transaction opened with `BEGIN IMMEDIATE` on SQLite, so
+appends to the audit chain and compare-and-set on the monitor state are serialised even across
+processes (the CLI and the running monitor). Reads use a separate engine with deferred
+transactions, so a page never takes the write lock.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Index, UniqueConstraint, event, text
+from sqlalchemy.engine import Engine
+from sqlmodel import Field, Session, SQLModel, create_engine, delete, select
+
+
+class ProbeRow(SQLModel, table=True):
+    __tablename__ = "probe"
+    __table_args__ = (Index("ix_probe_version_at", "version", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    version: str
+    at: float = Field(index=True)
+    ok: bool
+    latency_ms: float | None = None
+    status: int | None = None
+    failure: str | None = None
+    detail: str = ""
+    passive: bool = False
+
+
+class ProbeRollup(SQLModel, table=True):
+    """Probe results older than the retention window, folded per minute."""
+
+    __tablename__ = "probe_rollup"
+    version: str = Field(primary_key=True)
+    bucket: float = Field(primary_key=True)
+    count: int = 0
+    ok_count: int = 0
+    latency_sum: float = 0.0
+    latency_max: float = 0.0
+
+
+class StateRow(SQLModel, table=True):
+    """The one persisted monitor state; `epoch` is the compare-and-set guard."""
+
+    __tablename__ = "monitor_state"
+    id: int = Field(default=1, primary_key=True)
+    epoch: int = 0
+    active: str
+    record: str = "{}"
+    updated_at: float = 0.0
+
+
+class Incident(SQLModel, table=True):
+    __tablename__ = "incident"
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str
+    opened_at: float = Field(index=True)
+    closed_at: float | None = Field(default=None, index=True)
+    summary: str = ""
+    last_reminder_at: float | None = None
+
+
+class AuditRow(SQLModel, table=True):
+    __tablename__ = "audit"
+    __table_args__ = (
+        Index("ix_audit_actor_seq", "actor", "seq"),
+        Index("ix_audit_action_seq", "action", "seq"),
+        Index("ix_audit_ts", "ts"),
+    )
+    seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    ts: str
+    actor: str
+    role: str = ""
+    source_ip: str = ""
+    user_agent: str = ""
+    action: str
+    target: str = ""
+    params: str = "{}"
+    outcome: str = "ok"
+    reason: str = ""
+    request_id: str = ""
+    evidence: str = "[]"
+    prev_mac: str
+    mac: str
+
+
+class Notice(SQLModel, table=True):
+    """The outbox: one row per incident transition, written with the event that caused it."""
+
+    __tablename__ = "notice"
+    __table_args__ = (
+        UniqueConstraint("message_id"),
+        Index("ix_notice_status_next", "status", "next_attempt_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    message_id: str
+    kind: str
+    incident_id: int | None = None
+    subject: str
+    payload: str = "{}"
+    created_at: float = Field(index=True)
+    status: str = "pending"  # pending | sending | sent | failed | unsent
+    attempts: int = 0
+    next_attempt_at: float = 0.0
+    last_error: str = ""
+    sent_at: float | None = None
+    batch_id: str | None = Field(default=None, index=True)
+
+
+class NoticeAttempt(SQLModel, table=True):
+    __tablename__ = "notice_attempt"
+    id: int | None = Field(default=None, primary_key=True)
+    notice_id: int = Field(index=True, foreign_key="notice.id")
+    at: float
+    ok: bool
+    error: str = ""
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "user"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True)
+    role: str
+    password_hash: str
+    disabled: bool = False
+    created_at: float = 0.0
+
+
+class StaleEpoch(Exception):
+    """Another writer switched first: the compare-and-set on `epoch` failed."""
+
+
+class Store:
+    """Two engines on one database URL: an immediate-transaction writer and a reader."""
+
+    def __init__(self, url: str, *, busy_timeout_ms: int = 5000) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite and url.startswith("sqlite:///") and ":memory:" not in url:
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.writer = self._engine(immediate=True, busy_timeout_ms=busy_timeout_ms)
+        self.reader = self._engine(immediate=False, busy_timeout_ms=busy_timeout_ms)
+
+    def _engine(self, *, immediate: bool, busy_timeout_ms: int) -> Engine:
+        if not self.is_sqlite:
+            return create_engine(self.url, pool_pre_ping=True)
+        engine = create_engine(
+            self.url, connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
+        )
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):
+            dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn):
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+        return engine
+
+    def create_all(self) -> None:
+        SQLModel.metadata.create_all(self.writer)
+
+    def dispose(self) -> None:
+        self.writer.dispose()
+        self.reader.dispose()
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One write transaction; commits on success, rolls back on any exception."""
+        with Session(self.writer, expire_on_commit=False) as session:
+            with session.begin():
+                yield session
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with Session(self.reader, expire_on_commit=False) as session:
+            yield session
+
+    def writable(self) -> bool:
+        """True when a write transaction can be opened now (for /readyz)."""
+        try:
+            with self.write() as session:
+                session.exec(text("SELECT 1"))
+            return True
+        except Exception:  # noqa: BLE001 - readiness reports any failure as not ready
+            return False
+
+    # Monitor state ------------------------------------------------------------------------
+    def load_state(self) -> dict | None:
+        with self.read() as session:
+            row = session.get(StateRow, 1)
+            return None if row is None else json.loads(row.record)
+
+    @staticmethod
+    def save_state(session: Session, record: dict, *, expected_epoch: int | None, now: float):
+        """Compare-and-set the state row on `epoch`; `expected_epoch=None` creates it."""
+        data = json.dumps(record, sort_keys=True)
+        if expected_epoch is None:
+            if session.get(StateRow, 1) is not None:
+                raise StaleEpoch("state already exists")
+            session.add(StateRow(active=record["active"], epoch=record["epoch"], record=data,
+                                 updated_at=now))
+            session.flush()
+            return
+        result = session.execute(
+            text("UPDATE monitor_state SET epoch=:epoch, active=:active, record=:record, "
+                 "updated_at=:now WHERE id=1 AND epoch=:expected"),
+            {"epoch": record["epoch"], "active": record["active"], "record": data, "now": now,
+             "expected": expected_epoch},
+        )
+        if result.rowcount != 1:
+            raise StaleEpoch(f"epoch is no longer {expected_epoch}")
+
+    # Probes -------------------------------------------------------------------------------
+    def probes(self, version: str | None = None, *, since: float = 0.0, limit: int = 100,
+               offset: int = 0) -> list[ProbeRow]:
+        with self.read() as session:
+            query = select(ProbeRow).where(ProbeRow.at >= since)
+            if version:
+                query = query.where(ProbeRow.version == version)
+            query = query.order_by(ProbeRow.at.desc()).offset(offset).limit(limit)
+            return list(session.exec(query))
+
+    def roll_up(self, *, now: float, retention_s: float, batch: int = 5000) -> int:
+        """Fold raw probe rows older than the retention window into per-minute rollups.
+
+        Works in bounded batches, each its own short transaction, so probes are never blocked
+        for long. Returns how many raw rows were folded.
+        """
+        cutoff = now - retention_s
+        folded = 0
+        while True:
+            with self.write() as session:
+                rows = list(session.exec(
+                    select(ProbeRow).where(ProbeRow.at < cutoff).order_by(ProbeRow.id).limit(batch)
+                ))
+                if not rows:
+                    return folded
+                buckets: dict[tuple[str, float], ProbeRollup] = {}
+                for row in rows:
+                    key = (row.version, row.at - row.at % 60)
+                    rollup = buckets.get(key) or session.get(ProbeRollup, key) or ProbeRollup(
+                        version=key[0], bucket=key[1])
+                    buckets[key] = rollup
+                    rollup.count += 1
+                    rollup.ok_count += int(row.ok)
+                    latency = row.latency_ms or 0.0
+                    rollup.latency_sum += latency
+                    rollup.latency_max = max(rollup.latency_max, latency)
+                for rollup in buckets.values():
+                    session.add(rollup)
+                session.exec(delete(ProbeRow).where(ProbeRow.id.in_([r.id for r in rows])))
+                folded += len(rows)
+
+    def backup(self, path: Path) -> None:
+        """A consistent copy while running (SQLite online backup API)."""
+        if not self.is_sqlite:
+            raise RuntimeError("backup supports SQLite only; use pg_dump for PostgreSQL")
+        source = sqlite3.connect(self.url.removeprefix("sqlite:///"))
+        target = sqlite3.connect(path)
+        try:
+            source.backup(target)
+        finally:
+            target.close()
+            source.close()
