@@ -1,0 +1,196 @@
+"""CLI: run (default) | check-config | user add/passwd/list/disable | audit verify | notify test |
+backup PATH. Every failure is one clear line on stderr and a non-zero exit code."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from monitor.config import ConfigError, Settings, load_settings
+
+ROLES = ("viewer", "operator", "admin")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+        return args.handler(settings, args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m monitor", description=__doc__)
+    parser.set_defaults(handler=_run)
+    sub = parser.add_subparsers(dest="command")
+    sub.add_parser("run", help="start dashboard, gateway, services and probes").set_defaults(
+        handler=_run)
+    sub.add_parser("check-config", help="validate settings and environment").set_defaults(
+        handler=_check_config)
+    user = sub.add_parser("user", help="manage dashboard users").add_subparsers(
+        dest="user_command", required=True)
+    add = user.add_parser("add", help="add a user (password from MONITOR_NEW_PASSWORD or stdin)")
+    add.add_argument("name")
+    add.add_argument("--role", choices=ROLES, required=True)
+    add.set_defaults(handler=_user_add)
+    passwd = user.add_parser("passwd", help="set a user's password")
+    passwd.add_argument("name")
+    passwd.set_defaults(handler=_user_passwd)
+    user.add_parser("list", help="list users").set_defaults(handler=_user_list)
+    disable = user.add_parser("disable", help="disable a user")
+    disable.add_argument("name")
+    disable.set_defaults(handler=_user_disable)
+    audit_cmd = sub.add_parser("audit", help="audit log").add_subparsers(
+        dest="audit_command", required=True)
+    verify = audit_cmd.add_parser("verify", help="verify the audit chain (read-only)")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(handler=_audit_verify)
+    notify_cmd = sub.add_parser("notify", help="notices").add_subparsers(
+        dest="notify_command", required=True)
+    notify_cmd.add_parser("test", help="send a test email").set_defaults(handler=_notify_test)
+    backup = sub.add_parser("backup", help="consistent copy of the database while running")
+    backup.add_argument("path", type=Path)
+    backup.set_defaults(handler=_backup)
+    return parser
+
+
+def _run(settings: Settings, _args) -> int:
+    from monitor.serve import serve
+
+    return serve(settings)
+
+
+def _check_config(settings: Settings, _args) -> int:
+    from monitor import preflight
+
+    problems = preflight.check(settings, for_run=True)
+    for problem in problems:
+        print(f"problem: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print(f"configuration OK (data dir {settings.data_dir.resolve()}, "
+          f"services {', '.join(f'{k}={v}' for k, v in settings.service_urls().items())})")
+    return 0
+
+
+def _store(settings: Settings):
+    from monitor.store import Store
+
+    store = Store(settings.db_url())
+    store.create_all()
+    return store
+
+
+def _new_password(prompt: str) -> str:
+    password = os.environ.get("MONITOR_NEW_PASSWORD")
+    if password:
+        return password
+    if sys.stdin.isatty():
+        first = getpass.getpass(f"{prompt}: ")
+        if first != getpass.getpass("again: "):
+            raise SystemExit("error: the passwords differ")
+        return first
+    return sys.stdin.readline().rstrip("\n")
+
+
+def _user_action(fn, settings: Settings, *args, **kwargs) -> int:
+    from monitor.keys import load_keys
+    from monitor.users import UserError
+
+    try:
+        fn(_store(settings), *args, audit_key=load_keys(settings).audit, now=time.time(),
+           **kwargs)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _user_add(settings: Settings, args) -> int:
+    from monitor.users import add_user
+
+    code = _user_action(add_user, settings, args.name, args.role,
+                        _new_password(f"password for {args.name}"))
+    if code == 0:
+        print(f"user {args.name} added with role {args.role}")
+    return code
+
+
+def _user_passwd(settings: Settings, args) -> int:
+    from monitor.users import set_password
+
+    code = _user_action(set_password, settings, args.name,
+                        _new_password(f"new password for {args.name}"))
+    if code == 0:
+        print(f"password of {args.name} changed")
+    return code
+
+
+def _user_disable(settings: Settings, args) -> int:
+    from monitor.users import disable_user
+
+    code = _user_action(disable_user, settings, args.name)
+    if code == 0:
+        print(f"user {args.name} disabled")
+    return code
+
+
+def _user_list(settings: Settings, _args) -> int:
+    from monitor.users import list_users
+
+    for user in list_users(_store(settings)):
+        state = "disabled" if user.disabled else "active"
+        print(f"{user.name}\t{user.role}\t{state}")
+    return 0
+
+
+def _audit_verify(settings: Settings, args) -> int:
+    from monitor import audit
+    from monitor.keys import load_keys
+    from monitor.store import Store
+
+    store = Store(settings.db_url())
+    report = audit.verify(store, load_keys(settings).audit,
+                          settings.data_dir / "audit.checkpoints")
+    if args.json:
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        for problem in report.problems:
+            print(f"seq {problem.seq}: {problem.kind}: {problem.detail}")
+        print(report.summary())
+    return 0 if report.ok else 1
+
+
+def _notify_test(settings: Settings, _args) -> int:
+    from monitor.notify import NotifyError, send_test
+
+    try:
+        print(send_test(settings))
+    except NotifyError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _backup(settings: Settings, args) -> int:
+    from monitor.store import Store
+
+    if args.path.exists():
+        print(f"error: {args.path} exists; choose a new file", file=sys.stderr)
+        return 1
+    Store(settings.db_url()).backup(args.path)
+    print(f"backup written to {args.path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

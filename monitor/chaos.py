@@ -1,0 +1,57 @@
+"""Client for the book services' chaos endpoints (bearer token shared with the services)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+FAULTS = ("cpu", "latency", "errors", "corrupt", "hang", "crash", "flap", "reset")
+
+
+@dataclass(frozen=True)
+class ChaosOutcome:
+    ok: bool
+    status: int | None
+    message: str
+    body: dict | None = None
+
+
+async def inject(client: httpx.AsyncClient, base_url: str, token: str, fault: str,
+                 params: dict, *, timeout: float = 5.0) -> ChaosOutcome:
+    """POST one fault to a service; refusals and errors come back as data, never raised."""
+    if fault not in FAULTS:
+        return ChaosOutcome(False, None, f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
+    try:
+        response = await client.post(f"{base_url}/chaos/{fault}", json=params,
+                                     headers={"Authorization": f"Bearer {token}"},
+                                     timeout=timeout)
+    except httpx.HTTPError as exc:
+        if fault == "crash" and isinstance(exc, httpx.RemoteProtocolError):
+            return ChaosOutcome(True, None, "crash injected (connection closed)")
+        return ChaosOutcome(False, None, f"service unreachable: {type(exc).__name__}")
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if response.is_success:
+        return ChaosOutcome(True, response.status_code, f"{fault} injected", body)
+    return ChaosOutcome(False, response.status_code, f"refused: {_reason(body, response)}", body)
+
+
+async def active_faults(client: httpx.AsyncClient, base_url: str, token: str) -> dict:
+    """`GET /chaos` of one service, or {} when it cannot be read."""
+    try:
+        response = await client.get(f"{base_url}/chaos",
+                                    headers={"Authorization": f"Bearer {token}"}, timeout=2.0)
+        return response.json() if response.is_success else {}
+    except (httpx.HTTPError, ValueError):
+        return {}
+
+
+def _reason(body, response: httpx.Response) -> str:
+    detail = body.get("detail") if isinstance(body, dict) else None
+    if isinstance(detail, list):  # FastAPI validation errors
+        return "; ".join(
+            f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail)
+    return str(detail or f"HTTP {response.status_code}")

@@ -1,0 +1,69 @@
+"""APScheduler wiring only: probe cycles per version, the engine tick, and periodic jobs.
+
+Each version has one `date` job that re-arms itself after its probe finished, so probes of one
+version never overlap and every delay can differ (interval, fast_interval, down_interval, with
+±5 % jitter). A version that must be probed at once has its pending job moved to now.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+
+from apscheduler.jobstores.base import JobLookupError
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+JITTER = 0.05
+
+
+def jittered(delay: float, rng: Callable[[], float] = random.random) -> float:
+    return max(0.0, delay * (1 - JITTER + 2 * JITTER * rng()))
+
+
+class Scheduler:
+    def __init__(self, *, cycle: Callable[[str], Awaitable[float]], versions: tuple[str, ...],
+                 first_delay: float) -> None:
+        self._cycle = cycle
+        self.versions = versions
+        self.first_delay = first_delay
+        self.aps = AsyncIOScheduler(timezone=UTC,
+                                    job_defaults={"misfire_grace_time": None, "coalesce": True,
+                                                  "max_instances": 1})
+
+    def start(self) -> None:
+        for version in self.versions:
+            self._arm(version, random.uniform(0, self.first_delay))
+        self.aps.start()
+
+    def every(self, seconds: float, job: Callable[[], Awaitable[object]], job_id: str) -> None:
+        self.aps.add_job(job, "interval", seconds=seconds, id=job_id, replace_existing=True,
+                         jitter=None)
+
+    def shutdown(self) -> None:
+        if self.aps.running:
+            self.aps.shutdown(wait=False)
+
+    @property
+    def running(self) -> bool:
+        return self.aps.running
+
+    def hurry(self, version: str) -> None:
+        """Probe `version` now; when its probe is already running, it re-arms at once."""
+        try:
+            self.aps.modify_job(f"probe:{version}", next_run_time=datetime.now(UTC))
+        except JobLookupError:
+            pass
+
+    async def _run(self, version: str) -> None:
+        delay = 1.0
+        try:
+            delay = await self._cycle(version)
+        finally:
+            if self.aps.running:
+                self._arm(version, jittered(delay))
+
+    def _arm(self, version: str, delay: float) -> None:
+        self.aps.add_job(self._run, "date", args=[version], id=f"probe:{version}",
+                         run_date=datetime.now(UTC) + timedelta(seconds=delay),
+                         replace_existing=True)

@@ -1,0 +1,117 @@
+"""`python -m monitor run`: dashboard and gateway servers around one runtime, until a signal.
+
+Sockets are bound before anything starts, so a taken port is one clear line naming its setting.
+SIGINT/SIGTERM stop the scheduler, let in-flight writes finish, write the shutdown audit row and
+a checkpoint, stop the children and exit 0.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+
+import uvicorn
+
+from monitor.config import Settings
+
+log = logging.getLogger("monitor")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handling: this process owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self):
+        yield
+
+
+def bind(host: str, port: int, setting: str) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise SystemExit(f"error: {setting}: cannot listen on {host}:{port}: {exc.strerror}")
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(settings: Settings) -> int:
+    from monitor import preflight
+    from monitor.logs import configure_logging
+
+    configure_logging()
+    problems = [p for p in preflight.check(settings, for_run=True)]
+    if problems:
+        for problem in problems:
+            print(f"error: {problem}", file=sys.stderr)
+        return 2
+    sockets = {
+        "dashboard": bind(settings.host, settings.port, "MONITOR_PORT"),
+        "gateway": bind(settings.host, settings.gateway_port, "MONITOR_GATEWAY_PORT"),
+    }
+    return asyncio.run(_main(settings, sockets))
+
+
+async def _main(settings: Settings, sockets: dict[str, socket.socket]) -> int:
+    from monitor.gateway import create_gateway
+    from monitor.logs import uvicorn_log_config
+    from monitor.runtime import create_runtime
+    from monitor.users import ensure_admin
+    from monitor.web.app import create_app
+
+    runtime = create_runtime(settings)
+    admin_password = await asyncio.to_thread(
+        ensure_admin, runtime.store,
+        password=settings.admin_password.get_secret_value() if settings.admin_password else None,
+        audit_key=runtime.keys.audit, now=runtime.clock())
+    ssl = {"ssl_certfile": str(settings.tls_certfile), "ssl_keyfile": str(settings.tls_keyfile)} \
+        if settings.tls_certfile else {}
+    common = {"log_config": uvicorn_log_config(), "server_header": False,
+              "date_header": False, "access_log": False, "lifespan": "on"}
+    servers = [
+        _Server(uvicorn.Config(create_app(runtime), **common, **ssl)),
+        _Server(uvicorn.Config(create_gateway(runtime, metrics=runtime.metrics), **common)),
+    ]
+    await runtime.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    _banner(settings, admin_password)
+    tasks = [asyncio.create_task(server.serve(sockets=[sock]))
+             for server, sock in zip(servers, sockets.values(), strict=True)]
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    log.info("shutting down", extra={"event": "shutdown"})
+    for server in servers:
+        server.should_exit = True
+    await asyncio.gather(*tasks, return_exceptions=True)
+    waiter.cancel()
+    await runtime.stop()
+    failed = [t for t in tasks if t in done and t.exception()]
+    return 1 if failed else 0
+
+
+def _banner(settings: Settings, admin_password: str | None) -> None:
+    scheme = "https" if settings.tls_certfile else "http"
+    lines = [
+        "Secure Failover Monitor is running",
+        f"  dashboard: {scheme}://{settings.host}:{settings.port}/",
+        f"  gateway:   http://{settings.host}:{settings.gateway_port}/books",
+        f"  services:  {', '.join(f'{k}={v}' for k, v in settings.service_urls().items())}",
+        f"  data dir:  {settings.data_dir.resolve()}",
+    ]
+    if admin_password:
+        lines += [
+            "  first run: created user 'admin'; this password is shown only once:",
+            f"initial admin password: {admin_password}",
+        ]
+    print("\n".join(lines), flush=True)

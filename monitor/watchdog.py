@@ -1,0 +1,273 @@
+"""The shell around the engine: probe -> decide -> persist (state, probe row, audit, outbox).
+
+The engine decides; the watchdog only moves data. Every decision is written in ONE transaction
+together with the state it produced, its audit rows and its notices; the in-memory state only
+advances once that transaction committed, so a failed write (locked database, full disk) loses
+nothing: the next observation decides again. All database work runs on one worker thread, so
+the event loop never waits on SQLite and the watchdog's writes keep their order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict
+
+import httpx
+
+from monitor import audit, engine
+from monitor.engine import Event, MonitorState, Observation, Policy
+from monitor.probe import Canary, ProbeResult, probe
+from monitor.store import Incident, ProbeRow, StaleEpoch, Store
+
+log = logging.getLogger("monitor.watchdog")
+
+AUDIT_ACTIONS = {
+    "state_change": "version.state",
+    "confirm": "failover.confirm",
+    "switch": "failover.automatic",
+    "suppressed": "failover.suppressed",
+    "failover_impossible": "failover.impossible",
+    "incident_opened": "incident.opened",
+    "incident_closed": "incident.closed",
+    "manual_switch": "failover.manual",
+    "paused": "failover.pause",
+    "resumed": "failover.resume",
+}
+NOTICE_KINDS = {
+    "switch": "failover",
+    "manual_switch": "failover",
+    "suppressed": "suppressed",
+    "failover_impossible": "failover_impossible",
+    "incident_opened": "all_down",
+    "incident_closed": "recovery",
+}
+Enqueue = Callable[..., object]  # notify.enqueue(session, *, kind, subject, payload, now, ...)
+
+
+def evidence_of(event: Event) -> list[dict]:
+    return [asdict(o) for o in event.evidence]
+
+
+def notice_subject(event: Event) -> str:
+    if event.kind in ("switch", "manual_switch"):
+        return f"Failover {event.source} -> {event.target}: {event.reason}"
+    if event.kind == "incident_opened":
+        return "All versions down: serving from the last active version"
+    if event.kind == "incident_closed":
+        return "Recovered: the active version is up again"
+    if event.kind == "suppressed":
+        return f"Failover held back ({event.reason})"
+    return f"Failover impossible: {event.reason}"
+
+
+class Watchdog:
+    def __init__(self, *, policy: Policy, urls: dict[str, str], store: Store, audit_key: bytes,
+                 client: httpx.AsyncClient, clock: Callable[[], float], canary: Canary,
+                 timeout: float, slow_ms: float = 0.0, enqueue: Enqueue | None = None,
+                 metrics=None) -> None:
+        self.policy, self.urls, self.store = policy, urls, store
+        self.audit_key, self.client, self.clock = audit_key, client, clock
+        self.canary, self.timeout, self.slow_ms = canary, timeout, slow_ms
+        self.enqueue, self.metrics = enqueue, metrics
+        self.state: MonitorState | None = None
+        self.last: dict[str, ProbeResult] = {}
+        self.hurry: set[str] = set()
+        self.on_hurry: Callable[[str], None] = lambda version: None
+        self._lock = asyncio.Lock()
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watchdog-db")
+        self._passive_at: dict[str, float] = {}
+
+    # Lifecycle ----------------------------------------------------------------------------
+    def load(self) -> MonitorState:
+        """Resume the persisted state, or create and persist the first one."""
+        now = self.clock()
+        record = self.store.load_state()
+        if record is None:
+            state = engine.initial_state(self.policy, now)
+            with self.store.write() as session:
+                self.store.save_state(session, engine.to_record(state), expected_epoch=None,
+                                      now=now)
+                audit.append(session, self.audit_key, now=now, action="monitor.state_created",
+                             target=state.active, params={"epoch": state.epoch})
+        else:
+            state = engine.from_record(record, self.policy, now)
+        self.state = state
+        self._set_active_metric()
+        return state
+
+    def close(self) -> None:
+        self._db.shutdown(wait=True)
+
+    async def idle(self) -> None:
+        """Wait until no decision is being written (for a clean shutdown)."""
+        async with self._lock:
+            return
+
+    # Probing ------------------------------------------------------------------------------
+    async def cycle(self, version: str) -> float:
+        """Probe one version, fold the result in, and return the delay to its next probe."""
+        self.hurry.discard(version)
+        result = await probe(self.client, version, self.urls[version], now=self.clock(),
+                             timeout=self.timeout, canary=self.canary, slow_ms=self.slow_ms)
+        self.last[version] = result
+        if self.metrics:
+            self.metrics.probe(version, result.ok, result.failure, result.latency_ms)
+        await self.observe(result.observation(), row=result)
+        if version in self.hurry:
+            return 0.0
+        return engine.next_probe_delay(self.state, version, self.policy)
+
+    async def observe(self, seen: Observation, *, row: ProbeResult | None = None) -> list[Event]:
+        async with self._lock:
+            now = self.clock()
+            new, events = engine.decide(self.state, seen, self.policy, now)
+            if not await self._commit(new, events, now, row=row):
+                return []
+        self._after(events)
+        return events
+
+    async def tick(self) -> list[Event]:
+        """Time-driven decisions: cooldown end, grace end, auto failback, ejection decay."""
+        async with self._lock:
+            now = self.clock()
+            new, events = engine.tick(self.state, self.policy, now)
+            if (new == self.state and not events) or not await self._commit(new, events, now):
+                return []
+        self._after(events)
+        return events
+
+    def report_passive(self, version: str, failure: str) -> None:
+        """A gateway failure: probe that version soon; never a failover on its own."""
+        now = self.clock()
+        if version not in self.urls or now - self._passive_at.get(version, 0.0) < \
+                self.policy.fast_interval:
+            return
+        self._passive_at[version] = now
+        self.expedite(version)
+
+    def expedite(self, version: str) -> None:
+        self.hurry.add(version)
+        self.on_hurry(version)
+
+    # Operator actions ---------------------------------------------------------------------
+    async def act(self, step: Callable[[MonitorState, float], tuple[MonitorState, list[Event]]],
+                  *, actor, action: str, target: str = "", params: dict | None = None,
+                  reason: str = "") -> tuple[bool, str]:
+        """Apply a manual engine step; a refusal (EngineError) is audited as denied."""
+        async with self._lock:
+            now = self.clock()
+            try:
+                new, events = step(self.state, now)
+            except engine.EngineError as exc:
+                await self._run(self._write_refusal, actor, action, target, params, reason,
+                                str(exc), now)
+                return False, str(exc)
+            if not await self._commit(new, events, now, actor=actor, params=params):
+                return False, "could not record the action; nothing changed"
+        self._after(events)
+        return True, "; ".join(e.reason or e.kind for e in events) or "done"
+
+    # Persistence --------------------------------------------------------------------------
+    async def _run(self, fn, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
+
+    async def _commit(self, new: MonitorState, events: list[Event], now: float, *,
+                      row: ProbeResult | None = None, actor=None, params=None) -> bool:
+        try:
+            await self._run(self._write, self.state, new, events, now, row, actor, params)
+        except StaleEpoch as exc:
+            log.warning("state changed elsewhere (%s); reloading", exc)
+            record = await self._run(self.store.load_state)
+            self.state = engine.from_record(record, self.policy, now)
+            return False
+        except Exception:
+            log.exception("could not persist a decision; it will be made again")
+            return False
+        self.state = new
+        return True
+
+    def _write(self, old: MonitorState, new: MonitorState, events: list[Event], now: float,
+               row: ProbeResult | None, actor, params: dict | None) -> None:
+        with self.store.write() as session:
+            if row is not None:
+                session.add(ProbeRow(version=row.version, at=row.at, ok=row.ok,
+                                     latency_ms=row.latency_ms, status=row.status,
+                                     failure=row.failure, detail=row.detail[:500]))
+            if engine.to_record(new) != engine.to_record(old):
+                self.store.save_state(session, engine.to_record(new), expected_epoch=old.epoch,
+                                      now=now)
+            for event in events:
+                self._write_event(session, event, new, now, actor, params)
+
+    def _write_event(self, session, event: Event, state: MonitorState, now: float, actor,
+                     params: dict | None) -> None:
+        who = actor or _System
+        audit.append(
+            session, self.audit_key, now=now, action=AUDIT_ACTIONS.get(event.kind, event.kind),
+            actor=who.name if actor else event.actor, role=who.role, source_ip=who.source_ip,
+            user_agent=who.user_agent, request_id=who.request_id,
+            target=event.target or event.version or "",
+            params={**(params or {}), "epoch": state.epoch, "source": event.source},
+            reason=event.reason, evidence=evidence_of(event))
+        incident_id = self._track_incident(session, event, now)
+        kind = NOTICE_KINDS.get(event.kind)
+        if kind and self.enqueue and not (event.kind == "suppressed" and event.reason == "paused"):
+            payload = {"event": event.kind, "source": event.source, "target": event.target,
+                       "version": event.version, "reason": event.reason,
+                       "actor": who.name if actor else event.actor, "active": state.active,
+                       "epoch": state.epoch, "at": audit.utc_iso(now),
+                       "evidence": evidence_of(event)}
+            self.enqueue(session, kind=kind, subject=notice_subject(event), payload=payload,
+                         now=now, incident_id=incident_id)
+
+    @staticmethod
+    def _track_incident(session, event: Event, now: float) -> int | None:
+        from sqlmodel import select
+
+        open_incident = session.exec(
+            select(Incident).where(Incident.closed_at.is_(None))).first()
+        if event.kind == "incident_opened" and open_incident is None:
+            incident = Incident(kind="all_down", opened_at=now, summary=event.reason)
+            session.add(incident)
+            session.flush()
+            return incident.id
+        if event.kind == "incident_closed" and open_incident is not None:
+            open_incident.closed_at = now
+            session.add(open_incident)
+            return open_incident.id
+        return open_incident.id if open_incident else None
+
+    def _write_refusal(self, actor, action, target, params, reason, why, now) -> None:
+        with self.store.write() as session:
+            audit.append(session, self.audit_key, now=now, action=action, actor=actor.name,
+                         role=actor.role, source_ip=actor.source_ip,
+                         user_agent=actor.user_agent, request_id=actor.request_id,
+                         target=target, params={**(params or {}), "reason": reason},
+                         outcome="refused", reason=why)
+
+    def _after(self, events: list[Event]) -> None:
+        for version in engine.wants_probe_now(events):
+            self.expedite(version)
+        if self.metrics:
+            for event in events:
+                if event.kind in ("switch", "manual_switch"):
+                    self.metrics.failover(_failover_reason(event))
+            self._set_active_metric()
+
+    def _set_active_metric(self) -> None:
+        if self.metrics and self.state is not None:
+            self.metrics.set_active(self.state.active, self.policy.versions)
+            self.metrics.set_open_incidents(1 if self.state.incident else 0)
+
+
+def _failover_reason(event: Event) -> str:
+    if event.kind == "manual_switch":
+        return "forced" if "force" in event.reason else "manual"
+    return "auto_failback" if "failback" in event.reason else "automatic"
+
+
+class _System:
+    name, role, source_ip, user_agent, request_id = "monitor", "system", "", "", ""
