@@ -37,7 +37,8 @@ def bind(host: str, port: int, setting: str) -> socket.socket:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
-        raise SystemExit(f"error: {setting}: cannot listen on {host}:{port}: {exc.strerror}")
+        message = f"error: {setting}: cannot listen on {host}:{port}: {exc.strerror}"
+        raise SystemExit(message) from None
     sock.listen(2048)
     sock.set_inheritable(True)
     return sock

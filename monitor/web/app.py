@@ -1,0 +1,98 @@
+"""The dashboard application: `create_app(runtime)`.
+
+Middleware order, outermost first: SecurityHeaders (headers + request id on every response,
+500s included) -> AccessGate (authentication, roles, lockout) -> FastAPI's own stack.
+"""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from monitor.users import default_hasher
+from monitor.web import routes_actions, routes_api, routes_pages
+from monitor.web.auth import Authenticator, Hasher
+from monitor.web.context import STATIC_DIR, Web, make_templates, render
+from monitor.web.forms import FormError
+from monitor.web.gate import AccessGate
+from monitor.web.headers import SecurityHeaders
+from monitor.web.lockout import Lockout
+
+
+def create_app(runtime, *, hasher: Hasher | None = None, lockout: Lockout | None = None,
+               manage_runtime: bool = False) -> FastAPI:
+    """Build the dashboard for `runtime` (nothing starts until the server runs it).
+
+    `hasher` replaces the Argon2 PasswordHasher (tests); `manage_runtime=True` makes the app's
+    lifespan start and stop the runtime (when the app is served on its own).
+    """
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        if manage_runtime:
+            await runtime.start()
+        try:
+            yield
+        finally:
+            if manage_runtime:
+                await runtime.stop()
+
+    app = FastAPI(title="Secure Failover Monitor", docs_url=None, redoc_url=None,
+                  openapi_url=None, lifespan=lifespan)
+    state = Web(
+        runtime=runtime,
+        templates=make_templates(),
+        auth=Authenticator(runtime.store, runtime.keys.auth_cache,
+                           hasher=hasher or default_hasher(), clock=runtime.clock),
+        lockout=lockout or Lockout(),
+    )
+    app.state.web = state
+    for module in (routes_pages, routes_api, routes_actions):
+        add_routes(app, module.router)
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(FormError, _form_error)
+    app.add_middleware(AccessGate, web=state, router=app.router)
+    app.add_middleware(SecurityHeaders, hsts=bool(runtime.settings.tls_certfile))
+    return app
+
+
+def add_routes(app: FastAPI, router: APIRouter) -> None:
+    """Register a module's routes directly on the app rather than with include_router, so
+    `app.routes` stays flat: the access gate and the route-table test see every route."""
+    for route in router.routes:
+        app.add_api_route(route.path, route.endpoint, methods=sorted(route.methods),
+                          name=route.name, response_class=route.response_class)
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or \
+        "application/json" in request.headers.get("accept", "")
+
+
+def _error(request: Request, status: int, message: str, headers: dict | None = None):
+    if _wants_json(request) or not hasattr(request.state, "principal"):
+        return JSONResponse({"detail": message}, status, headers=headers)
+    response = render(request, "error.html", {"status": status, "message": message},
+                      status_code=status)
+    response.headers.update(headers or {})
+    return response
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException):
+    return _error(request, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
+
+
+async def _validation_error(request: Request, exc: RequestValidationError):
+    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}"
+                         for e in exc.errors())
+    return _error(request, 422, f"Invalid input: {problems}")
+
+
+async def _form_error(request: Request, exc: FormError):
+    return _error(request, 422, f"Invalid input: {exc}")

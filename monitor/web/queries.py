@@ -1,0 +1,102 @@
+"""Read queries behind the pages and the JSON API (blocking: call from a worker thread).
+
+Each query is served by an index of store.py: audit (actor, seq), (action, seq), ts; probe
+(version, at); notice created_at.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlmodel import or_, select
+
+from monitor import audit
+from monitor.store import AuditRow, Notice, Store
+from monitor.web.forms import FormError
+from monitor.web.views import page_rows
+
+VERIFY_CACHE_S = 10.0
+
+
+@dataclass(frozen=True)
+class AuditFilter:
+    actor: str = ""
+    action: str = ""
+    since: str = ""  # canonical UTC ISO strings, comparable with AuditRow.ts
+    until: str = ""
+
+    def as_query(self) -> dict:
+        return {k: v for k, v in vars(self).items() if v}
+
+
+def parse_time(value: str, field: str) -> str:
+    """A datetime-local or ISO 8601 value as the audit log's UTC text (naive means UTC)."""
+    value = value.strip()
+    if not value:
+        return ""
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise FormError(f"{field}: expected a date and time like 2025-01-31T13:45") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return audit.utc_iso(moment)
+
+
+def audit_filter(actor: str = "", action: str = "", since: str = "",
+                 until: str = "") -> AuditFilter:
+    return AuditFilter(actor=actor.strip()[:100], action=action.strip()[:100],
+                       since=parse_time(since, "since"), until=parse_time(until, "until"))
+
+
+def audit_page(store: Store, where: AuditFilter, *, before: int | None,
+               size: int) -> tuple[list[AuditRow], bool]:
+    """Newest first, keyset-paged by seq (`before` = the last seq of the previous page).
+
+    `action` matches exactly or as a dotted prefix: `login` finds `login.failed`.
+    """
+    query = select(AuditRow)
+    if where.actor:
+        query = query.where(AuditRow.actor == where.actor)
+    if where.action:
+        query = query.where(or_(AuditRow.action == where.action,
+                                AuditRow.action.startswith(where.action + ".", autoescape=True)))
+    if where.since:
+        query = query.where(AuditRow.ts >= where.since)
+    if where.until:
+        query = query.where(AuditRow.ts <= where.until)
+    if before is not None:
+        query = query.where(AuditRow.seq < before)
+    with store.read() as session:
+        rows = list(session.exec(query.order_by(AuditRow.seq.desc()).limit(size + 1)))
+    return page_rows(rows, size)
+
+
+def notices_page(store: Store, *, offset: int, size: int) -> tuple[list[Notice], bool]:
+    with store.read() as session:
+        rows = list(session.exec(select(Notice).order_by(Notice.created_at.desc(),
+                                                         Notice.id.desc())
+                                 .offset(offset).limit(size + 1)))
+    return page_rows(rows, size)
+
+
+def verify_report(runtime, cache: dict) -> audit.Report:
+    """The chain verification, recomputed at most every VERIFY_CACHE_S seconds or when the
+    head moved, so a busy audit page does not re-verify the whole log on every view."""
+    now = runtime.clock()
+    with runtime.store.read() as session:
+        head = session.exec(select(AuditRow.seq).order_by(AuditRow.seq.desc()).limit(1)).first()
+    if cache.get("head") == head and now - cache.get("at", -VERIFY_CACHE_S) < VERIFY_CACHE_S:
+        return cache["report"]
+    report = audit.verify(runtime.store, runtime.keys.audit, runtime.checkpoint_path)
+    cache.update(head=head, at=now, report=report)
+    return report
+
+
+def audit_json(row: AuditRow) -> dict:
+    return row.model_dump()
+
+
+def notice_json(row: Notice) -> dict:
+    return row.model_dump()

@@ -1,0 +1,171 @@
+"""The watchdog folds probes into the engine and writes every decision in one transaction."""
+
+import json
+import sqlite3
+
+import httpx
+import pytest
+from sqlmodel import select
+
+from monitor import audit, notify
+from monitor.engine import Policy
+from monitor.probe import Canary
+from monitor.store import AuditRow, Incident, Notice, ProbeRow, Store
+from monitor.watchdog import Watchdog
+from services.bookservice.canary import book_digest
+
+KEY = b"k" * 32
+BOOK = {"id": "b1", "title": "Moby-Dick", "authors": ["Herman Melville"]}
+CANARY = Canary(query="Moby-Dick", book_id="b1", digest=book_digest(BOOK))
+URLS = {v: f"http://{v}.test" for v in ("v1", "v2", "v3")}
+POLICY = Policy(fall=3, rise=2, cooldown=15, startup_grace=0)
+
+
+class Clock:
+    def __init__(self, t=1000.0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+
+class Services:
+    """Fake book services at the HTTP edge: each version is healthy unless told otherwise."""
+
+    def __init__(self):
+        self.down: set[str] = set()
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        version = request.url.host.split(".")[0]
+        if version in self.down:
+            raise httpx.ConnectError("refused", request=request)
+        if request.url.path == "/health":
+            return httpx.Response(200, json={"status": "ok", "faults": {}})
+        return httpx.Response(200, json={"total": 1, "items": [BOOK]})
+
+
+@pytest.fixture
+def store(tmp_path):
+    store = Store(f"sqlite:///{tmp_path}/m.db")
+    store.create_all()
+    yield store
+    store.dispose()
+
+
+@pytest.fixture
+def services():
+    return Services()
+
+
+def make_watchdog(store, services, clock):
+    client = httpx.AsyncClient(transport=httpx.MockTransport(services.handler))
+    dog = Watchdog(policy=POLICY, urls=URLS, store=store, audit_key=KEY, client=client,
+                   clock=clock, canary=CANARY, timeout=1.0, enqueue=notify.enqueue)
+    dog.load()
+    return dog
+
+
+async def probe_all(dog, clock, rounds=1):
+    for _ in range(rounds):
+        for version in URLS:
+            await dog.cycle(version)
+        clock.t += 1
+    # confirming probes requested by the engine
+    for version in sorted(dog.hurry):
+        await dog.cycle(version)
+
+
+def rows(store, model):
+    with store.read() as session:
+        return list(session.exec(select(model)))
+
+
+async def test_it_persists_a_failover_with_its_evidence_audit_row_and_notice(store, services):
+    clock = Clock()
+    dog = make_watchdog(store, services, clock)
+    await probe_all(dog, clock, rounds=2)
+    services.down.add("v1")
+    await probe_all(dog, clock, rounds=3)
+
+    assert (dog.state.active, dog.state.epoch) == ("v2", 1)
+    assert store.load_state()["active"] == "v2" and store.load_state()["epoch"] == 1
+    switch = [r for r in rows(store, AuditRow) if r.action == "failover.automatic"]
+    assert len(switch) == 1 and switch[0].target == "v2"
+    evidence = json.loads(switch[0].evidence)
+    assert {e["version"] for e in evidence} == {"v1", "v2"}
+    assert any(e["failure"] == "refused" for e in evidence)
+    notices = [n for n in rows(store, Notice) if n.kind == "failover"]
+    assert len(notices) == 1 and "v1 -> v2" in notices[0].subject
+    assert len(rows(store, ProbeRow)) >= 15
+    assert audit.verify(store, KEY).ok
+
+
+async def test_it_resumes_the_same_active_and_epoch_after_a_restart(store, services):
+    clock = Clock()
+    dog = make_watchdog(store, services, clock)
+    await probe_all(dog, clock, rounds=2)
+    services.down.add("v1")
+    await probe_all(dog, clock, rounds=3)
+    assert dog.state.active == "v2"
+
+    restarted = make_watchdog(store, services, clock)
+    assert (restarted.state.active, restarted.state.epoch) == ("v2", 1)
+    services.down.clear()
+    await probe_all(restarted, clock, rounds=3)
+    assert (restarted.state.active, restarted.state.epoch) == ("v2", 1)
+    assert len([r for r in rows(store, AuditRow) if r.action == "failover.automatic"]) == 1
+
+
+async def test_it_opens_one_incident_when_all_versions_are_down(store, services):
+    clock = Clock()
+    dog = make_watchdog(store, services, clock)
+    await probe_all(dog, clock, rounds=2)
+    services.down.update(URLS)
+    await probe_all(dog, clock, rounds=6)
+    incidents = rows(store, Incident)
+    assert len(incidents) == 1 and incidents[0].closed_at is None
+    assert dog.state.active == "v1"
+    services.down.clear()
+    await probe_all(dog, clock, rounds=3)
+    assert rows(store, Incident)[0].closed_at is not None
+    kinds = [n.kind for n in rows(store, Notice)]
+    assert kinds.count("all_down") == 1 and kinds.count("recovery") == 1
+
+
+async def test_it_loses_no_decision_while_the_database_is_locked(store, services, tmp_path):
+    clock = Clock()
+    dog = make_watchdog(store, services, clock)
+    await probe_all(dog, clock, rounds=2)
+    services.down.add("v1")
+    blocker = sqlite3.connect(tmp_path / "m.db", timeout=0.1)
+    blocker.execute("BEGIN EXCLUSIVE")
+    store.writer.dispose()
+    store_busy = Store(f"sqlite:///{tmp_path}/m.db", busy_timeout_ms=50)
+    dog.store = store_busy
+    await probe_all(dog, clock, rounds=3)
+    assert dog.state.active == "v1"  # nothing committed, so nothing decided
+    blocker.rollback()
+    blocker.close()
+    await probe_all(dog, clock, rounds=3)
+    assert dog.state.active == "v2"
+    assert [r.action for r in rows(store, AuditRow)].count("failover.automatic") == 1
+    assert audit.verify(store, KEY).ok
+    store_busy.dispose()
+
+
+async def test_it_audits_a_refused_manual_action_and_changes_nothing(store, services):
+    from monitor import engine
+    from monitor.runtime import Actor
+
+    clock = Clock()
+    dog = make_watchdog(store, services, clock)
+    actor = Actor("olga", "operator", "127.0.0.1", "pytest", "req-1")
+    ok, message = await dog.act(
+        lambda state, now: engine.manual_failover(state, "v3", POLICY, now, reason="drill",
+                                                  actor="olga"),
+        actor=actor, action="failover.manual", target="v3", reason="drill")
+    assert not ok and "not up" in message
+    row = rows(store, AuditRow)[-1]
+    assert (row.action, row.outcome, row.actor, row.request_id) == (
+        "failover.manual", "refused", "olga", "req-1")
+    assert dog.state.active == "v1" and store.load_state()["epoch"] == 0

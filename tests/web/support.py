@@ -1,0 +1,67 @@
+"""Shared helpers of the web tests: users, fake clock, form posts, audit reads."""
+
+from __future__ import annotations
+
+import re
+
+from argon2 import PasswordHasher
+from sqlmodel import select
+
+from monitor.config import Settings
+from monitor.store import AuditRow
+from monitor.web import csrf
+
+UNREACHABLE = "v1=http://127.0.0.1:9,v2=http://127.0.0.1:7,v3=http://127.0.0.1:5"
+ORIGIN = "http://testserver"
+SAME_ORIGIN = {"Sec-Fetch-Site": "same-origin", "Origin": ORIGIN}
+PASSWORDS = {
+    "viewer": "Viewer-pass-1234",
+    "operator": "Operator-pass-5678",
+    "admin": "Admin-pass-9012!",
+}
+CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_750_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make_settings(tmp_path, **overrides) -> Settings:
+    return Settings(_env_file=None, data_dir=tmp_path, services=UNREACHABLE, **overrides)
+
+
+def auth(role: str) -> tuple[str, str]:
+    return (role, PASSWORDS[role])
+
+
+def token(runtime, user: str) -> str:
+    return csrf.issue(runtime.keys.csrf, user, now=runtime.clock())
+
+
+def token_from(html: str) -> str:
+    match = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert match, "page has no csrf_token field"
+    return match.group(1)
+
+
+def post_form(client, runtime, path: str, role: str, data: dict | None = None,
+              headers: dict | None = None):
+    """A POST as the dashboard's own form would send it (valid token, same origin)."""
+    body = {"csrf_token": token(runtime, role), **(data or {})}
+    return client.post(path, data=body, auth=auth(role), follow_redirects=False,
+                       headers=SAME_ORIGIN if headers is None else headers)
+
+
+def audit_rows(runtime, action: str | None = None) -> list[AuditRow]:
+    with runtime.store.read() as session:
+        query = select(AuditRow).order_by(AuditRow.seq)
+        if action:
+            query = query.where(AuditRow.action == action)
+        return list(session.exec(query))
