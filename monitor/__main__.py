@@ -72,7 +72,7 @@ def _run(settings: Settings, _args) -> int:
 def _check_config(settings: Settings, _args) -> int:
     from monitor import preflight
 
-    problems = preflight.check(settings, for_run=True)
+    problems = preflight.check(settings, for_run=False)
     for problem in problems:
         print(f"problem: {problem}", file=sys.stderr)
     if problems:

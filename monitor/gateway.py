@@ -29,6 +29,7 @@ import httpx
 from monitor import retry_policy
 from monitor.proxy_headers import forward_headers, response_headers
 from monitor.retry_policy import Failure
+from monitor.upstream import UpstreamTransport
 
 log = logging.getLogger(__name__)
 
@@ -45,13 +46,13 @@ class Metrics(Protocol):
     def gateway_request(self, version: str, outcome: str) -> None: ...
 
 
-def new_client(*, attempt_timeout: float = 2.0) -> httpx.AsyncClient:
-    """The pooled backend client: no cookies kept, no redirects followed, keep-alive shorter
-    than uvicorn's 5 s so the backend never closes a connection just as it is reused."""
+def new_client(*, attempt_timeout: float = 2.0, max_connections: int = 128) -> httpx.AsyncClient:
+    """The pooled backend client: at most ``max_connections`` per version, keep-alive shorter
+    than uvicorn's 5 s (so a backend never closes a connection just as it is reused), no
+    cookies kept, no redirects followed, on the lean transport of :mod:`monitor.upstream`."""
     return httpx.AsyncClient(
+        transport=UpstreamTransport(max_connections=max_connections, keepalive_expiry=4.0),
         timeout=httpx.Timeout(attempt_timeout),
-        limits=httpx.Limits(max_connections=256, max_keepalive_connections=64,
-                            keepalive_expiry=4.0),
         cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         follow_redirects=False,
         trust_env=False,

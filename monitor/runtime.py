@@ -8,7 +8,6 @@ scheduler; `await runtime.stop()` undoes it in reverse, leaving a checkpoint and
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 import time
 from collections.abc import Callable
@@ -31,7 +30,6 @@ from monitor.store import Incident, ProbeRow, Store
 from monitor.supervisor import ChildSpec, Supervisor
 from monitor.watchdog import Watchdog
 
-log = logging.getLogger("monitor.runtime")
 UPTIME_CACHE_S = 30.0
 
 
@@ -95,6 +93,7 @@ class Runtime:
             self.supervisor = Supervisor(self._child_specs(), on_event=self._on_child_event,
                                          log_dir=self.settings.data_dir / "logs")
             await self.supervisor.start()
+            await self._wait_live(timeout=15.0)
         await self.arecord(SYSTEM, "monitor.start",
                            params={"active": self.watchdog.state.active,
                                    "epoch": self.watchdog.state.epoch,
@@ -120,6 +119,19 @@ class Runtime:
         self.watchdog.close()
         self.store.dispose()
 
+    async def _wait_live(self, *, timeout: float) -> None:
+        """Give freshly spawned services a moment to listen, so the first probes are fair."""
+        pending = set(self.urls)
+        deadline = time.monotonic() + timeout
+        while pending and time.monotonic() < deadline:
+            for version in list(pending):
+                try:
+                    await self.client.get(f"{self.urls[version]}/health/live", timeout=0.5)
+                    pending.discard(version)
+                except httpx.HTTPError:
+                    pass
+            await asyncio.sleep(0.1)
+
     def _child_specs(self) -> list[ChildSpec]:
         env = {"SERVICE_CHAOS_TOKEN": self.keys.chaos_token}
         return [ChildSpec(name=v, env=env, argv=[
@@ -129,7 +141,6 @@ class Runtime:
     def _on_child_event(self, name: str, kind: str, reason: str) -> None:
         if kind == "restart":
             self.metrics.supervisor_restart(name)
-        log.warning("service %s: %s (%s)", name, kind, reason)
         asyncio.get_running_loop().create_task(
             self.arecord(SYSTEM, f"supervisor.{kind}", target=name, reason=reason))
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+import psutil
+
 log = logging.getLogger(__name__)
 
 LOG_ROTATE_BYTES = 10 * 1024 * 1024
@@ -249,8 +251,8 @@ class Supervisor:
         # kill() returns before the kernel has finished the group off; wait (briefly) so
         # that no process of the group outlives stop() and ports are free again.
         give_up_at = time.monotonic() + GROUP_EXIT_WAIT
-        while _group_exists(process.pid) and time.monotonic() < give_up_at:
-            await asyncio.sleep(0.01)
+        while _group_alive(process.pid) and time.monotonic() < give_up_at:
+            await asyncio.sleep(0.02)
 
     def _emit(self, name: str, kind: str, reason: str) -> None:
         log.warning("%s %s: %s", name, kind, reason,
@@ -286,10 +288,16 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
         os.killpg(pgid, sig)
 
 
-def _group_exists(pgid: int) -> bool:
-    """True while any process (a zombie not yet reaped included) is in the group."""
+def _group_alive(pgid: int) -> bool:
+    """True while a process of the group still runs (zombies awaiting their reaper don't)."""
     try:
         os.killpg(pgid, 0)
     except (ProcessLookupError, PermissionError):
         return False
-    return True
+    for proc in psutil.process_iter(["status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and os.getpgid(proc.pid) == pgid:
+                return True
+        except (OSError, psutil.Error):
+            continue
+    return False

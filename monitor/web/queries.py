@@ -81,13 +81,15 @@ def notices_page(store: Store, *, offset: int, size: int) -> tuple[list[Notice],
     return page_rows(rows, size)
 
 
-def verify_report(runtime, cache: dict) -> audit.Report:
-    """The chain verification, recomputed at most every VERIFY_CACHE_S seconds or when the
-    head moved, so a busy audit page does not re-verify the whole log on every view."""
+def verify_report(runtime, cache: dict, *, fresh: bool = False) -> audit.Report:
+    """The chain verification. The audit page may reuse a result up to VERIFY_CACHE_S old
+    while the head has not moved, so a busy page does not re-verify the whole log on every
+    view; `fresh=True` (the admin's verify API) always recomputes."""
     now = runtime.clock()
     with runtime.store.read() as session:
         head = session.exec(select(AuditRow.seq).order_by(AuditRow.seq.desc()).limit(1)).first()
-    if cache.get("head") == head and now - cache.get("at", -VERIFY_CACHE_S) < VERIFY_CACHE_S:
+    if not fresh and cache.get("head") == head \
+            and now - cache.get("at", -VERIFY_CACHE_S) < VERIFY_CACHE_S:
         return cache["report"]
     report = audit.verify(runtime.store, runtime.keys.audit, runtime.checkpoint_path)
     cache.update(head=head, at=now, report=report)

@@ -50,7 +50,8 @@ async def api_notices(limit: int = Query(50, ge=1, le=500), offset: int = Query(
 
 @router.get("/api/audit/verify")
 async def api_audit_verify(state: Web = Depends(web)) -> dict:
-    report = await asyncio.to_thread(queries.verify_report, state.runtime, state.verify_cache)
+    report = await asyncio.to_thread(queries.verify_report, state.runtime, state.verify_cache,
+                                     fresh=True)
     return report.as_dict()
 
 

@@ -42,7 +42,7 @@ def find_books(
         books = list(catalog.books)
     else:
         ids = service.strategy.search(q)
-        ids = promote_exact_title(q, ids, lambda book_id: catalog.title(book_id))
+        ids = promote_exact_title(q, ids, catalog.title)
         books = [book for book in map(catalog.get, ids) if book is not None]
     if author is not None:
         wanted = normalize(author)

@@ -59,11 +59,12 @@ def test_it_refuses_malformed_basic_credentials(header):
 
 def test_it_logs_in_with_a_non_ascii_password(runtime, client):
     password = "Grüße-aus-Köln-€-✓"
-    add_user(runtime.store, "jürgen", "viewer", password, now=runtime.clock(),
+    add_user(runtime.store, "juergen", "viewer", password, now=runtime.clock(),
              audit_key=runtime.keys.audit, hasher=CHEAP_HASHER)
-    response = client.get("/api/status", headers={"Authorization": basic("jürgen", password)})
+    response = client.get("/api/status", headers={"Authorization": basic("juergen", password)})
     assert response.status_code == 200
-    wrong = client.get("/api/status", headers={"Authorization": basic("jürgen", "Grusse-aus")})
+    wrong = client.get("/api/status",
+                       headers={"Authorization": basic("juergen", "Grusse-aus-Koeln")})
     assert wrong.status_code == 401
 
 
