@@ -65,14 +65,18 @@ async def _main(settings: Settings, sockets: dict[str, socket.socket]) -> int:
     from monitor.gateway import create_gateway
     from monitor.logs import uvicorn_log_config
     from monitor.runtime import create_runtime
-    from monitor.users import ensure_admin
+    from monitor.users import UserError, ensure_admin
     from monitor.web.app import create_app
 
     runtime = create_runtime(settings)
-    admin_password = await asyncio.to_thread(
-        ensure_admin, runtime.store,
-        password=settings.admin_password.get_secret_value() if settings.admin_password else None,
-        audit_key=runtime.keys.audit, now=runtime.clock())
+    given = settings.admin_password.get_secret_value() if settings.admin_password else ""
+    try:
+        admin_password = await asyncio.to_thread(
+            ensure_admin, runtime.store, password=given or None, audit_key=runtime.keys.audit,
+            now=runtime.clock())
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     ssl = {"ssl_certfile": str(settings.tls_certfile), "ssl_keyfile": str(settings.tls_keyfile)} \
         if settings.tls_certfile else {}
     common = {"log_config": uvicorn_log_config(), "server_header": False,

@@ -116,6 +116,9 @@ class Watchdog:
         if self.metrics:
             self.metrics.probe(version, result.ok, result.failure, result.latency_ms)
         await self.observe(result.observation(), row=result)
+        if self.metrics:
+            shown = engine.shown_state(self.state.health_of(version), self.policy, self.clock())
+            self.metrics.set_version_state(version, shown)
         if version in self.hurry:
             return 0.0
         return engine.next_probe_delay(self.state, version, self.policy)
