@@ -64,6 +64,8 @@ class Scheduler:
                 self._arm(version, jittered(delay))
 
     def _arm(self, version: str, delay: float) -> None:
+        # max_instances=2: the finishing run is still counted while it arms its successor;
+        # overlap is impossible anyway, since a successor is armed only when a run ends.
         self.aps.add_job(self._run, "date", args=[version], id=f"probe:{version}",
                          run_date=datetime.now(UTC) + timedelta(seconds=delay),
-                         replace_existing=True)
+                         replace_existing=True, max_instances=2)

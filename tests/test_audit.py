@@ -147,7 +147,7 @@ def test_it_keeps_one_unbroken_chain_under_50_concurrent_appends(tmp_path):
     with store.read() as session:
         rows = list(session.exec(select(AuditRow).order_by(AuditRow.seq)))
     assert [r.seq for r in rows] == list(range(1, workers + 1))
-    assert all(later.prev_mac == earlier.mac for earlier, later in zip(rows, rows[1:]))
+    assert all(rows[i + 1].prev_mac == rows[i].mac for i in range(len(rows) - 1))
     assert {r.actor for r in rows} == {f"worker{i}" for i in range(workers)}
     report = audit.verify(store, KEY)
     assert report.ok and report.summary() == f"{workers}/{workers} records valid"

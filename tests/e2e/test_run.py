@@ -84,6 +84,11 @@ def test_it_runs_supervises_fails_over_and_stops_cleanly(tmp_path):
                        "monitor_open_incidents", 'monitor_notices{status="pending"}'):
             assert family in metrics, family
 
+        backup = monitor.cli("backup", str(tmp_path / "backup.db"))
+        assert backup.returncode == 0, backup.stderr
+        with sqlite3.connect(tmp_path / "backup.db") as copy:
+            assert copy.execute("SELECT count(*) FROM audit").fetchone()[0] > 3
+
         pids = [c.pid for c in psutil.Process(monitor.proc.pid).children(recursive=True)]
         monitor.proc.send_signal(signal.SIGTERM)
         assert monitor.proc.wait(timeout=15) == 0
