@@ -40,6 +40,7 @@ FAULTS = {  # name -> (chaos endpoint, parameters)
 }
 TARGET_ADDED_P50_MS = 2.0
 TARGET_RPS_RATIO = 0.5
+ROUNDS = 3  # each overhead target runs in this many interleaved slices
 
 
 # -- processes ----------------------------------------------------------------------------------
@@ -247,6 +248,14 @@ class Tally:
     served: dict[str, int] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
 
+    def merge(self, other: Tally) -> Tally:
+        served = {v: self.served.get(v, 0) + other.served.get(v, 0)
+                  for v in {*self.served, *other.served}}
+        failures = {k: self.failures.get(k, 0) + other.failures.get(k, 0)
+                    for k in {*self.failures, *other.failures}}
+        return Tally(self.latencies + other.latencies, self.failed + other.failed,
+                     self.wrong + other.wrong, served, failures)
+
     @property
     def total(self) -> int:
         return len(self.latencies) + self.failed
@@ -280,6 +289,7 @@ async def load(port: int, path: str, *, workers: int, seconds: float, timeout: f
             if status != 200:
                 tally.failed += 1
                 tally.failures[f"HTTP {status}"] = tally.failures.get(f"HTTP {status}", 0) + 1
+                await asyncio.sleep(0.05)
                 continue
             tally.latencies.append(time.perf_counter() - started)
             by = headers.get("x-served-by", "direct")
@@ -331,17 +341,25 @@ def overhead(targets: dict[str, tuple[int, subprocess.Popen | None]], backend, p
     adds) and saturated (``--concurrency`` connections: throughput; there p50 also holds the
     queueing of a slower server, by Little's law p50 ~ connections / throughput)."""
     results: dict[tuple[str, int], Tally] = {}
-    cpu: dict[tuple[str, int], tuple[float, float]] = {}
+    spent: dict[tuple[str, int], list[float]] = {}
     for conc in (1, args.concurrency):
-        for name, (port, proxy) in targets.items():
-            asyncio.run(load(port, path, workers=conc, seconds=0.5, timeout=10))
-            before = cpu_seconds(proxy), cpu_seconds(backend)
-            tally = asyncio.run(load(port, path, workers=conc, seconds=args.seconds, timeout=10))
-            after = cpu_seconds(proxy), cpu_seconds(backend)
-            results[name, conc] = tally
-            n = max(1, tally.total)
-            cpu[name, conc] = ((after[0] - before[0]) / n * 1e6, (after[1] - before[1]) / n * 1e6)
-    print(f"\n## Overhead: GET {path}, keep-alive connections, {args.seconds:g} s each\n")
+        for port, _ in targets.values():  # warm up connections and caches
+            asyncio.run(load(port, path, workers=conc, seconds=0.3, timeout=10))
+        for _ in range(ROUNDS):  # interleaved, so a noisy neighbour hits every target alike
+            for name, (port, proxy) in targets.items():
+                before = cpu_seconds(proxy), cpu_seconds(backend)
+                tally = asyncio.run(load(port, path, workers=conc,
+                                         seconds=args.seconds / ROUNDS, timeout=10))
+                after = cpu_seconds(proxy), cpu_seconds(backend)
+                results[name, conc] = results[name, conc].merge(tally) \
+                    if (name, conc) in results else tally
+                total = spent.setdefault((name, conc), [0.0, 0.0])
+                total[0] += after[0] - before[0]
+                total[1] += after[1] - before[1]
+    cpu = {key: (s[0] / max(1, results[key].total) * 1e6, s[1] / max(1, results[key].total) * 1e6)
+           for key, s in spent.items()}
+    print(f"\n## Overhead: GET {path}, keep-alive connections, {args.seconds:g} s per target "
+          f"in {ROUNDS} interleaved slices\n")
     print("| target | connections | requests/s | p50 ms | p99 ms | rps vs direct "
           "| added p50 ms | proxy CPU us/req | v1 CPU us/req | failed |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")

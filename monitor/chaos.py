@@ -39,16 +39,6 @@ async def inject(client: httpx.AsyncClient, base_url: str, token: str, fault: st
     return ChaosOutcome(False, response.status_code, f"refused: {_reason(body, response)}", body)
 
 
-async def active_faults(client: httpx.AsyncClient, base_url: str, token: str) -> dict:
-    """`GET /chaos` of one service, or {} when it cannot be read."""
-    try:
-        response = await client.get(f"{base_url}/chaos",
-                                    headers={"Authorization": f"Bearer {token}"}, timeout=2.0)
-        return response.json() if response.is_success else {}
-    except (httpx.HTTPError, ValueError):
-        return {}
-
-
 def _reason(body, response: httpx.Response) -> str:
     detail = body.get("detail") if isinstance(body, dict) else None
     if isinstance(detail, list):  # FastAPI validation errors

@@ -9,7 +9,10 @@ its own. Answers the gateway makes itself are JSON: 413 (body too large), 408 (b
 in time), 502/504 (the backend broke or timed out), 503 (all versions down).
 
 The deadline bounds everything up to the response headers, retries and back-off included; once
-a response has started, its body is streamed with ``attempt_timeout`` between chunks.
+a response has started, its body is streamed with ``attempt_timeout`` between chunks. Backend
+traffic goes through one pooled ``httpx.AsyncClient`` on the lean keep-alive transport of
+:mod:`monitor.upstream` (created at lifespan startup, closed at shutdown) unless a client is
+passed in. Run the server with ``date_header=False``: the backend's Date header is passed on.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from http.cookiejar import CookieJar, DefaultCookiePolicy
+from http.cookiejar import CookieJar
 from typing import Any, Protocol
 
 import anyio
@@ -46,17 +49,30 @@ class Metrics(Protocol):
     def gateway_request(self, version: str, outcome: str) -> None: ...
 
 
-def new_client(*, attempt_timeout: float = 2.0, max_connections: int = 128) -> httpx.AsyncClient:
+def new_client(*, attempt_timeout: float = 2.0, max_connections: int = 128,
+               transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
     """The pooled backend client: at most ``max_connections`` per version, keep-alive shorter
     than uvicorn's 5 s (so a backend never closes a connection just as it is reused), no
-    cookies kept, no redirects followed, on the lean transport of :mod:`monitor.upstream`."""
+    cookies kept, no redirects followed, on the lean transport of :mod:`monitor.upstream`
+    (or on ``transport``)."""
     return httpx.AsyncClient(
-        transport=UpstreamTransport(max_connections=max_connections, keepalive_expiry=4.0),
+        transport=transport or UpstreamTransport(max_connections=max_connections,
+                                                 keepalive_expiry=4.0),
         timeout=httpx.Timeout(attempt_timeout),
-        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
+        cookies=_NoCookies(),
         follow_redirects=False,
         trust_env=False,
     )
+
+
+class _NoCookies(CookieJar):
+    """A proxy keeps no cookies: Set-Cookie is the client's, not the gateway's."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        pass
+
+    def add_cookie_header(self, request: Any) -> None:
+        pass
 
 
 class _BodyTooLarge(Exception):
@@ -79,7 +95,7 @@ class Gateway:
         self.rng = rng
         self.clock = clock
         self._timeout = httpx.Timeout(attempt_timeout).as_dict()
-        self._bases: dict[str, httpx.URL] = {}
+        self._bases: dict[str, str] = {}
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
         if scope["type"] == "http":
@@ -129,7 +145,11 @@ class Gateway:
         if scope.get("query_string"):
             target = target + b"?" + scope["query_string"]
 
-        backends = retry_policy.plan(self.router.route_candidates())
+        try:
+            backends = retry_policy.plan(self.router.route_candidates())
+        except Exception:  # a broken router must not turn into a bare 500
+            log.exception("route_candidates failed")
+            backends = []
         failures: list[tuple[str, Failure]] = []
         out_of_time = False
         delay = 0.0
@@ -223,11 +243,13 @@ class Gateway:
             await _close(response)
 
     def _url(self, base_url: str, target: bytes) -> httpx.URL:
+        """``base_url`` (scheme, host, port and maybe a path prefix) + the request target."""
         base = self._bases.get(base_url)
-        if base is None:
-            base = self._bases[base_url] = httpx.URL(base_url)
-        prefix = base.raw_path.split(b"?")[0].rstrip(b"/")
-        return base.copy_with(raw_path=prefix + target)
+        if base is None:  # validated once; then one parse per request
+            url = httpx.URL(base_url)
+            base = self._bases[base_url] = str(url.copy_with(query=None, fragment=None,
+                                                             raw_path=url.raw_path.rstrip(b"/")))
+        return httpx.URL(base + target.decode("latin-1"))
 
     async def _fail(self, send: Callable, backends: list, failures: list[tuple[str, Failure]],
                     *, out_of_time: bool) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import httpx
 
@@ -33,7 +33,7 @@ class ProbeResult:
     status: int | None = None
     failure: str | None = None  # refused | timeout | http_5xx | bad_body | corrupt | slow
     detail: str = ""
-    faults: dict = field(default_factory=dict)
+    faults: dict | None = None  # what /health said is injected; None when it could not be read
 
     def observation(self) -> Observation:
         return Observation(version=self.version, ok=self.ok, at=self.at,
@@ -60,20 +60,21 @@ async def probe(client: httpx.AsyncClient, version: str, base_url: str, *, now: 
                 perf=time.perf_counter) -> ProbeResult:
     """Probe one version within `timeout` seconds overall; `now` stamps the result."""
     started = perf()
-    faults: dict = {}
+    seen: dict = {}
     try:
         async with asyncio.timeout(timeout):
-            faults = await _check_health(client, base_url)
+            await _check_health(client, base_url, seen)
             await _check_canary(client, base_url, canary)
     except _Failed as failed:
         return ProbeResult(version, False, now, _ms(perf() - started), failed.status,
-                           failed.failure, failed.detail, faults)
+                           failed.failure, failed.detail, seen.get("faults"))
     except (TimeoutError, httpx.TimeoutException):
         return ProbeResult(version, False, now, _ms(perf() - started), None, "timeout",
-                           f"no answer within {timeout:g}s", faults)
+                           f"no answer within {timeout:g}s", seen.get("faults"))
     except httpx.HTTPError as exc:
         return ProbeResult(version, False, now, None, None, "refused",
-                           f"{type(exc).__name__}: {exc}"[:300], faults)
+                           f"{type(exc).__name__}: {exc}"[:300], seen.get("faults"))
+    faults = seen.get("faults")
     latency = _ms(perf() - started)
     if slow_ms and latency > slow_ms:
         return ProbeResult(version, False, now, latency, 200, "slow",
@@ -81,18 +82,19 @@ async def probe(client: httpx.AsyncClient, version: str, base_url: str, *, now: 
     return ProbeResult(version, True, now, latency, 200, None, "", faults)
 
 
-async def _check_health(client: httpx.AsyncClient, base_url: str) -> dict:
+async def _check_health(client: httpx.AsyncClient, base_url: str, seen: dict) -> None:
+    """Check readiness; the faults the body reports go into `seen`, even on failure."""
     response = await client.get(f"{base_url}/health")
     body = _json(response)
     faults = body.get("faults") if isinstance(body, dict) else None
-    faults = faults if isinstance(faults, dict) else {}
+    if isinstance(faults, dict):
+        seen["faults"] = faults
     if response.status_code >= 500:
         raise _Failed("http_5xx", f"/health answered {response.status_code}",
                       response.status_code)
     if response.status_code != 200 or not isinstance(body, dict) or body.get("status") != "ok":
         raise _Failed("bad_body", f"/health answered {response.status_code} without status ok",
                       response.status_code)
-    return faults
 
 
 async def _check_canary(client: httpx.AsyncClient, base_url: str, canary: Canary) -> None:

@@ -20,7 +20,7 @@ from sqlalchemy import func
 from sqlmodel import select
 
 from monitor import audit, engine, notify
-from monitor.chaos import active_faults, inject
+from monitor.chaos import inject
 from monitor.config import Settings
 from monitor.keys import Keys, load_keys
 from monitor.metrics import Metrics
@@ -30,7 +30,7 @@ from monitor.store import Incident, ProbeRow, Store
 from monitor.supervisor import ChildSpec, Supervisor
 from monitor.watchdog import Watchdog
 
-UPTIME_CACHE_S = 30.0
+UPTIME_CACHE_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -225,13 +225,23 @@ class Runtime:
             outcome = await inject(self.client, self.urls[version], self.keys.chaos_token,
                                    fault, params)
             outcome_ok, message, status = outcome.ok, outcome.message, outcome.status
+            if outcome.ok:
+                self._remember_faults(version, fault, params, outcome.body)
         await self.arecord(actor, f"chaos.{fault}", target=version,
                            params={**params, "status": status},
                            outcome="ok" if outcome_ok else "refused", reason=message)
         return ActionResult(outcome_ok, f"{version}: {message}")
 
-    async def faults(self, version: str) -> dict:
-        return await active_faults(self.client, self.urls[version], self.keys.chaos_token)
+    def _remember_faults(self, version: str, fault: str, params: dict, body: dict | None):
+        """Show what was injected at once, even while the version cannot report it itself."""
+        reported = body.get("faults") if isinstance(body, dict) else None
+        if isinstance(reported, dict):
+            self.watchdog.faults[version] = reported
+        elif fault == "reset":
+            self.watchdog.faults[version] = {}
+        else:
+            self.watchdog.faults[version] = {**self.watchdog.faults.get(version, {}),
+                                             fault: params}
 
     # Views --------------------------------------------------------------------------------
     def status(self) -> dict:
@@ -241,7 +251,7 @@ class Runtime:
         for item in view["versions"]:
             last = self.watchdog.last.get(item["name"])
             item["url"] = self.urls[item["name"]]
-            item["faults"] = last.faults if last else {}
+            item["faults"] = self.watchdog.faults.get(item["name"], {})
             item["last_probe_at"] = audit.utc_iso(last.at) if last else None
             item["uptime_24h"] = uptime.get(item["name"])
         view["incident"] = self._open_incident()

@@ -60,6 +60,7 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         self.keepalive_expiry = keepalive_expiry
         self._pools: dict[tuple[bytes, bytes, int], _Pool] = {}
         self._ssl: ssl.SSLContext | None = None
+        self._closed = False
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
@@ -71,7 +72,10 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             pool = self._pools[key] = _Pool(self.max_connections)
         timeout = request.extensions.get("timeout", {})
         try:
-            async with asyncio.timeout(timeout.get("pool")):
+            if pool.slots.locked():  # a timer only when there is something to wait for
+                async with asyncio.timeout(timeout.get("pool")):
+                    await pool.slots.acquire()
+            else:
                 await pool.slots.acquire()
         except TimeoutError:
             raise httpx.PoolTimeout("no free connection to the backend") from None
@@ -88,14 +92,15 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
                         "Server disconnected without sending a response.") from None
                 conn = await self._connect(key, timeout.get("connect"))
                 head = await _exchange(conn, data, timeout)
+            return self._response(request, pool, conn, head, timeout.get("read"))
         except BaseException:
             if conn is not None:
                 conn.close()
             pool.slots.release()
             raise
-        return self._response(request, pool, conn, head, timeout.get("read"))
 
     async def aclose(self) -> None:
+        self._closed = True
         for pool in self._pools.values():
             for conn in pool.idle:
                 conn.close()
@@ -139,7 +144,7 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
                               extensions={"http_version": version})
 
     def _release(self, pool: _Pool, conn: _Conn, reusable: bool) -> None:
-        if reusable and not conn.writer.is_closing():
+        if reusable and not self._closed and not conn.writer.is_closing():
             conn.idle_since = time.monotonic()
             pool.idle.append(conn)
         else:
@@ -165,7 +170,10 @@ class _Body(httpx.AsyncByteStream):
             if self.framing == "length":
                 remaining = self.length
                 while remaining:
-                    chunk = await self._read(reader.read(min(remaining, READ_CHUNK)))
+                    read = reader.read(min(remaining, READ_CHUNK))
+                    # Bytes already buffered (often the whole body came with the head) are
+                    # taken without arming a timer.
+                    chunk = await (read if reader._buffer else self._read(read))
                     if not chunk:
                         raise httpx.RemoteProtocolError("backend closed the connection "
                                                         "before the body was complete")
@@ -230,8 +238,9 @@ async def _exchange(conn: _Conn, data: bytes, timeout: dict
     """Send one request and read the head of its final response (1xx are skipped)."""
     try:
         conn.writer.write(data)
-        async with asyncio.timeout(timeout.get("write")):
-            await conn.writer.drain()
+        if conn.writer.transport.get_write_buffer_size():  # else the kernel took it all
+            async with asyncio.timeout(timeout.get("write")):
+                await conn.writer.drain()
     except TimeoutError:
         raise httpx.WriteTimeout("backend too slow taking the request") from None
     except OSError as exc:

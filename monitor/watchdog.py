@@ -74,6 +74,7 @@ class Watchdog:
         self.enqueue, self.metrics = enqueue, metrics
         self.state: MonitorState | None = None
         self.last: dict[str, ProbeResult] = {}
+        self.faults: dict[str, dict] = {}  # last known injected faults per version
         self.hurry: set[str] = set()
         self.on_hurry: Callable[[str], None] = lambda version: None
         self._lock = asyncio.Lock()
@@ -113,6 +114,8 @@ class Watchdog:
         result = await probe(self.client, version, self.urls[version], now=self.clock(),
                              timeout=self.timeout, canary=self.canary, slow_ms=self.slow_ms)
         self.last[version] = result
+        if result.faults is not None:
+            self.faults[version] = result.faults
         if self.metrics:
             self.metrics.probe(version, result.ok, result.failure, result.latency_ms)
         await self.observe(result.observation(), row=result)

@@ -180,6 +180,17 @@ async def test_it_forwards_to_the_active_version_and_says_who_served():
     assert seen[0].headers["host"] == "v1.test:8001"
 
 
+async def test_it_keeps_the_path_prefix_of_a_version_url():
+    class PrefixRouter(FakeRouter):
+        def route_candidates(self):
+            return [("v1", "http://v1.test:8001/api/")]
+
+    client, seen = gateway_client(PrefixRouter(), {})
+    async with client:
+        await client.get("/books/moby-dick?x=1")
+    assert str(seen[0].url) == "http://v1.test:8001/api/books/moby-dick?x=1"
+
+
 @pytest.mark.parametrize("method, behaviour, status, served_by, tried, reports, outcome", [
     ("GET", {"v1": 503}, 200, "v2", ["v1", "v2"], [("v1", "http_5xx")], "retried"),
     ("GET", {"v1": 500, "v2": 502}, 200, "v3", ["v1", "v2", "v3"],
@@ -229,6 +240,18 @@ async def test_it_answers_503_json_when_all_versions_are_down(versions, behaviou
     assert response.json()["error"] == "all versions down"
     assert "detail" in response.json()
     assert metrics.calls == [("", "no_backend")]
+
+
+async def test_it_answers_503_json_when_the_router_itself_fails():
+    class BrokenRouter(FakeRouter):
+        def route_candidates(self):
+            raise RuntimeError("state unavailable")
+
+    client, seen = gateway_client(BrokenRouter(), {})
+    async with client:
+        response = await client.get("/books")
+    assert (response.status_code, response.json()["error"]) == (503, "all versions down")
+    assert seen == []
 
 
 async def test_it_replays_the_buffered_body_on_the_next_version():
@@ -308,6 +331,23 @@ async def test_it_drops_hop_by_hop_headers_end_to_end():
     assert seen[0].headers["x-kept"] == "yes"
     assert "x-internal" not in response.headers and "keep-alive" not in response.headers
     assert response.headers["x-served-by"] == "v1"
+
+
+async def test_it_passes_cookies_to_the_client_and_keeps_none_itself():
+    from monitor.gateway import new_client
+
+    def answer(request):
+        return httpx.Response(200, content=b"{}", headers={"Set-Cookie": "session=abc"})
+
+    transport, seen = backends({"v1": answer})
+    app = create_gateway(FakeRouter(), client=new_client(transport=transport))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
+                                 base_url="http://gateway.test") as client:
+        first = await client.get("/books")
+        client.cookies.clear()
+        await client.get("/books")
+    assert first.headers["set-cookie"] == "session=abc"
+    assert "cookie" not in seen[1].headers
 
 
 async def test_it_streams_a_large_response_before_the_backend_has_finished():

@@ -43,7 +43,8 @@
     if (banner) {
       banner.hidden = !s.incident;
       setText(banner, '[data-field="incident"]',
-              s.incident ? s.incident.kind + " since " + fmtTime(s.incident.opened_at) : "");
+              s.incident ? s.incident.kind + (s.incident.summary ? ": " + s.incident.summary : "") +
+                           " since " + fmtTime(s.incident.opened_at) : "");
     }
     (s.versions || []).forEach(function (v) {
       var row = root.querySelector('tr[data-version="' + CSS.escape(v.name) + '"]');

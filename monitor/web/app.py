@@ -1,7 +1,8 @@
 """The dashboard application: `create_app(runtime)`.
 
-Middleware order, outermost first: SecurityHeaders (headers + request id on every response,
-500s included) -> AccessGate (authentication, roles, lockout) -> FastAPI's own stack.
+Layers, outermost first: SecurityHeaders (headers + request id on every response, 413 and
+500 included) -> FastAPI's body limit and error middleware -> AccessGate (authentication,
+roles, lockout) -> exception handlers -> routes.
 """
 
 from __future__ import annotations
@@ -23,6 +24,19 @@ from monitor.web.gate import AccessGate
 from monitor.web.headers import SecurityHeaders
 from monitor.web.lockout import Lockout
 
+MAX_BODY_BYTES = 64 * 1024  # the largest form is a few hundred bytes
+
+
+class DashboardApp(FastAPI):
+    """FastAPI with SecurityHeaders wrapped around its whole stack, so responses made by its
+    own outer layers (the 413 of the body limit, the 500 of ServerErrorMiddleware) carry the
+    headers too; `add_middleware` would place it inside those."""
+
+    hsts = False
+
+    def build_middleware_stack(self):
+        return SecurityHeaders(super().build_middleware_stack(), hsts=self.hsts)
+
 
 def create_app(runtime, *, hasher: Hasher | None = None, lockout: Lockout | None = None,
                manage_runtime: bool = False) -> FastAPI:
@@ -41,8 +55,9 @@ def create_app(runtime, *, hasher: Hasher | None = None, lockout: Lockout | None
             if manage_runtime:
                 await runtime.stop()
 
-    app = FastAPI(title="Secure Failover Monitor", docs_url=None, redoc_url=None,
-                  openapi_url=None, lifespan=lifespan)
+    app = DashboardApp(title="Secure Failover Monitor", docs_url=None, redoc_url=None,
+                       openapi_url=None, lifespan=lifespan, max_body_size=MAX_BODY_BYTES)
+    app.hsts = bool(runtime.settings.tls_certfile)
     state = Web(
         runtime=runtime,
         templates=make_templates(),
@@ -58,7 +73,6 @@ def create_app(runtime, *, hasher: Hasher | None = None, lockout: Lockout | None
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(FormError, _form_error)
     app.add_middleware(AccessGate, web=state, router=app.router)
-    app.add_middleware(SecurityHeaders, hsts=bool(runtime.settings.tls_certfile))
     return app
 
 

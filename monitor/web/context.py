@@ -34,6 +34,7 @@ class Web:
     auth: Authenticator
     lockout: Lockout
     verify_cache: dict = field(default_factory=dict)
+    ready_cache: tuple[float, bool] = (float("-inf"), False)
 
     @property
     def versions(self) -> list[str]:

@@ -49,26 +49,27 @@ def origin_of(url: str) -> str | None:
 def origin_problem(headers: Mapping[str, str], allowed: Iterable[str]) -> str | None:
     """Refuse unless the browser says the POST comes from this site.
 
-    Every signal present must agree: `Sec-Fetch-Site` same-origin (or none: typed by the user),
-    `Origin` equal to an allowed origin (`null` is refused), and `Referer` likewise when there is
-    no Origin. At least one of them is required.
+    `Sec-Fetch-Site` (which no page can set) decides when present: same-origin, or none (typed
+    by the user), passes. It must be trusted over `Origin: null`, because with our
+    `Referrer-Policy: no-referrer` browsers send `Origin: null` even on same-origin form posts.
+    A real Origin that names another site still refuses. Without Fetch metadata (older
+    clients) an `Origin` or `Referer` of an allowed origin is required, and `Origin: null`
+    is refused.
     """
     allowed = {a.lower() for a in allowed}
     site = headers.get("sec-fetch-site")
-    origin = headers.get("origin")
+    origin = (headers.get("origin") or "").strip()
     referer = headers.get("referer")
-    if site is not None and site.lower() not in ALLOWED_FETCH_SITES:
-        return f"cross-site request refused (Sec-Fetch-Site: {site})"
-    if origin is not None:
-        if origin.strip().lower() == "null":
+    foreign_origin = bool(origin) and origin.lower() != "null" and origin_of(origin) not in allowed
+    if site is not None:
+        if site.lower() not in ALLOWED_FETCH_SITES:
+            return f"cross-site request refused (Sec-Fetch-Site: {site[:40]})"
+        return "request from another origin refused" if foreign_origin else None
+    if origin:
+        if origin.lower() == "null":
             return "opaque origin refused (Origin: null)"
-        if origin_of(origin.strip()) not in allowed:
-            return "request from another origin refused"
-        return None
+        return "request from another origin refused" if foreign_origin else None
     if referer:
-        if origin_of(referer) not in allowed:
-            return "request from another origin refused (Referer)"
-        return None
-    if site is None:
-        return "origin unknown: no Sec-Fetch-Site, Origin or Referer header"
-    return None
+        return None if origin_of(referer) in allowed else \
+            "request from another origin refused (Referer)"
+    return "origin unknown: no Sec-Fetch-Site, Origin or Referer header"

@@ -17,6 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from monitor.audit import utc_iso
 from monitor.web.auth import (
     ANONYMOUS,
     CHALLENGE,
@@ -110,6 +111,9 @@ class AccessGate:
         return verdict.principal
 
     async def _scrape_token(self, request: Request, token: str) -> Principal | Response:
+        wait = self.web.lockout.retry_after("scraper", client_ip(request), now=self.web.now())
+        if wait > 0:
+            return self._locked(request, wait)
         configured = self.web.runtime.settings.scrape_token
         expected = configured.get_secret_value() if configured else ""
         if expected and hmac.compare_digest(token.encode(), expected.encode()):
@@ -130,8 +134,8 @@ class AccessGate:
             await asyncio.to_thread(
                 self.web.runtime.enqueue_notice, "lockout",
                 f"Security: login lockout of {lock.scope} {lock.key}",
-                {"scope": lock.scope, "key": lock.key, "until": lock.until, "source_ip": ip,
-                 "reason": reason})
+                {"scope": lock.scope, "key": lock.key, "until": utc_iso(lock.until),
+                 "source_ip": ip, "reason": f"{reason}; locked after repeated failed logins"})
         if locks:
             return self._locked(request, max(lock.until for lock in locks) - now)
         return self._challenge(request, "Authentication failed")

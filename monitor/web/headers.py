@@ -1,8 +1,9 @@
 """Security headers on every response (errors and static files included) and a request id.
 
-A pure ASGI middleware, outermost of the user middlewares: it sees every `http.response.start`
-message. An exception escaping the app is answered here with a bare 500 carrying the same
-headers before it is re-raised for the server to log.
+A pure ASGI middleware wrapped around the whole application stack (see app.DashboardApp), so
+it sees every `http.response.start` message. An exception escaping the app before a response
+started is answered here with a bare 500 carrying the same headers, then re-raised for the
+server to log.
 """
 
 from __future__ import annotations

@@ -13,6 +13,7 @@ from monitor.web import queries
 from monitor.web.context import Web, web
 
 router = APIRouter()
+READY_CACHE_S = 1.0  # /readyz is public: bound how often it takes the write lock
 
 
 @router.get("/api/status")
@@ -72,7 +73,11 @@ async def healthz() -> dict:
 async def readyz(state: Web = Depends(web)):
     """Readiness: the scheduler runs and the database takes writes."""
     started = bool(state.runtime.started)
-    writable = await asyncio.to_thread(state.runtime.store.writable)
+    now = state.now()
+    cached_at, writable = state.ready_cache
+    if now - cached_at >= READY_CACHE_S or not writable:
+        writable = await asyncio.to_thread(state.runtime.store.writable)
+        state.ready_cache = (now, writable)
     ready = started and writable
     return JSONResponse({"ready": ready, "started": started, "writable": writable},
                         status_code=200 if ready else 503)

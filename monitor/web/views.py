@@ -5,8 +5,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-CHART_WIDTH = 720
-CHART_HEIGHT = 180
+CHART_WIDTH = 960
+CHART_HEIGHT = 200
 PAD_LEFT, PAD_RIGHT, PAD_TOP, PAD_BOTTOM = 48, 8, 8, 20
 
 
@@ -61,7 +61,8 @@ def chart(series: dict[str, list[tuple[float, float | None]]], *, now: float,
                       "dots": [s[0] for s in segments if len(s) == 1],
                       "failures": failures, "last_ms": last, "points": sum(map(len, segments))})
     ticks = [{"y": y(top * f), "label": f"{top * f:g} ms"} for f in (0, 0.5, 1)]
-    minute_marks = [{"x": x(now - m * 60), "label": f"-{m} min" if m else "now"}
+    minute_marks = [{"x": x(now - m * 60), "label": f"-{m} min" if m else "now",
+                     "anchor": "end" if m == 0 else "start" if m == minutes else "middle"}
                     for m in range(0, minutes + 1, 5)]
     return {"width": width, "height": height, "top_ms": top, "lines": lines, "ticks": ticks,
             "minutes": minute_marks, "left": PAD_LEFT, "right": width - PAD_RIGHT,

@@ -84,7 +84,6 @@ def test_it_shows_an_operators_fault_injection_and_the_failover_live(system, tmp
     expect(page.locator('[data-field="active"]')).to_have_text("v2", timeout=FAILOVER_WAIT_MS)
     expect(page.locator('tr[data-version="v1"] [data-col="state"]')).to_have_text(
         "down", timeout=FAILOVER_WAIT_MS)
-    expect(page.locator('tr[data-version="v1"] [data-col="faults"]')).to_contain_text("errors")
     assert page.evaluate("window.stillTheSamePage") is True
     page.screenshot(path=str(tmp_path / "overview-after-failover.png"), full_page=True)
     assert (tmp_path / "overview-after-failover.png").stat().st_size > 0

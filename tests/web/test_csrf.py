@@ -33,6 +33,8 @@ def _forged(runtime, clock, case: str) -> tuple[dict, dict]:
         return good, {"Sec-Fetch-Site": "same-site", "Origin": "http://sub.testserver"}
     if case == "Origin null":
         return good, {"Origin": "null"}
+    if case == "cross-site Origin null":
+        return good, {"Sec-Fetch-Site": "cross-site", "Origin": "null"}
     if case == "foreign Origin":
         return good, {"Origin": "https://evil.example"}
     if case == "foreign Referer":
@@ -43,7 +45,8 @@ def _forged(runtime, clock, case: str) -> tuple[dict, dict]:
 
 
 FORGERIES = ["missing token", "another user's token", "expired token", "garbage token",
-             "cross-site fetch", "same-site fetch", "Origin null", "foreign Origin",
+             "cross-site fetch", "same-site fetch", "Origin null", "cross-site Origin null",
+             "foreign Origin",
              "foreign Referer", "no origin information"]
 
 
@@ -110,6 +113,9 @@ def test_it_refuses_malformed_tokens(tampered):
     ({"sec-fetch-site": "cross-site"}, True),
     ({"sec-fetch-site": "same-origin", "origin": "https://evil.example"}, True),
     ({"origin": "null"}, True),
+    ({"sec-fetch-site": "cross-site", "origin": "null"}, True),
+    # what Chromium sends for our own forms under Referrer-Policy: no-referrer
+    ({"sec-fetch-site": "same-origin", "origin": "null"}, False),
     ({"origin": "HTTP://TESTSERVER"}, False),
     ({"origin": "http://testserver:8080"}, True),
     ({"referer": "http://testserver/audit?x=1"}, False),

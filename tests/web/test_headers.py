@@ -62,6 +62,8 @@ ERRORS = {
     "422 query": (422, lambda c, r: c.get("/api/probes?limit=x", auth=auth("viewer"))),
     "422 form": (422, lambda c, r: post_form(c, r, "/actions/failover", "operator",
                                              {"target": "v9", "reason": "x"})),
+    "413 body": (413, lambda c, r: post_form(c, r, "/actions/pause", "operator",
+                                             {"reason": "x" * 100_000})),
     "500": (500, lambda c, r: (_crash(r), c.get("/api/status", auth=auth("viewer")))[1]),
     "303 redirect": (303, lambda c, r: post_form(c, r, "/actions/pause", "operator")),
     "401 logout": (401, lambda c, r: post_form(c, r, "/logout", "viewer")),

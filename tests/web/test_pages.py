@@ -10,7 +10,7 @@ from sqlalchemy import text
 
 from monitor.audit import utc_iso
 from monitor.runtime import Actor
-from monitor.store import Notice, ProbeRow
+from monitor.store import Incident, Notice, ProbeRow
 from tests.web.support import audit_rows, auth, post_form
 
 
@@ -33,6 +33,23 @@ def test_it_shows_the_overview_with_state_chart_and_versions(client, runtime):
     assert 'class="fail"' in html  # the failed probe is marked on the chart
     assert '<script src="/static/app.js" defer></script>' in html
     assert "<script>" not in html and " style=" not in html  # nothing inline (CSP)
+
+
+def test_it_shows_an_open_incident_banner(client, runtime):
+    assert 'id="incident" class="banner banner-incident" role="alert" hidden' in client.get(
+        "/", auth=auth("viewer")).text
+    with runtime.store.write() as session:
+        session.add(Incident(kind="all_down", opened_at=runtime.clock() - 30,
+                             summary="<all> versions down"))
+    html = client.get("/", auth=auth("viewer")).text
+    assert 'role="alert" hidden' not in html
+    assert "all_down: &lt;all&gt; versions down since" in html
+
+
+def test_it_is_ready_only_when_started_and_writable(client, runtime):
+    assert client.get("/readyz").status_code == 503
+    runtime.started = True
+    assert client.get("/readyz").json() == {"ready": True, "started": True, "writable": True}
 
 
 def test_it_shows_no_action_buttons_to_a_viewer(client):

@@ -1,0 +1,101 @@
+"""The runtime's operator actions: chaos goes through the service, every outcome is audited."""
+
+import json
+
+import httpx
+import pytest
+from sqlmodel import select
+
+from monitor.config import Settings
+from monitor.runtime import Actor, create_runtime
+from monitor.store import AuditRow
+
+URLS = "v1=http://v1.test,v2=http://v2.test,v3=http://v3.test"
+OLGA = Actor("olga", "operator", "127.0.0.1", "pytest", "req-7")
+
+
+class ChaosEndpoint:
+    """The services' chaos API at the HTTP edge."""
+
+    def __init__(self):
+        self.calls = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.calls.append((request.url.host, request.url.path, request.headers["authorization"]))
+        body = json.loads(request.content or b"{}")
+        if request.url.path == "/chaos/errors" and not 0 <= body.get("probability", 0) <= 1:
+            return httpx.Response(422, json={"detail": [
+                {"loc": ["body", "probability"], "msg": "must be at most 1"}]})
+        fault = request.url.path.rsplit("/", 1)[1]
+        faults = {} if fault == "reset" else {fault: body}
+        return httpx.Response(200, json={"version": "v1", "faults": faults})
+
+
+@pytest.fixture
+def endpoint():
+    return ChaosEndpoint()
+
+
+@pytest.fixture
+async def runtime(tmp_path, endpoint):
+    settings = Settings(data_dir=tmp_path, services=URLS, _env_file=None)
+    client = httpx.AsyncClient(transport=httpx.MockTransport(endpoint))
+    runtime = create_runtime(settings, http_client=client)
+    yield runtime
+    await client.aclose()
+    runtime.store.dispose()
+
+
+def audit_rows(runtime):
+    with runtime.store.read() as session:
+        return list(session.exec(select(AuditRow).order_by(AuditRow.seq)))
+
+
+async def test_it_injects_chaos_with_the_token_and_shows_the_fault_at_once(runtime, endpoint):
+    result = await runtime.chaos(OLGA, "v1", "errors", {"probability": 1.0})
+    assert result.ok
+    host, path, auth = endpoint.calls[0]
+    assert (host, path, auth) == ("v1.test", "/chaos/errors",
+                                  f"Bearer {runtime.keys.chaos_token}")
+    assert runtime.status()["versions"][0]["faults"] == {"errors": {"probability": 1.0}}
+    row = audit_rows(runtime)[-1]
+    assert (row.action, row.actor, row.target, row.outcome, row.request_id) == (
+        "chaos.errors", "olga", "v1", "ok", "req-7")
+
+    await runtime.chaos(OLGA, "v1", "reset", {})
+    assert runtime.status()["versions"][0]["faults"] == {}
+
+
+async def test_it_passes_the_services_refusal_back_and_audits_it(runtime):
+    result = await runtime.chaos(OLGA, "v1", "errors", {"probability": 7})
+    assert not result.ok and "probability: must be at most 1" in result.message
+    assert runtime.status()["versions"][0]["faults"] == {}
+    row = audit_rows(runtime)[-1]
+    assert (row.action, row.outcome) == ("chaos.errors", "refused")
+
+
+@pytest.mark.parametrize("version, fault, reason", [
+    ("v9", "crash", "unknown version"),
+    ("v1", "meltdown", "unknown fault"),
+])
+async def test_it_refuses_unknown_targets_without_calling_a_service(runtime, endpoint, version,
+                                                                    fault, reason):
+    result = await runtime.chaos(OLGA, version, fault, {})
+    assert not result.ok and reason in result.message
+    assert endpoint.calls == []
+    assert audit_rows(runtime)[-1].outcome == "refused"
+
+
+async def test_it_routes_to_the_active_version_first(runtime):
+    assert runtime.route_candidates()[0] == ("v1", "http://v1.test")
+
+
+async def test_it_audits_manual_failover_with_the_operator_and_reason(runtime):
+    refused = await runtime.failover(OLGA, "v2", reason="drill", force=False)
+    assert not refused.ok and "not up" in refused.message
+    forced = await runtime.failover(OLGA, "v2", reason="drill", force=True)
+    assert forced.ok and runtime.status()["active"] == "v2"
+    assert runtime.status()["epoch"] == 1
+    rows = [r for r in audit_rows(runtime) if r.action == "failover.manual"]
+    assert [(r.outcome, r.actor) for r in rows] == [("refused", "olga"), ("ok", "olga")]
+    assert "force" in rows[-1].reason
