@@ -72,14 +72,6 @@ class DiesAfterSending(FakeServer):
         raise Killed
 
 
-@pytest.fixture
-def store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path}/m.db")
-    store.create_all()
-    yield store
-    store.dispose()
-
-
 def make_settings(tmp_path, **overrides) -> Settings:
     values = {"data_dir": tmp_path, "smtp_host": "127.0.0.1", "smtp_port": 2525,
               "smtp_mode": "plain", "smtp_from": "monitor@example.test",

@@ -8,14 +8,6 @@ from sqlmodel import select
 from monitor.store import ProbeRollup, ProbeRow, StaleEpoch, Store
 
 
-@pytest.fixture
-def store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path}/m.db")
-    store.create_all()
-    yield store
-    store.dispose()
-
-
 def record(active="v1", epoch=0):
     return {"active": active, "epoch": epoch, "paused": False}
 

@@ -27,14 +27,6 @@ ANN_PASSWORD = "Ann-password-1234"
 HASHER = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
 
 
-@pytest.fixture
-def store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
-    store.create_all()
-    yield store
-    store.dispose()
-
-
 def rows(store: Store) -> list[AuditRow]:
     with store.read() as session:
         return list(session.exec(select(AuditRow).order_by(AuditRow.seq)))

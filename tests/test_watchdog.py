@@ -45,14 +45,6 @@ class Services:
 
 
 @pytest.fixture
-def store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path}/m.db")
-    store.create_all()
-    yield store
-    store.dispose()
-
-
-@pytest.fixture
 def services():
     return Services()
 

@@ -49,14 +49,6 @@ class DiesAfterSending:
         raise Killed
 
 
-@pytest.fixture
-def store(tmp_path):
-    store = Store(f"sqlite:///{tmp_path}/m.db")
-    store.create_all()
-    yield store
-    store.dispose()
-
-
 def add(store: Store, at: float, kind: str = "failover", subject: str = "Failover v1 -> v2",
         payload: dict | None = None) -> Notice:
     with store.write() as session:

@@ -1,0 +1,14 @@
+"""Fixtures shared by every layer of the tests."""
+
+import pytest
+
+from monitor.store import Store
+
+
+@pytest.fixture
+def store(tmp_path):
+    """A fresh SQLite store (WAL) in the test's temporary directory."""
+    store = Store(f"sqlite:///{tmp_path}/m.db")
+    store.create_all()
+    yield store
+    store.dispose()
