@@ -23,6 +23,7 @@ from monitor.web.forms import FormError
 from monitor.web.gate import AccessGate
 from monitor.web.headers import SecurityHeaders
 from monitor.web.lockout import Lockout
+from monitor.web.requestlog import RequestLog
 
 MAX_BODY_BYTES = 64 * 1024  # the largest form is a few hundred bytes
 
@@ -35,7 +36,7 @@ class DashboardApp(FastAPI):
     hsts = False
 
     def build_middleware_stack(self):
-        return SecurityHeaders(super().build_middleware_stack(), hsts=self.hsts)
+        return SecurityHeaders(RequestLog(super().build_middleware_stack()), hsts=self.hsts)
 
 
 def create_app(runtime, *, hasher: Hasher | None = None, lockout: Lockout | None = None,
