@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 
 import httpx
-from sqlalchemy import func
+from sqlalchemy import case, func
 from sqlmodel import select
 
 from monitor import audit, engine, notify
@@ -273,7 +273,7 @@ class Runtime:
             return values
         with self.store.read() as session:
             rows = session.exec(
-                select(ProbeRow.version, func.count(), func.sum(ProbeRow.ok))
+                select(ProbeRow.version, func.count(), func.sum(case((ProbeRow.ok, 1), else_=0)))
                 .where(ProbeRow.at >= now - 86400).group_by(ProbeRow.version)).all()
         values = {v: round(100.0 * (ok or 0) / n, 2) for v, n, ok in rows if n}
         self._uptime = (now, values)

@@ -99,3 +99,16 @@ async def test_it_audits_manual_failover_with_the_operator_and_reason(runtime):
     rows = [r for r in audit_rows(runtime) if r.action == "failover.manual"]
     assert [(r.outcome, r.actor) for r in rows] == [("refused", "olga"), ("ok", "olga")]
     assert "force" in rows[-1].reason
+
+
+async def test_it_computes_uptime_over_24_hours_per_version(runtime):
+    from monitor.store import ProbeRow
+
+    now = runtime.clock()
+    with runtime.store.write() as session:
+        for i in range(10):
+            session.add(ProbeRow(version="v1", at=now - i, ok=i != 0))
+            session.add(ProbeRow(version="v2", at=now - i, ok=i < 5))
+        session.add(ProbeRow(version="v3", at=now - 90_000, ok=False))  # older than 24 h
+    uptime = {v["name"]: v["uptime_24h"] for v in runtime.status()["versions"]}
+    assert uptime == {"v1": 90.0, "v2": 50.0, "v3": None}
