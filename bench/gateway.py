@@ -40,7 +40,7 @@ FAULTS = {  # name -> (chaos endpoint, parameters)
 }
 TARGET_ADDED_P50_MS = 2.0
 TARGET_RPS_RATIO = 0.5
-ROUNDS = 3  # each overhead target runs in this many interleaved slices
+ROUNDS = 6  # each overhead target runs in this many interleaved slices
 
 
 # -- processes ----------------------------------------------------------------------------------
@@ -475,7 +475,8 @@ def main() -> int:
                    "gateway": (gw_port, procs["gateway"])}
         if procs["nginx"] is not None:
             targets["nginx"] = (nginx_port, procs["nginx"])
-        print(f"# Gateway benchmark ({os.cpu_count()} CPUs, Python {sys.version.split()[0]})")
+        print(f"# Gateway benchmark ({os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
+              f"load average before: {os.getloadavg()[0]:.2f})")
         results = overhead(targets, procs["v1"], path, args)
         if procs["nginx"] is None:
             print("\nnginx not installed")
@@ -496,7 +497,8 @@ def main() -> int:
             lines.append("wrong bodies through the gateway under silent corrupt (until the "
                          f"router's canary probe): {faults['silent corrupt'][0].wrong} "
                          "(no target: detection is the router's job)")
-        print("\n## Targets (2-core machine)\n")
+        print(f"\n## Targets (2-core machine; load average now {os.getloadavg()[0]:.2f}: "
+              "other processes share the CPUs)\n")
         print("\n".join(f"- {line}" for line in lines))
     finally:
         for proc in procs.values():
