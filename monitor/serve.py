@@ -60,7 +60,9 @@ def serve(settings: Settings) -> int:
         "dashboard": bind(settings.host, settings.port, "MONITOR_PORT"),
         "gateway": bind(settings.host, settings.gateway_port, "MONITOR_GATEWAY_PORT"),
     }
-    return asyncio.run(_main(settings, sockets))
+    import uvloop
+
+    return uvloop.run(_main(settings, sockets))
 
 
 async def _main(settings: Settings, sockets: dict[str, socket.socket]) -> int:
