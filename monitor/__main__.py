@@ -158,8 +158,9 @@ def _audit_verify(settings: Settings, args) -> int:
     from monitor.keys import load_keys
     from monitor.store import Store
 
+    keys = load_keys(settings, create=False)
     store = Store(settings.db_url())
-    report = audit.verify(store, load_keys(settings).audit,
+    report = audit.verify(store, keys.audit,
                           settings.data_dir / "audit.checkpoints")
     if args.json:
         print(json.dumps(report.as_dict(), indent=2))
@@ -189,6 +190,12 @@ def _backup(settings: Settings, args) -> int:
         return 1
     Store(settings.db_url()).backup(args.path)
     print(f"backup written to {args.path}")
+    checkpoints = settings.data_dir / "audit.checkpoints"
+    if checkpoints.exists():
+        # the checkpoints must match the copied log, or a restore looks truncated
+        copy = args.path.with_name(args.path.name + ".checkpoints")
+        copy.write_bytes(checkpoints.read_bytes())
+        print(f"audit checkpoints written to {copy}")
     return 0
 
 

@@ -153,18 +153,19 @@ def verify(store: Store, key: bytes, checkpoint_path: Path | None = None) -> Rep
 
 
 def verify_rows(rows: list[AuditRow], key: bytes, checkpoint_path: Path | None = None) -> Report:
+    """Walk the rows in seq order, following the chain; each row costs one HMAC when intact and
+    at most a bounded search (2 * WINDOW HMACs) when it is not."""
     report = Report()
     expected_seq, expected_prev = 1, GENESIS
     valid_macs: dict[int, str] = {}  # original seq -> mac, for checkpoints
-    offset = 0  # stored seq minus original seq, after rows were renumbered
-    stored_seqs = [r.seq for r in rows]
+    offset = 0  # stored seq minus original seq, once rows were renumbered
+    stored = {r.seq for r in rows}
+    macs = {r.mac for r in rows}
     for index, row in enumerate(rows):
-        intact = hmac.compare_digest(row.mac, compute_mac(key, _fields(row, row.seq - offset)))
-        if not intact and hmac.compare_digest(
-                row.mac, compute_mac(key, _fields(row, expected_seq))):
-            intact, offset = True, row.seq - expected_seq
-        if intact:
-            original = row.seq - offset
+        original = _placed(row, key, expected_seq, offset, macs)
+        report.total += 1
+        if original is not None:
+            offset = row.seq - original
             if original > expected_seq:
                 missing = original - expected_seq
                 report.problems.append(Problem(expected_seq, "deleted",
@@ -176,15 +177,10 @@ def verify_rows(rows: list[AuditRow], key: bytes, checkpoint_path: Path | None =
                                                "intact row, but not linked to the row before it"))
             else:
                 report.valid += 1
-            if offset:
-                report.problems.append(Problem(row.seq, "inserted",
-                                               f"renumbered by {offset}: rows were inserted"))
-            report.total += 1
             valid_macs[original] = row.mac
             expected_seq, expected_prev = original + 1, row.mac
             continue
-        report.total += 1
-        moved_to = _original_position(row, key, stored_seqs)
+        moved_to = _original_position(row, key, stored)
         following = rows[index + 1] if index + 1 < len(rows) else None
         if moved_to is not None:
             report.problems.append(Problem(row.seq, "reordered",
@@ -200,11 +196,33 @@ def verify_rows(rows: list[AuditRow], key: bytes, checkpoint_path: Path | None =
     return report
 
 
-def _original_position(row: AuditRow, key: bytes, seqs: list[int], window: int = 64):
+WINDOW = 32  # how far a renumbered or moved row is searched for
+
+
+def _mac_matches(row: AuditRow, key: bytes, seq: int) -> bool:
+    return hmac.compare_digest(row.mac, compute_mac(key, _fields(row, seq)))
+
+
+def _placed(row: AuditRow, key: bytes, expected_seq: int, offset: int,
+            macs: set[str]) -> int | None:
+    """The original seq of an intact row: where the current renumbering puts it, or just
+    after a gap of deleted rows (the rows after a deletion or insertion may be renumbered).
+    A row whose predecessor is still stored was moved, not left behind by a deletion."""
+    for original in (row.seq - offset, expected_seq):
+        if _mac_matches(row, key, original):
+            return original
+    if row.prev_mac in macs:
+        return None
+    for original in range(expected_seq + 1, expected_seq + WINDOW):
+        if _mac_matches(row, key, original):
+            return original
+    return None
+
+
+def _original_position(row: AuditRow, key: bytes, stored: set[int]) -> int | None:
     """The seq under which a moved row's mac verifies (bounded search near its position)."""
-    for candidate in seqs:
-        if candidate != row.seq and abs(candidate - row.seq) <= window and hmac.compare_digest(
-                row.mac, compute_mac(key, _fields(row, candidate))):
+    for candidate in range(row.seq - WINDOW, row.seq + WINDOW + 1):
+        if candidate != row.seq and candidate in stored and _mac_matches(row, key, candidate):
             return candidate
     return None
 

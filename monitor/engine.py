@@ -118,6 +118,7 @@ class MonitorState:
     paused: bool = False
     incident: str | None = None
     pending_target: str | None = None
+    pending_since: float = 0.0  # a confirming probe must have started after this
     noted: frozenset[str] = frozenset()
 
     @property
@@ -366,7 +367,7 @@ def _settle(state: MonitorState, policy: Policy, now: float) -> Step:
     if state.pending_target is not None and (not due or state.pending_target != primary):
         state = replace(state, pending_target=None)  # the failover it confirmed is moot now
     if state.pending_target is None and due:
-        state = replace(state, pending_target=primary)
+        state = replace(state, pending_target=primary, pending_since=now)
         events.append(Event("confirm", source=active.name, target=primary,
                             reason="auto failback"))
     return state, events
@@ -408,7 +409,7 @@ def _evaluate(state: MonitorState, policy: Policy, now: float) -> Step:
                 "suppressed", version=active.name, source=active.name, target=target,
                 reason=key, evidence=active.recent))
             return state, events + more
-    state = replace(state, pending_target=target)
+    state = replace(state, pending_target=target, pending_since=now)
     events.append(Event("confirm", source=active.name, target=target,
                         reason=_down_reason(active), evidence=active.recent))
     return state, events
@@ -425,7 +426,7 @@ def decide(state: MonitorState, seen: Observation, policy: Policy, now: float) -
     if seen.version == state.active and old.state != DOWN and new.state == DOWN:
         new = _eject(new, policy, now)
     state, events = _housekeep(state.with_health(new), policy, now)
-    if seen.version == state.pending_target:
+    if seen.version == state.pending_target and seen.at >= state.pending_since:
         state, more = _confirmed(state, seen, policy, now)
         events += more
     state, more = _evaluate(state, policy, now)

@@ -40,14 +40,18 @@ class Keys:
         return self.derive("auth-cache")
 
 
-def load_keys(settings: Settings) -> Keys:
-    """Read configured secrets (refusing weak ones) or create them in the data directory."""
+def load_keys(settings: Settings, *, create: bool = True) -> Keys:
+    """Read configured secrets (refusing weak ones) or those stored in the data directory,
+    creating them on first start. `create=False` is for read-only commands (audit verify):
+    a missing key then is an error, never a fresh key that would fail every row."""
     secret = _configured(settings.secret_key, "MONITOR_SECRET_KEY")
     token = _configured(settings.chaos_token, "MONITOR_CHAOS_TOKEN")
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    secret = secret or _stored_secret(settings.data_dir / "secret.key")
-    token = token or _stored_secret(settings.data_dir / "chaos.token")
-    return Keys(secret=secret.encode(), chaos_token=token)
+    if create:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secret or _stored_secret(settings.data_dir / "secret.key", create=create)
+    if not token and create:
+        token = _stored_secret(settings.data_dir / "chaos.token", create=True)
+    return Keys(secret=secret.encode(), chaos_token=token or "")
 
 
 def _configured(value, name: str) -> str | None:
@@ -62,11 +66,18 @@ def _configured(value, name: str) -> str | None:
     return raw
 
 
-def _stored_secret(path: Path) -> str:
+def _stored_secret(path: Path, *, create: bool) -> str:
+    """The secret in `path`; a damaged file is an error, never silently replaced (the audit
+    chain and every session depend on it)."""
     if path.exists():
         value = path.read_text().strip()
-        if len(value) >= MIN_SECRET_LENGTH:
-            return value
+        if len(value) < MIN_SECRET_LENGTH:
+            raise ConfigError(f"{path} is damaged (shorter than {MIN_SECRET_LENGTH} characters)"
+                              "; restore it from a backup or move it away to start afresh")
+        return value
+    if not create:
+        raise ConfigError(f"{path} does not exist: is MONITOR_DATA_DIR "
+                          f"({path.parent}) the monitor's data directory?")
     value = secrets.token_urlsafe(48)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:

@@ -74,6 +74,9 @@ async def probe(client: httpx.AsyncClient, version: str, base_url: str, *, now: 
     except httpx.HTTPError as exc:
         return ProbeResult(version, False, now, None, None, "refused",
                            f"{type(exc).__name__}: {exc}"[:300], seen.get("faults"))
+    except Exception as exc:  # noqa: BLE001 - any answer we cannot digest is a bad body
+        return ProbeResult(version, False, now, _ms(perf() - started), None, "bad_body",
+                           f"unreadable answer: {type(exc).__name__}"[:300], seen.get("faults"))
     faults = seen.get("faults")
     latency = _ms(perf() - started)
     if slow_ms and latency > slow_ms:

@@ -98,6 +98,7 @@ class Runtime:
                            params={"active": self.watchdog.state.active,
                                    "epoch": self.watchdog.state.epoch,
                                    "services": self.urls})
+        await self.checkpoint()
         self.scheduler.start()
         self.scheduler.every(0.25, self.watchdog.tick, "tick")
         self.scheduler.every(1.0, self.notifier.deliver_due, "notices")
@@ -108,16 +109,21 @@ class Runtime:
         self.started = True
 
     async def stop(self) -> None:
+        """Stop scheduling, let in-flight writes finish, record the stop and a checkpoint,
+        then stop the children; the children are stopped even when recording fails."""
         self.started = False
         self.scheduler.shutdown()
-        await self.watchdog.idle()
-        await self.arecord(SYSTEM, "monitor.stop", params={"active": self.watchdog.state.active})
-        await self.checkpoint()
-        if self.supervisor:
-            await self.supervisor.stop()
-        await self.client.aclose()
-        self.watchdog.close()
-        self.store.dispose()
+        try:
+            await self.watchdog.idle()
+            await self.arecord(SYSTEM, "monitor.stop",
+                               params={"active": self.watchdog.state.active})
+            await self.checkpoint()
+        finally:
+            if self.supervisor:
+                await self.supervisor.stop()
+            await self.client.aclose()
+            self.watchdog.close()
+            self.store.dispose()
 
     async def _wait_live(self, *, timeout: float) -> None:
         """Give freshly spawned services a moment to listen, so the first probes are fair."""

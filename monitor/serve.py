@@ -83,18 +83,30 @@ async def _main(settings: Settings, sockets: dict[str, socket.socket]) -> int:
         return 2
     ssl = {"ssl_certfile": str(settings.tls_certfile), "ssl_keyfile": str(settings.tls_keyfile)} \
         if settings.tls_certfile else {}
+    # proxy_headers=False: X-Forwarded-For from a loopback client would otherwise become the
+    # client address, letting anyone on the machine dodge per-IP lockout and forge audit IPs.
     common = {"log_config": uvicorn_log_config(), "server_header": False,
-              "date_header": False, "access_log": False, "lifespan": "on"}
+              "date_header": False, "access_log": False, "lifespan": "on",
+              "proxy_headers": False}
     servers = [
         _Server(uvicorn.Config(create_app(runtime), **common, **ssl)),
         _Server(uvicorn.Config(create_gateway(runtime, metrics=runtime.metrics), **common)),
     ]
-    await runtime.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
-    _banner(settings, admin_password)
+    try:
+        await runtime.start()
+        _banner(settings, admin_password)
+        return await _serve_until(stop, servers, sockets)
+    finally:
+        await runtime.stop()
+
+
+async def _serve_until(stop: asyncio.Event, servers: list[_Server],
+                       sockets: dict[str, socket.socket]) -> int:
+    """Serve until a signal (or a server failing); 0 for a clean stop."""
     tasks = [asyncio.create_task(server.serve(sockets=[sock]))
              for server, sock in zip(servers, sockets.values(), strict=True)]
     waiter = asyncio.create_task(stop.wait())
@@ -104,7 +116,6 @@ async def _main(settings: Settings, sockets: dict[str, socket.socket]) -> int:
         server.should_exit = True
     await asyncio.gather(*tasks, return_exceptions=True)
     waiter.cancel()
-    await runtime.stop()
     failed = [t for t in tasks if t in done and t.exception()]
     return 1 if failed else 0
 

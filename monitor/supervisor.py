@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import os
 import signal
@@ -26,6 +27,7 @@ from typing import IO
 
 import psutil
 
+PR_SET_PDEATHSIG = 1
 log = logging.getLogger(__name__)
 
 LOG_ROTATE_BYTES = 10 * 1024 * 1024
@@ -228,11 +230,12 @@ class Supervisor:
         try:
             child.process = await asyncio.create_subprocess_exec(
                 *spec.argv,
-                env={**os.environ, **spec.env},
+                env={**child_environment(), **spec.env},
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=out,
                 stderr=out,
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
             log.info("started %s", spec.name, extra={"version": spec.name,
                                                       "pid": child.process.pid})
@@ -301,3 +304,20 @@ def _group_alive(pgid: int) -> bool:
         except (OSError, psutil.Error):
             continue
     return False
+
+
+def child_environment() -> dict[str, str]:
+    """The monitor's environment without its own settings: a service must not inherit the
+    master key or the SMTP password (it gets its chaos token through `ChildSpec.env`)."""
+    return {k: v for k, v in os.environ.items()
+            if not k.startswith(("MONITOR_", "SERVICE_"))}
+
+
+def _die_with_parent() -> None:
+    """Linux: the kernel sends SIGTERM to the child if the monitor dies, even by SIGKILL,
+    so no service outlives it holding its port."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass

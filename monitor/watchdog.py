@@ -10,6 +10,7 @@ the event loop never waits on SQLite and the watchdog's writes keep their order.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -182,8 +183,17 @@ class Watchdog:
 
     async def _commit(self, new: MonitorState, events: list[Event], now: float, *,
                       row: ProbeResult | None = None, actor=None, params=None) -> bool:
+        write = asyncio.get_running_loop().run_in_executor(
+            self._db, self._write, self.state, new, events, now, row, actor, params)
         try:
-            await self._run(self._write, self.state, new, events, now, row, actor, params)
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            # Shutdown cancelled us mid-write: the thread still commits, so the state in
+            # memory must follow the database before the cancellation goes on.
+            with contextlib.suppress(Exception):
+                await write
+                self.state = new
+            raise
         except StaleEpoch as exc:
             log.warning("state changed elsewhere (%s); reloading", exc)
             record = await self._run(self.store.load_state)

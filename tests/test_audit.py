@@ -152,3 +152,32 @@ def test_it_keeps_one_unbroken_chain_under_50_concurrent_appends(tmp_path):
     report = audit.verify(store, KEY)
     assert report.ok and report.summary() == f"{workers}/{workers} records valid"
     store.dispose()
+
+
+def test_it_detects_a_deleted_row_even_when_later_rows_were_renumbered(db):
+    store, path, _ = db
+    shifts = [("UPDATE audit SET seq = seq - 1 WHERE seq = ?", (seq,)) for seq in range(7, 11)]
+    raw(path, ("DELETE FROM audit WHERE seq = 6", ()), *shifts)
+    report = audit.verify(store, KEY)
+    assert [(p.seq, p.kind) for p in report.problems] == [(6, "deleted")]
+    assert report.summary() == f"{ROWS - 1}/{ROWS} records valid"
+
+
+def test_it_spends_a_bounded_number_of_macs_per_row_on_a_fully_tampered_log(tmp_path,
+                                                                             monkeypatch):
+    store = Store(f"sqlite:///{tmp_path}/big.db")
+    store.create_all()
+    rows = 400
+    with store.write() as session:
+        for index in range(rows):
+            audit.append(session, KEY, now=NOW + index, action="test.step", reason=str(index))
+    raw(tmp_path / "big.db", ("UPDATE audit SET reason = 'rewritten'", ()))
+    calls = []
+    real = audit.compute_mac
+    monkeypatch.setattr(audit, "compute_mac", lambda key, fields: calls.append(1) or real(
+        key, fields))
+    report = audit.verify(store, KEY)
+    store.dispose()
+    assert report.valid == 0 and len(report.problems) == rows
+    per_row = 2 + audit.WINDOW + 2 * audit.WINDOW + 1
+    assert len(calls) <= rows * per_row < rows * rows

@@ -58,3 +58,15 @@ def test_it_generates_secrets_once_and_refuses_weak_ones(tmp_path):
         load_keys(Settings(data_dir=tmp_path, secret_key="aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"))
     with pytest.raises(ConfigError, match="MONITOR_CHAOS_TOKEN"):
         load_keys(Settings(data_dir=tmp_path, chaos_token="short"))
+
+
+def test_it_never_replaces_a_damaged_key_and_never_creates_one_for_a_read_only_check(tmp_path):
+    settings = Settings(data_dir=tmp_path / "data")
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_keys(settings, create=False)
+    assert not (tmp_path / "data" / "secret.key").exists()
+    load_keys(settings)
+    (tmp_path / "data" / "secret.key").write_text("garbled\n")
+    with pytest.raises(ConfigError, match="damaged"):
+        load_keys(settings)
+    assert (tmp_path / "data" / "secret.key").read_text() == "garbled\n"

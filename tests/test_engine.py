@@ -227,6 +227,15 @@ def test_it_probes_the_target_once_more_before_switching():
     assert r.state.pending_target is None
 
 
+def test_it_does_not_take_a_probe_started_before_the_confirmation_as_confirming():
+    r = run(f"{WARM} v1:fail*3")
+    stale = Observation("v2", True, r.now - 0.5, latency_ms=3.0, status=200)
+    r.state, events = decide(r.state, stale, r.policy, r.now)
+    assert (r.state.active, r.state.pending_target, events) == ("v1", "v2", [])
+    run("v2:ok", start=r)
+    assert (r.state.active, r.state.epoch) == ("v2", 1)
+
+
 def test_it_stores_the_evidence_of_a_switch():
     r = run(f"{WARM} v1:refused v1:timeout v1:http_5xx v2:ok")
     (switch,) = r.of("switch")

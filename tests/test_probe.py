@@ -86,3 +86,12 @@ async def test_it_turns_a_probe_into_an_engine_observation():
     result = await run_probe(httpx.Response(503, json={}), books(BOOK))
     seen = result.observation()
     assert (seen.version, seen.ok, seen.failure, seen.status) == ("v1", False, "http_5xx", 503)
+
+
+@pytest.mark.parametrize("canary_answer", [
+    httpx.Response(200, text='{"items": [{"id": "b1", "title": "\\ud800"}]}'),  # no digest
+    httpx.Response(200, text="[" * 100_000 + "]" * 100_000),  # nesting too deep for json
+])
+async def test_it_turns_an_answer_it_cannot_digest_into_bad_body(canary_answer):
+    result = await run_probe(httpx.Response(200, json=HEALTHY), canary_answer)
+    assert (result.ok, result.failure) == (False, "bad_body")

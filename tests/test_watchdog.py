@@ -161,3 +161,30 @@ async def test_it_audits_a_refused_manual_action_and_changes_nothing(store, serv
     assert (row.action, row.outcome, row.actor, row.request_id) == (
         "failover.manual", "refused", "olga", "req-1")
     assert dog.state.active == "v1" and store.load_state()["epoch"] == 0
+
+
+async def test_it_keeps_memory_and_database_in_step_when_cancelled_mid_write(store, services):
+    import asyncio
+    import time
+
+    from monitor import engine
+    from monitor.runtime import Actor
+
+    clock = Clock()
+    dog = make_watchdog(store, services, clock)
+    real_write = dog._write
+
+    def slow_write(*args):
+        time.sleep(0.2)  # the commit is still running when shutdown cancels the caller
+        real_write(*args)
+
+    dog._write = slow_write
+    task = asyncio.create_task(dog.act(
+        lambda state, now: engine.pause(state, now, reason="maintenance", actor="olga"),
+        actor=Actor("olga", "operator"), action="failover.pause"))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert store.load_state()["paused"] is True
+    assert dog.state.paused is True

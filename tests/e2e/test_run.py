@@ -86,6 +86,7 @@ def test_it_runs_supervises_fails_over_and_stops_cleanly(tmp_path):
 
         backup = monitor.cli("backup", str(tmp_path / "backup.db"))
         assert backup.returncode == 0, backup.stderr
+        assert "checkpoints written" in backup.stdout
         with sqlite3.connect(tmp_path / "backup.db") as copy:
             assert copy.execute("SELECT count(*) FROM audit").fetchone()[0] > 3
 
@@ -142,3 +143,16 @@ def test_it_refuses_a_bad_setting_with_one_line_naming_it(tmp_path, setting, val
     errors = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(errors) == 1 and named in errors[0], result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_it_leaves_no_service_behind_when_the_monitor_is_killed(tmp_path):
+    monitor = start_monitor(tmp_path)
+    try:
+        monitor.wait_for(all_versions_up, timeout=20)
+        pids = [c.pid for c in psutil.Process(monitor.proc.pid).children(recursive=True)]
+        assert len(pids) >= 3
+        env = {c.pid: c.environ() for c in psutil.Process(monitor.proc.pid).children()}
+        assert all(not any(k.startswith("MONITOR_") for k in e) for e in env.values())
+    finally:
+        monitor.stop(signal.SIGKILL)
+    wait_until(lambda: not any(_alive(pid) for pid in pids), 10)
