@@ -16,8 +16,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from monitor.users import default_hasher
-from monitor.web import routes_actions, routes_api, routes_pages
+from monitor.web import queries, routes_actions, routes_api, routes_pages
 from monitor.web.auth import Authenticator, Hasher
+from monitor.web.cached import Cached
 from monitor.web.context import STATIC_DIR, Web, make_templates, render
 from monitor.web.forms import FormError
 from monitor.web.gate import AccessGate
@@ -26,6 +27,8 @@ from monitor.web.lockout import Lockout
 from monitor.web.requestlog import RequestLog
 
 MAX_BODY_BYTES = 64 * 1024  # the largest form is a few hundred bytes
+READY_CACHE_S = 2.0  # /readyz is public: at most one write-lock check per 2 s, however many ask
+VERIFY_CACHE_S = queries.VERIFY_CACHE_S
 
 
 class DashboardApp(FastAPI):
@@ -65,6 +68,10 @@ def create_app(runtime, *, hasher: Hasher | None = None, lockout: Lockout | None
         auth=Authenticator(runtime.store, runtime.keys.auth_cache,
                            hasher=hasher or default_hasher(), clock=runtime.clock),
         lockout=lockout or Lockout(),
+        ready=Cached(lambda: runtime.store.writable(), max_age=READY_CACHE_S,
+                     clock=runtime.clock),
+        verification=Cached(lambda: queries.verify_chain(runtime), max_age=VERIFY_CACHE_S,
+                            clock=runtime.clock),
     )
     app.state.web = state
     for module in (routes_pages, routes_api, routes_actions):

@@ -5,6 +5,10 @@ dummy one for unknown users), so timing does not tell which names exist. A succe
 remembered for `ttl` seconds under HMAC(auth-cache key, user:password), so Argon2 does not run
 on every request; the entry is only used while the user's stored hash is unchanged and the
 user is enabled, which also covers changes made by the CLI in another process.
+
+A name that is not a user is never stored as typed (it may be a password typed into the wrong
+field): audit rows, lockout keys and notices name it `unknown:<12 hex of HMAC(key, name)>`,
+stable so that repeated attempts still correlate.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from monitor.store import Store
+from monitor.store import Store, User
 from monitor.users import get_user
 
 REALM = "Secure Failover Monitor"
+UNKNOWN_PREFIX = "unknown:"
 CHALLENGE = f'Basic realm="{REALM}", charset="UTF-8"'
 
 
@@ -86,6 +91,21 @@ def bearer_token(header: str | None) -> str | None:
     return value.strip() if scheme.lower() == "bearer" and value.strip() else None
 
 
+def unknown_account(key: bytes, name: str) -> str:
+    """How a name that is no user appears in audit rows, lockout keys and notices."""
+    digest = hmac.new(key, name.encode(), hashlib.sha256).hexdigest()
+    return f"{UNKNOWN_PREFIX}{digest[:12]}"
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """What one database read tells about credentials, before any password check."""
+
+    account: str  # the user's name, or unknown:<digest> for a name that is no user
+    user: User | None
+    cached: Verdict | None = None  # a remembered success that still holds
+
+
 @dataclass
 class _Entry:
     name: str
@@ -109,16 +129,28 @@ class Authenticator:
         self._lock = threading.Lock()
 
     def check(self, credentials: Credentials) -> Verdict:
+        """`lookup` then, unless a remembered success holds, `verify`."""
+        found = self.lookup(credentials)
+        return found.cached or self.verify(credentials, found)
+
+    def lookup(self, credentials: Credentials) -> Lookup:
+        """The user and a still valid remembered success (one SQLite read, no Argon2)."""
         user = get_user(self.store, credentials.name)
+        account = user.name if user else unknown_account(self.cache_key, credentials.name)
         key = self._cache_key(credentials)
         now = self.clock()
         with self._lock:
             entry = self._cache.get(key)
         if entry and user and not user.disabled and entry.expires > now \
                 and entry.name == user.name and entry.password_hash == user.password_hash:
-            return Verdict(Principal(user.name, user.role))
+            return Lookup(account, user, Verdict(Principal(user.name, user.role)))
         if entry:
             self._drop(key)
+        return Lookup(account, user)
+
+    def verify(self, credentials: Credentials, found: Lookup) -> Verdict:
+        """The Argon2 check (against a dummy hash for an unknown user: same work)."""
+        user = found.user
         matches = self._verify(user.password_hash if user else self.dummy_hash,
                                credentials.password)
         if user is None:
@@ -127,6 +159,8 @@ class Authenticator:
             return Verdict(None, "wrong password")
         if user.disabled:
             return Verdict(None, "account disabled")
+        key = self._cache_key(credentials)
+        now = self.clock()
         self._remember(key, _Entry(user.name, user.password_hash, now + self.ttl), now)
         return Verdict(Principal(user.name, user.role))
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from starlette.templating import Jinja2Templates
 from monitor.runtime import Actor
 from monitor.web import csrf
 from monitor.web.auth import ANONYMOUS, Authenticator, Principal
+from monitor.web.cached import Cached
 from monitor.web.lockout import Lockout
 from monitor.web.roles import can
 
@@ -33,8 +34,8 @@ class Web:
     templates: Jinja2Templates
     auth: Authenticator
     lockout: Lockout
-    verify_cache: dict = field(default_factory=dict)
-    ready_cache: tuple[float, bool] = (float("-inf"), False)
+    ready: Cached[bool]  # the /readyz write-lock check
+    verification: Cached[Any]  # the audit chain's audit.Report
 
     @property
     def versions(self) -> list[str]:

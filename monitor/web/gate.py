@@ -3,7 +3,8 @@
 It finds the route the router would pick, looks its role up in `roles.ROUTE_ROLES` (a route
 without an entry is refused: deny by default), authenticates HTTP Basic (or the scrape token on
 /metrics), applies the lockout, and audits failed logins, lockouts and denials. The principal
-goes to `request.state.principal` for the routes.
+goes to `request.state.principal` for the routes. A failed login names its account only when it
+is a user; any other name appears as `unknown:<digest>` (see auth.unknown_account).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from monitor.web.auth import (
     parse_basic,
 )
 from monitor.web.context import Web, actor_for, client_ip, render
+from monitor.web.lockout import Locked
 from monitor.web.roles import PUBLIC, ROUTE_ROLES, SCRAPE, UNMATCHED, allows
 
 SCRAPER = Principal("scraper", "viewer")
@@ -97,18 +99,37 @@ class AccessGate:
         try:
             credentials = parse_basic(header)
         except BadCredentials as exc:
-            return await self._failed(request, Credentials("", ""), str(exc))
+            return await self._failed(request, "", str(exc))
         if credentials is None:
             return self._challenge(request, "Authentication required")
-        now = self.web.now()
-        wait = self.web.lockout.retry_after(credentials.name, client_ip(request), now=now)
+        return await self._check(request, credentials)
+
+    async def _check(self, request: Request, credentials: Credentials) -> Principal | Response:
+        """Lockout first; a password check only once reserved, so that concurrent wrong
+        attempts never run more checks than the lockout's limits allow."""
+        lockout, ip = self.web.lockout, client_ip(request)
+        found = await asyncio.to_thread(self.web.auth.lookup, credentials)
+        # A remembered success needs no check, so only a lock (not checks in flight) stops it.
+        wait = lockout.retry_after(found.account, ip, now=self.web.now(),
+                                   busy=found.cached is None)
         if wait > 0:
             return self._locked(request, wait)
-        verdict = await asyncio.to_thread(self.web.auth.check, credentials)
-        if not verdict.ok:
-            return await self._failed(request, credentials, verdict.reason)
-        self.web.lockout.success(credentials.name, now=now)
-        return verdict.principal
+        if found.cached:
+            lockout.success(found.account, now=self.web.now())
+            return found.cached.principal
+        attempt = lockout.reserve(found.account, ip, now=self.web.now())
+        if attempt is None:
+            return self._locked(request, lockout.retry_after(found.account, ip,
+                                                             now=self.web.now()))
+        try:
+            verdict = await asyncio.to_thread(self.web.auth.verify, credentials, found)
+        except BaseException:
+            lockout.release(attempt)
+            raise
+        locks = lockout.settle(attempt, ok=verdict.ok, now=self.web.now())
+        if verdict.principal is not None:
+            return verdict.principal
+        return await self._failed(request, found.account, verdict.reason, locks)
 
     async def _scrape_token(self, request: Request, token: str) -> Principal | Response:
         wait = self.web.lockout.retry_after("scraper", client_ip(request), now=self.web.now())
@@ -118,33 +139,37 @@ class AccessGate:
         expected = configured.get_secret_value() if configured else ""
         if expected and hmac.compare_digest(token.encode(), expected.encode()):
             return SCRAPER
-        return await self._failed(request, Credentials("scraper", ""), "wrong scrape token")
+        return await self._failed(request, "scraper", "wrong scrape token")
 
-    async def _failed(self, request: Request, credentials: Credentials,
-                      reason: str) -> Response:
+    async def _failed(self, request: Request, account: str, reason: str,
+                      locks: list[Locked] | None = None) -> Response:
+        """Audit a failed login (and any lockout it caused, with its notice in the same
+        transaction). `account` is a user name or unknown:<digest>, never an unknown name.
+        `locks` None: the failure has not been counted yet (no password check was reserved)."""
         ip = client_ip(request)
         now = self.web.now()
-        locks = self.web.lockout.failure(credentials.name, ip, now=now)
-        attempted = Principal(credentials.name or "-", "")
+        if locks is None:
+            locks = self.web.lockout.failure(account, ip, now=now)
+        attempted = Principal(account or "-", "")
         await self._audit(request, attempted, "login.failed", reason)
         for lock in locks:
             detail = f"{lock.scope} {lock.key!r} locked for {self.web.lockout.lock_for:.0f} s"
+            notice = ("lockout", f"Security: login lockout of {lock.scope} {lock.key}",
+                      {"scope": lock.scope, "key": lock.key, "until": utc_iso(lock.until),
+                       "source_ip": ip,
+                       "reason": f"{reason}; locked after repeated failed logins"})
             await self._audit(request, attempted, "login.lockout", detail,
-                              params={"scope": lock.scope, "until": lock.until})
-            await asyncio.to_thread(
-                self.web.runtime.enqueue_notice, "lockout",
-                f"Security: login lockout of {lock.scope} {lock.key}",
-                {"scope": lock.scope, "key": lock.key, "until": utc_iso(lock.until),
-                 "source_ip": ip, "reason": f"{reason}; locked after repeated failed logins"})
+                              params={"scope": lock.scope, "until": lock.until}, notice=notice)
         if locks:
             return self._locked(request, max(lock.until for lock in locks) - now)
         return self._challenge(request, "Authentication failed")
 
     async def _audit(self, request: Request, who: Principal, action: str, reason: str,
-                     params: dict | None = None) -> None:
+                     params: dict | None = None,
+                     notice: tuple[str, str, dict] | None = None) -> None:
         await self.web.runtime.arecord(
             actor_for(request, who), action, target=request.url.path, outcome="denied",
-            reason=reason, params={"method": request.method, **(params or {})})
+            reason=reason, params={"method": request.method, **(params or {})}, notice=notice)
 
     def _challenge(self, request: Request, message: str) -> Response:
         return self._error(request, 401, message, {"WWW-Authenticate": CHALLENGE})

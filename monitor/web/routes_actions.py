@@ -1,5 +1,6 @@
 """State-changing actions: POST forms only, CSRF-checked, validated, then handed to the runtime
-(which audits the outcome). The browser is sent back to the overview with the outcome shown."""
+(which audits the outcome). The browser is sent back to the overview with the outcome shown.
+Invalid input is refused with 422 before anything changes, and audited with outcome "invalid"."""
 
 from __future__ import annotations
 
@@ -10,7 +11,14 @@ from monitor.web import csrf
 from monitor.web.auth import CHALLENGE, Principal
 from monitor.web.context import Web, actor_for, flash_url, principal, web
 from monitor.web.csrf import origin_of
-from monitor.web.forms import FormError, parse_chaos, parse_failover, parse_reason, parse_version
+from monitor.web.forms import (
+    FAULTS,
+    FormError,
+    parse_chaos,
+    parse_failover,
+    parse_reason,
+    parse_version,
+)
 
 router = APIRouter()
 MAX_FORM_FIELDS = 20
@@ -47,7 +55,12 @@ def _done(state: Web, result) -> RedirectResponse:
     return RedirectResponse(flash_url(state, "/", result.ok, result.message), status_code=303)
 
 
-def _invalid(exc: FormError) -> HTTPException:
+async def _invalid(request: Request, state: Web, exc: FormError, action: str,
+                   target: str = "") -> HTTPException:
+    """Audit a refused form (nothing changed) and build its 422."""
+    await state.runtime.arecord(actor_for(request), action, target=target[:40],
+                                outcome="invalid", reason=str(exc),
+                                params={"method": request.method, "path": request.url.path})
     return HTTPException(422, str(exc))
 
 
@@ -58,7 +71,8 @@ async def chaos(version: str, fault: str, request: Request, form: dict = Depends
         parse_version(version, state.versions)
         params = parse_chaos(fault, form)
     except FormError as exc:
-        raise _invalid(exc) from None
+        action = f"chaos.{fault}" if fault in FAULTS else "chaos.unknown"
+        raise await _invalid(request, state, exc, action, version) from None
     result = await state.runtime.chaos(actor_for(request), version, fault, params)
     return _done(state, result)
 
@@ -69,7 +83,8 @@ async def failover(request: Request, form: dict = Depends(checked_form),
     try:
         target, reason, force = parse_failover(form, state.versions)
     except FormError as exc:
-        raise _invalid(exc) from None
+        target = str(form.get("target", ""))
+        raise await _invalid(request, state, exc, "failover.manual", target) from None
     result = await state.runtime.failover(actor_for(request), target, reason=reason, force=force)
     return _done(state, result)
 
@@ -77,18 +92,21 @@ async def failover(request: Request, form: dict = Depends(checked_form),
 @router.post("/actions/failback")
 async def failback(request: Request, form: dict = Depends(checked_form),
                    state: Web = Depends(web)):
-    return _done(state, await state.runtime.failback(actor_for(request), reason=_reason(form)))
+    reason = await _reason(request, state, form, "failover.failback")
+    return _done(state, await state.runtime.failback(actor_for(request), reason=reason))
 
 
 @router.post("/actions/pause")
 async def pause(request: Request, form: dict = Depends(checked_form), state: Web = Depends(web)):
-    return _done(state, await state.runtime.pause(actor_for(request), reason=_reason(form)))
+    reason = await _reason(request, state, form, "failover.pause")
+    return _done(state, await state.runtime.pause(actor_for(request), reason=reason))
 
 
 @router.post("/actions/resume")
 async def resume(request: Request, form: dict = Depends(checked_form),
                  state: Web = Depends(web)):
-    return _done(state, await state.runtime.resume(actor_for(request), reason=_reason(form)))
+    reason = await _reason(request, state, form, "failover.resume")
+    return _done(state, await state.runtime.resume(actor_for(request), reason=reason))
 
 
 @router.post("/logout")
@@ -102,8 +120,8 @@ async def logout(request: Request, form: dict = Depends(checked_form),
                                       "WWW-Authenticate": CHALLENGE})
 
 
-def _reason(form: dict) -> str:
+async def _reason(request: Request, state: Web, form: dict, action: str) -> str:
     try:
         return parse_reason(form)
     except FormError as exc:
-        raise _invalid(exc) from None
+        raise await _invalid(request, state, exc, action) from None

@@ -13,7 +13,6 @@ from monitor.web import queries
 from monitor.web.context import Web, web
 
 router = APIRouter()
-READY_CACHE_S = 1.0  # /readyz is public: bound how often it takes the write lock
 
 
 @router.get("/api/status")
@@ -51,9 +50,9 @@ async def api_notices(limit: int = Query(50, ge=1, le=500), offset: int = Query(
 
 @router.get("/api/audit/verify")
 async def api_audit_verify(state: Web = Depends(web)) -> dict:
-    report = await asyncio.to_thread(queries.verify_report, state.runtime, state.verify_cache,
-                                     fresh=True)
-    return report.as_dict()
+    """The on-demand full verification; its result also refreshes the audit page's."""
+    checked = await state.verification.refresh()
+    return {**checked.value.as_dict(), "verified_at": checked.at}
 
 
 @router.get("/api/users")
@@ -71,13 +70,10 @@ async def healthz() -> dict:
 
 @router.get("/readyz")
 async def readyz(state: Web = Depends(web)):
-    """Readiness: the scheduler runs and the database takes writes."""
+    """Readiness: the scheduler runs and the database takes writes (checked at most every
+    READY_CACHE_S of app.py, one check shared by concurrent requests: this route is public)."""
     started = bool(state.runtime.started)
-    now = state.now()
-    cached_at, writable = state.ready_cache
-    if now - cached_at >= READY_CACHE_S or not writable:
-        writable = await asyncio.to_thread(state.runtime.store.writable)
-        state.ready_cache = (now, writable)
+    writable = bool((await state.ready.get()).value)
     ready = started and writable
     return JSONResponse({"ready": ready, "started": started, "writable": writable},
                         status_code=200 if ready else 503)

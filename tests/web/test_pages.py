@@ -11,6 +11,7 @@ from sqlalchemy import text
 from monitor.audit import utc_iso
 from monitor.runtime import Actor
 from monitor.store import Incident, Notice, ProbeRow
+from monitor.web.context import format_time
 from tests.web.support import audit_rows, auth, post_form
 
 
@@ -50,6 +51,26 @@ def test_it_is_ready_only_when_started_and_writable(client, runtime):
     assert client.get("/readyz").status_code == 503
     runtime.started = True
     assert client.get("/readyz").json() == {"ready": True, "started": True, "writable": True}
+
+
+def test_it_checks_the_write_lock_for_readyz_at_most_every_two_seconds(client, runtime,
+                                                                         clock, monkeypatch):
+    checks: list[float] = []
+
+    def not_writable() -> bool:  # a database that stays locked: the case a flood would hurt
+        checks.append(clock())
+        return False
+
+    monkeypatch.setattr(runtime.store, "writable", not_writable)
+    runtime.started = True
+    for _ in range(5):
+        assert client.get("/readyz").json()["writable"] is False
+    clock.advance(1.5)
+    assert client.get("/readyz").status_code == 503
+    assert len(checks) == 1
+    clock.advance(1.0)
+    client.get("/readyz")
+    assert len(checks) == 2
 
 
 def test_it_shows_no_action_buttons_to_a_viewer(client):
@@ -109,25 +130,34 @@ def test_it_sends_chaos_with_typed_parameters(client, runtime):
     assert {"ms": 250, "jitter_ms": 20}.items() <= json.loads(row.params).items()
 
 
-@pytest.mark.parametrize("path, form, reason", [
-    ("/actions/failover", {"target": "v9", "reason": "x"}, "target: unknown version"),
-    ("/actions/failover", {"target": "v2", "reason": ""}, "reason: required"),
-    ("/actions/failover", {"target": "v2", "reason": "x", "force": "maybe"}, "force:"),
-    ("/actions/failover", {"target": "v2", "reason": "x" * 501}, "at most 500"),
-    ("/actions/chaos/v9/crash", {}, "version: unknown version"),
-    ("/actions/chaos/v1/explode", {}, "fault: unknown fault"),
-    ("/actions/chaos/v1/latency", {"ms": "fast"}, "ms: expected a number"),
-    ("/actions/chaos/v1/latency", {"ms": "99999"}, "ms: must be between 0 and 10000"),
-    ("/actions/chaos/v1/errors", {"probability": "nan"}, "probability: must be between"),
-    ("/actions/pause", {"reason": "y" * 600}, "at most 500"),
+@pytest.mark.parametrize("path, form, reason, action", [
+    ("/actions/failover", {"target": "v9", "reason": "x"}, "target: unknown version",
+     "failover.manual"),
+    ("/actions/failover", {"target": "v2", "reason": ""}, "reason: required", "failover.manual"),
+    ("/actions/failover", {"target": "v2", "reason": "x", "force": "maybe"}, "force:",
+     "failover.manual"),
+    ("/actions/failover", {"target": "v2", "reason": "x" * 501}, "at most 500",
+     "failover.manual"),
+    ("/actions/chaos/v9/crash", {}, "version: unknown version", "chaos.crash"),
+    ("/actions/chaos/v1/explode", {}, "fault: unknown fault", "chaos.unknown"),
+    ("/actions/chaos/v1/latency", {"ms": "fast"}, "ms: expected a number", "chaos.latency"),
+    ("/actions/chaos/v1/latency", {"ms": "99999"}, "ms: must be between 0 and 10000",
+     "chaos.latency"),
+    ("/actions/chaos/v1/errors", {"probability": "nan"}, "probability: must be between",
+     "chaos.errors"),
+    ("/actions/pause", {"reason": "y" * 600}, "at most 500", "failover.pause"),
+    ("/actions/resume", {"reason": "y" * 600}, "at most 500", "failover.resume"),
+    ("/actions/failback", {"reason": "y" * 600}, "at most 500", "failover.failback"),
 ])
-def test_it_refuses_bad_form_input_with_422_and_changes_nothing(client, runtime, path, form,
-                                                                 reason):
+def test_it_refuses_bad_form_input_with_422_audits_it_and_changes_nothing(
+        client, runtime, path, form, reason, action):
     before = audit_rows(runtime)
     response = post_form(client, runtime, path, "operator", form)
     assert response.status_code == 422
     assert reason in response.text
-    assert audit_rows(runtime) == before
+    [row] = audit_rows(runtime)[len(before):]
+    assert (row.actor, row.outcome, row.action) == ("operator", "invalid", action)
+    assert reason in row.reason
     assert runtime.status()["paused"] is False and runtime.status()["active"] == "v1"
 
 
@@ -189,7 +219,22 @@ def test_it_shows_the_chain_verification_on_the_audit_page(client, runtime):
     report = client.get("/api/audit/verify", auth=auth("admin")).json()
     assert report["ok"] is False
     assert [p["kind"] for p in report["problems"]] == ["modified"]
-    assert "verify-bad" in client.get("/audit", auth=auth("viewer")).text
+    assert "verify-bad" in client.get("/audit", auth=auth("viewer")).text  # the API refreshed it
+
+
+def test_it_reuses_the_audit_page_verification_for_a_minute(client, runtime, clock):
+    first = client.get("/audit", auth=auth("viewer")).text
+    verified_at = format_time(clock())
+    assert f"verified at {verified_at}" in first and "verify-ok" in first
+    with runtime.store.write() as session:
+        session.exec(text("UPDATE audit SET reason='edited' WHERE seq=2"))
+    client.get("/", auth=("viewer", "Wrong-password-1"))  # a failed login moves the head
+    clock.advance(59)
+    cached = client.get("/audit", auth=auth("viewer")).text
+    assert f"verified at {verified_at}" in cached and "verify-ok" in cached
+    clock.advance(2)
+    fresh = client.get("/audit", auth=auth("viewer")).text
+    assert f"verified at {format_time(clock())}" in fresh and "verify-bad" in fresh
 
 
 def test_it_pages_the_health_log_per_version(client, runtime):
