@@ -72,13 +72,18 @@ def rows(store, model):
         return list(session.exec(select(model)))
 
 
-async def test_it_persists_a_failover_with_its_evidence_audit_row_and_notice(store, services):
-    clock = Clock()
+async def crash_v1(store, services, clock):
+    """Warm every version up, then let v1 refuse connections for three rounds."""
     dog = make_watchdog(store, services, clock)
     await probe_all(dog, clock, rounds=2)
     services.down.add("v1")
     await probe_all(dog, clock, rounds=3)
+    return dog
 
+
+async def test_it_persists_a_failover_with_its_evidence_audit_row_and_notice(store, services):
+    clock = Clock()
+    dog = await crash_v1(store, services, clock)
     assert (dog.state.active, dog.state.epoch) == ("v2", 1)
     assert store.load_state()["active"] == "v2" and store.load_state()["epoch"] == 1
     switch = [r for r in rows(store, AuditRow) if r.action == "failover.automatic"]
@@ -94,10 +99,7 @@ async def test_it_persists_a_failover_with_its_evidence_audit_row_and_notice(sto
 
 async def test_it_resumes_the_same_active_and_epoch_after_a_restart(store, services):
     clock = Clock()
-    dog = make_watchdog(store, services, clock)
-    await probe_all(dog, clock, rounds=2)
-    services.down.add("v1")
-    await probe_all(dog, clock, rounds=3)
+    dog = await crash_v1(store, services, clock)
     assert dog.state.active == "v2"
 
     restarted = make_watchdog(store, services, clock)
