@@ -1,0 +1,79 @@
+"""The whole system with a real SMTP server: one email per incident transition, no storm."""
+
+import time
+
+import httpx
+import pytest
+
+from tests.e2e.monitor_proc import all_versions_up, free_ports, start_monitor
+from tests.e2e.procs import start_service
+from tests.test_mailer import Inbox, smtp_server
+
+TOKEN = "e2e-notices-token-0123456789abcdef-xyz"
+
+
+@pytest.fixture
+def services():
+    ports = dict(zip(("v1", "v2", "v3"), free_ports(3), strict=True))
+    procs = {v: start_service(v, p, TOKEN) for v, p in ports.items()}
+    yield {v: f"http://127.0.0.1:{p}" for v, p in ports.items()}
+    for proc in procs.values():
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=10)
+
+
+def crash(url: str) -> None:
+    try:
+        httpx.post(f"{url}/chaos/crash", timeout=2.0, headers={"Authorization": f"Bearer {TOKEN}"})
+    except httpx.HTTPError:
+        pass
+
+
+def smtp_env(port: int) -> dict:
+    return {"MONITOR_SMTP_HOST": "127.0.0.1", "MONITOR_SMTP_PORT": str(port),
+            "MONITOR_SMTP_MODE": "plain", "MONITOR_SMTP_FROM": "monitor@example.test",
+            "MONITOR_SMTP_TO": "oncall@example.test", "MONITOR_NOTIFY_GROUP_WINDOW": "2",
+            "MONITOR_CHAOS_TOKEN": TOKEN}
+
+
+def wait_for_mail(inbox: Inbox, count: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and len(inbox.messages) < count:
+        time.sleep(0.1)
+
+
+def test_it_emails_one_failover_notice_with_versions_and_evidence(tmp_path, services):
+    inbox = Inbox()
+    with smtp_server(inbox) as port:
+        monitor = start_monitor(tmp_path, services=services, **smtp_env(port))
+        try:
+            monitor.wait_for(all_versions_up, timeout=20)
+            crash(services["v1"])
+            monitor.wait_for(lambda s: s["active"] == "v2", timeout=10)
+            wait_for_mail(inbox, 1, timeout=15)
+            time.sleep(3)  # a second, duplicate email would arrive within the group window
+        finally:
+            monitor.stop()
+    assert len(inbox.messages) == 1
+    mail = inbox.messages[0]
+    assert "v1 -> v2" in mail["Subject"]
+    body = mail.get_body(preferencelist=("plain",)).get_content()
+    assert "v1" in body and "v2" in body and "refused" in body
+
+
+def test_it_sends_one_email_when_all_versions_fail_together(tmp_path, services):
+    inbox = Inbox()
+    with smtp_server(inbox) as port:
+        monitor = start_monitor(tmp_path, services=services, **smtp_env(port))
+        try:
+            monitor.wait_for(all_versions_up, timeout=20)
+            for url in services.values():
+                crash(url)
+            monitor.wait_for(lambda s: s["incident"] is not None, timeout=15)
+            wait_for_mail(inbox, 1, timeout=15)
+            time.sleep(4)
+        finally:
+            monitor.stop()
+    assert len(inbox.messages) == 1, [m["Subject"] for m in inbox.messages]
+    assert "all versions down" in inbox.messages[0]["Subject"].lower()
