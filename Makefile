@@ -29,7 +29,7 @@ lint: $(VENV)/.dev-installed
 
 bench: $(VENV)/.dev-installed
 	$(PY) bench/failover_time.py
-	$(PY) bench/gateway.py
+	$(PY) bench/gateway.py --monitor
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache data

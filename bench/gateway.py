@@ -413,6 +413,18 @@ async def one_fault(name: str, svc_ports: dict[str, int], gw_port: int, path: st
     return gateway, direct
 
 
+def start_real_monitor(svc_ports: dict[str, int], token: str):
+    """`python -m monitor run` watching the bench's services, with a fresh data directory."""
+    from tests.e2e.monitor_proc import FAST, all_versions_up, start_monitor
+
+    data_dir = Path(tempfile.mkdtemp(prefix="bench-gateway-monitor-"))
+    monitor = start_monitor(data_dir, MONITOR_CHAOS_TOKEN=token, services={
+        v: f"http://127.0.0.1:{p}" for v, p in svc_ports.items()})
+    monitor.wait_for(all_versions_up, timeout=20)
+    time.sleep(float(FAST["MONITOR_STARTUP_GRACE"]))
+    return monitor
+
+
 def failover(procs: dict, svc_ports: dict[str, int], gw_port: int, path: str, token: str,
              args) -> dict[str, tuple[Tally, Tally]]:
     seconds = 8.0 if args.quick else args.failover_seconds
@@ -420,11 +432,18 @@ def failover(procs: dict, svc_ports: dict[str, int], gw_port: int, path: str, to
     for name in FAULTS:
         stop(procs["v1"])  # a fresh v1 for every fault: crash and hang leave it unusable
         procs["v1"] = start_service("v1", svc_ports["v1"], token)
-        asyncio.run(wait_served_by(gw_port, path, "v1"))
-        print(f"  {name}: {seconds:g} s of load, fault injected on v1 after "
-              f"{min(2.0, seconds / 4):g} s", file=sys.stderr)
-        results[name] = asyncio.run(one_fault(name, svc_ports, gw_port, path, token, seconds,
-                                              args.concurrency))
+        monitor = start_real_monitor(svc_ports, token) if args.monitor else None
+        port = monitor.gateway_port if monitor else gw_port
+        try:
+            asyncio.run(wait_served_by(port, path, "v1"))
+            print(f"  {name}: {seconds:g} s of load, fault injected on v1 after "
+                  f"{min(2.0, seconds / 4):g} s", file=sys.stderr)
+            results[name] = asyncio.run(one_fault(name, svc_ports, port, path, token, seconds,
+                                                  args.concurrency))
+        finally:
+            if monitor:
+                monitor.stop()
+                shutil.rmtree(monitor.data_dir, ignore_errors=True)
     print(f"\n## Failover under load: {seconds:g} s per fault, {args.concurrency} connections "
           "through the gateway, 4 straight to v1\n")
     print("| fault on v1 | gateway requests | gateway failed | gateway wrong body | served by "
@@ -437,8 +456,11 @@ def failover(procs: dict, svc_ports: dict[str, int], gw_port: int, path: str, to
     print("\nfailed = transport error, timeout (15 s through the gateway, 2 s direct) or a "
           "non-200 answer; every client pauses 50 ms after a failure. wrong body = 200 whose "
           "book fails the canary digest: the gateway cannot see that, the router's canary probe "
-          "removes v1. Router: the bench's stand-in (probes every 0.25 s), not the monitor's "
-          "engine.")
+          "removes v1. Router: " + (
+              "the real monitor (python -m monitor run, a fresh one per fault, probing every "
+              "0.5 s, fall 3)." if args.monitor else
+              "the bench's stand-in (probes every 0.25 s), not the monitor's engine; "
+              "--monitor uses the real monitor."))
     return results
 
 
@@ -449,6 +471,8 @@ def main() -> int:
     parser.add_argument("--failover-seconds", type=float, default=30.0, help="per fault")
     parser.add_argument("--quick", action="store_true", help="8 s per fault")
     parser.add_argument("--skip-failover", action="store_true")
+    parser.add_argument("--monitor", action="store_true",
+                        help="fail over with the real monitor instead of the bench's router")
     parser.add_argument("--serve-gateway", type=int, metavar="PORT", help=argparse.SUPPRESS)
     parser.add_argument("--backends", help=argparse.SUPPRESS)
     args = parser.parse_args()

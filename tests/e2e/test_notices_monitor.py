@@ -77,3 +77,19 @@ def test_it_sends_one_email_when_all_versions_fail_together(tmp_path, services):
             monitor.stop()
     assert len(inbox.messages) == 1, [m["Subject"] for m in inbox.messages]
     assert "all versions down" in inbox.messages[0]["Subject"].lower()
+
+
+def test_it_sends_a_test_email_from_the_command_line(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.e2e.monitor_proc import ROOT, monitor_env
+
+    inbox = Inbox()
+    with smtp_server(inbox) as port:
+        env = monitor_env(tmp_path, *free_ports(2), **smtp_env(port))
+        result = subprocess.run([sys.executable, "-m", "monitor", "notify", "test"], cwd=ROOT,
+                                env=env, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "250" in result.stdout
+    assert len(inbox.messages) == 1 and inbox.messages[0]["To"] == "oncall@example.test"

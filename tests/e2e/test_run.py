@@ -156,3 +156,38 @@ def test_it_leaves_no_service_behind_when_the_monitor_is_killed(tmp_path):
     finally:
         monitor.stop(signal.SIGKILL)
     wait_until(lambda: not any(_alive(pid) for pid in pids), 10)
+
+
+def cli(tmp_path, *args: str, **extra: str) -> subprocess.CompletedProcess:
+    port, gateway, *services = free_ports(5)
+    env = monitor_env(tmp_path, port, gateway,
+                      MONITOR_SERVICE_PORTS=",".join(map(str, services)), **extra)
+    return subprocess.run([sys.executable, "-m", "monitor", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_it_checks_the_configuration_and_names_what_is_wrong(tmp_path):
+    fine = cli(tmp_path, "check-config")
+    assert fine.returncode == 0 and "configuration OK" in fine.stdout
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    try:
+        busy = cli(tmp_path, "check-config", MONITOR_GATEWAY_PORT=str(taken.getsockname()[1]))
+    finally:
+        taken.close()
+    assert busy.returncode == 1 and "MONITOR_GATEWAY_PORT" in busy.stderr
+
+
+def test_it_manages_users_from_the_command_line(tmp_path):
+    added = cli(tmp_path, "user", "add", "olga", "--role", "operator",
+                MONITOR_NEW_PASSWORD="Olga-operator-pass-42")
+    assert added.returncode == 0, added.stderr
+    weak = cli(tmp_path, "user", "add", "ivan", "--role", "viewer",
+               MONITOR_NEW_PASSWORD="password123")
+    assert weak.returncode == 1 and "password" in weak.stderr
+    assert cli(tmp_path, "user", "disable", "olga").returncode == 0
+    listing = cli(tmp_path, "user", "list").stdout
+    assert "olga\toperator\tdisabled" in listing and "ivan" not in listing
+    verify = cli(tmp_path, "audit", "verify", "--json")
+    assert verify.returncode == 0 and '"ok": true' in verify.stdout
