@@ -38,6 +38,7 @@ class Settings(BaseSettings):
     startup_grace: float = Field(10.0, ge=0, le=3600)
     auto_failback_after: float = Field(0.0, ge=0, le=86400)
     retention_hours: float = Field(24.0, gt=0, le=24 * 365)
+    restart_delay: float = Field(5.0, ge=0, le=300)
 
     secret_key: SecretStr | None = None
     chaos_token: SecretStr | None = None

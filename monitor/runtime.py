@@ -91,7 +91,8 @@ class Runtime:
     async def start(self) -> None:
         if self.settings.local_services:
             self.supervisor = Supervisor(self._child_specs(), on_event=self._on_child_event,
-                                         log_dir=self.settings.data_dir / "logs")
+                                         log_dir=self.settings.data_dir / "logs",
+                                         backoff_base=self.settings.restart_delay)
             await self.supervisor.start()
             await self._wait_live(timeout=15.0)
         await self.arecord(SYSTEM, "monitor.start",

@@ -45,7 +45,8 @@ def wait_until(check, timeout: float, every: float = 0.1):
 
 
 def test_it_runs_supervises_fails_over_and_stops_cleanly(tmp_path):
-    monitor = start_monitor(tmp_path, MONITOR_ADMIN_PASSWORD="")
+    # restart later than the monitor detects the crash, so the failover is certain
+    monitor = start_monitor(tmp_path, MONITOR_ADMIN_PASSWORD="", MONITOR_RESTART_DELAY="3")
     try:
         password = wait_until(lambda: banner_password(monitor.text), 10)
         monitor.password = password
