@@ -156,13 +156,15 @@ def to_record(state: MonitorState) -> dict:
         "last_switch_at": state.last_switch_at,
         "paused": state.paused,
         "incident": state.incident,
+        "noted": sorted(state.noted),
         "versions": {h.name: {"ejections": h.ejections, "ejected_until": h.ejected_until}
                      for h in state.health},
     }
 
 
 def from_record(record: Mapping, policy: Policy, now: float) -> MonitorState:
-    """Resume after a restart: same active, epoch, pause, incident and ejections; health back to
+    """Resume after a restart: same active, epoch, pause, incident, ejections and the notes of
+    the current episode (so a restart repeats no notice); health back to
     UNKNOWN and ``started_at=now``, so the startup grace applies again. Versions missing from
     the record start clean; an active that is no longer configured raises EngineError."""
     try:
@@ -182,7 +184,8 @@ def from_record(record: Mapping, policy: Policy, now: float) -> MonitorState:
                           f"(configured: {', '.join(policy.versions)})")
     return MonitorState(active=active, epoch=epoch, started_at=now, health=health,
                         last_switch_at=last_switch_at, paused=bool(record.get("paused", False)),
-                        incident=record.get("incident") or None)
+                        incident=record.get("incident") or None,
+                        noted=frozenset(str(n) for n in record.get("noted") or ()))
 
 
 # --- health ---------------------------------------------------------------------------------
@@ -357,7 +360,8 @@ def _settle(state: MonitorState, policy: Policy, now: float) -> Step:
     """The active is not DOWN: end the episode, close a recovered incident, maybe fail back."""
     events: list[Event] = []
     active = state.health_of(state.active)
-    state = replace(state, noted=frozenset())
+    if active.state == UP:  # UNKNOWN (just restarted) does not end the episode
+        state = replace(state, noted=frozenset())
     if state.incident and active.state == UP:
         state = replace(state, incident=None)
         events.append(Event("incident_closed", version=active.name, evidence=active.recent,

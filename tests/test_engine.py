@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 
@@ -364,7 +364,7 @@ def test_it_resumes_the_same_active_and_epoch_after_a_restart():
     record = json.loads(json.dumps(to_record(before.state)))
     assert record == {
         "active": "v2", "epoch": 1, "last_switch_at": T0 + 11, "paused": True, "incident": None,
-        "versions": {"v1": {"ejections": 1, "ejected_until": T0 + 41},
+        "noted": [], "versions": {"v1": {"ejections": 1, "ejected_until": T0 + 41},
                      "v2": {"ejections": 0, "ejected_until": 0.0},
                      "v3": {"ejections": 0, "ejected_until": 0.0}},
     }
@@ -376,6 +376,18 @@ def test_it_resumes_the_same_active_and_epoch_after_a_restart():
                 start=Run(state, restart, POLICY))
     assert after.decisions == ["resumed"]
     assert (after.state.active, after.state.epoch) == ("v2", 1)
+
+
+def test_it_repeats_no_once_per_episode_notice_after_a_restart():
+    policy = replace(POLICY, startup_grace=0, cooldown=60)
+    held = run(f"{WARM} v1:fail*3 v2:ok [+5s] v2:fail*3", policy)  # v2 down in the cooldown
+    assert held.decisions.count("suppressed: cooldown") == 1
+    restart = held.now + 1
+    r = Run(from_record(json.loads(json.dumps(to_record(held.state))), policy, restart),
+            restart, policy)
+    run("v1:fail*3 v3:ok*2 v2:fail*3 [+60s] v3:ok", start=r)
+    assert "suppressed: cooldown" not in r.decisions
+    assert r.state.active == "v3"
 
 
 def test_it_applies_the_startup_grace_again_after_a_restart():
