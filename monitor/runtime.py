@@ -255,7 +255,13 @@ class Runtime:
         now = self.clock()
         view = engine.status_view(self.watchdog.state, self.policy, now)
         uptime = self._uptime_24h(now)
+        processes = self.supervisor.status() if self.supervisor else {}
         for item in view["versions"]:
+            process = item["process"] = processes.get(item["name"])  # None when external
+            if process and process["given_up"]:
+                item["reason"] = "; ".join(filter(None, [
+                    item["reason"], f"process left down after {process['restarts']} restarts "
+                                    f"({process['last_exit']})"]))
             last = self.watchdog.last.get(item["name"])
             item["url"] = self.urls[item["name"]]
             item["faults"] = self.watchdog.faults.get(item["name"], {})

@@ -112,3 +112,16 @@ async def test_it_computes_uptime_over_24_hours_per_version(runtime):
         session.add(ProbeRow(version="v3", at=now - 90_000, ok=False))  # older than 24 h
     uptime = {v["name"]: v["uptime_24h"] for v in runtime.status()["versions"]}
     assert uptime == {"v1": 90.0, "v2": 50.0, "v3": None}
+
+
+async def test_it_shows_a_service_the_supervisor_gave_up_on(runtime):
+    class GaveUp:
+        def status(self):
+            return {"v1": {"pid": None, "running": False, "restarts": 5, "given_up": True,
+                           "last_exit": "exited with code 1"}}
+
+    runtime.supervisor = GaveUp()
+    v1 = runtime.status()["versions"][0]
+    assert v1["process"]["given_up"]
+    assert "process left down after 5 restarts (exited with code 1)" in v1["reason"]
+    assert runtime.status()["versions"][1]["process"] is None

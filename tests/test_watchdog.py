@@ -190,3 +190,18 @@ async def test_it_keeps_memory_and_database_in_step_when_cancelled_mid_write(sto
         await task
     assert store.load_state()["paused"] is True
     assert dog.state.paused is True
+
+
+def test_it_probes_a_version_at_once_on_gateway_failures_but_never_fails_over(store, services):
+    clock = Clock()
+    dog = make_watchdog(store, services, clock)
+    hurried = []
+    dog.on_hurry = hurried.append
+    for _ in range(10):
+        dog.report_passive("v1", "refused")  # a burst: one probe, not ten
+    dog.report_passive("v9", "refused")      # unknown versions are ignored
+    assert hurried == ["v1"]
+    clock.t += POLICY.fast_interval
+    dog.report_passive("v1", "timeout")
+    assert hurried == ["v1", "v1"]
+    assert (dog.state.active, dog.state.epoch) == ("v1", 0)

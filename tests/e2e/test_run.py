@@ -72,7 +72,9 @@ def test_it_runs_supervises_fails_over_and_stops_cleanly(tmp_path):
         monitor.wait_for(lambda s: s["active"] == "v2", timeout=15)
         restarts = wait_until(lambda: audit_rows(tmp_path, "supervisor.restart"), 15)
         assert restarts[0][1] == "v1"
-        monitor.wait_for(lambda s: s["versions"][0]["state"] == "up", timeout=20)
+        status = monitor.wait_for(lambda s: s["versions"][0]["state"] == "up", timeout=20)
+        assert status["versions"][0]["process"]["restarts"] >= 1
+        assert status["versions"][0]["process"]["running"]
         assert audit_rows(tmp_path, "chaos.crash")[0][1] == "v1"
 
         with monitor.client() as client:
