@@ -1,6 +1,7 @@
 """The whole system with a real SMTP server: one email per incident transition, no storm."""
 
 import time
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -43,18 +44,25 @@ def wait_for_mail(inbox: Inbox, count: int, timeout: float) -> None:
         time.sleep(0.1)
 
 
-def test_it_emails_one_failover_notice_with_versions_and_evidence(tmp_path, services):
+@contextmanager
+def monitored_with_mail(tmp_path, services):
+    """A real SMTP server and the monitor mailing it, with every version up; yields both."""
     inbox = Inbox()
     with smtp_server(inbox) as port:
         monitor = start_monitor(tmp_path, services=services, **smtp_env(port))
         try:
             monitor.wait_for(all_versions_up, timeout=20)
-            crash(services["v1"])
-            monitor.wait_for(lambda s: s["active"] == "v2", timeout=10)
-            wait_for_mail(inbox, 1, timeout=15)
-            time.sleep(3)  # a second, duplicate email would arrive within the group window
+            yield monitor, inbox
         finally:
             monitor.stop()
+
+
+def test_it_emails_one_failover_notice_with_versions_and_evidence(tmp_path, services):
+    with monitored_with_mail(tmp_path, services) as (monitor, inbox):
+        crash(services["v1"])
+        monitor.wait_for(lambda s: s["active"] == "v2", timeout=10)
+        wait_for_mail(inbox, 1, timeout=15)
+        time.sleep(3)  # a second, duplicate email would arrive within the group window
     assert len(inbox.messages) == 1
     mail = inbox.messages[0]
     assert "v1 -> v2" in mail["Subject"]
@@ -63,18 +71,12 @@ def test_it_emails_one_failover_notice_with_versions_and_evidence(tmp_path, serv
 
 
 def test_it_sends_one_email_when_all_versions_fail_together(tmp_path, services):
-    inbox = Inbox()
-    with smtp_server(inbox) as port:
-        monitor = start_monitor(tmp_path, services=services, **smtp_env(port))
-        try:
-            monitor.wait_for(all_versions_up, timeout=20)
-            for url in services.values():
-                crash(url)
-            monitor.wait_for(lambda s: s["incident"] is not None, timeout=15)
-            wait_for_mail(inbox, 1, timeout=15)
-            time.sleep(4)
-        finally:
-            monitor.stop()
+    with monitored_with_mail(tmp_path, services) as (monitor, inbox):
+        for url in services.values():
+            crash(url)
+        monitor.wait_for(lambda s: s["incident"] is not None, timeout=15)
+        wait_for_mail(inbox, 1, timeout=15)
+        time.sleep(4)
     assert len(inbox.messages) == 1, [m["Subject"] for m in inbox.messages]
     assert "all versions down" in inbox.messages[0]["Subject"].lower()
 
