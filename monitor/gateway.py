@@ -144,6 +144,10 @@ class Gateway:
         target = scope.get("raw_path") or scope["path"].encode()
         if scope.get("query_string"):
             target = target + b"?" + scope["query_string"]
+        if not _plain_target(target):
+            await _send_json(send, 400, {"error": "bad request target",
+                                         "detail": "origin-form path without dot segments"})
+            return
 
         try:
             backends = retry_policy.plan(self.router.route_candidates())
@@ -200,6 +204,10 @@ class Gateway:
             if response is not None:
                 await _close(response)
             return None, None, retry_policy.failure_of_error(exc)
+        except BaseException:  # cancelled: give the pool slot back before going
+            if response is not None:
+                await _close(response)
+            raise
 
     async def _read_body(self, scope: dict, receive: Callable) -> bytes | None:
         declared = _header(scope, b"content-length")
@@ -226,7 +234,8 @@ class Gateway:
         body is streamed from the backend."""
         try:
             await send({"type": "http.response.start", "status": response.status_code,
-                        "headers": response_headers(response.headers.raw, version)})
+                        "headers": response_headers(response.headers.raw, version,
+                                                    response.status_code)})
             if body is not None:
                 await send({"type": "http.response.body", "body": body})
                 return
@@ -276,6 +285,8 @@ class Gateway:
 
     def _report(self, version: str, failure: Failure) -> None:
         log.debug("gateway attempt on %s failed: %s (%s)", version, failure.kind, failure.detail)
+        if failure.kind == retry_policy.BUSY:
+            return  # our own pool was full: no evidence against the version
         try:
             self.router.report_gateway_failure(version, failure.kind)
         except Exception:  # passive evidence must never break a client request
@@ -292,6 +303,14 @@ class Gateway:
 async def _close(response: httpx.Response) -> None:
     with anyio.CancelScope(shield=True):  # also when the client request was cancelled
         await response.aclose()
+
+
+def _plain_target(target: bytes) -> bool:
+    """An origin-form target ("/path?query") whose path has no "." or ".." segment, so it
+    can neither be `*` nor climb out of a service URL's path prefix."""
+    path = target.split(b"?", 1)[0]
+    segments = path.replace(b"%2e", b".").replace(b"%2E", b".").split(b"/")
+    return target.startswith(b"/") and not any(seg in (b".", b"..") for seg in segments)
 
 
 def _header(scope: dict, name: bytes) -> bytes | None:

@@ -30,6 +30,7 @@ REFUSED = "refused"  # never reached the backend
 TIMEOUT = "timeout"  # no answer in time
 HTTP_5XX = "http_5xx"  # the backend answered 500/502/503/504
 RESET = "reset"  # the connection broke after the request was (maybe) sent
+BUSY = "busy"  # the gateway's own pool had no free connection: local load, not the backend
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,9 @@ def failure_of_error(exc: BaseException) -> Failure:
     (connect refused or timed out, pool exhausted) count as not reached; any other error may
     have happened after the backend received the request."""
     detail = f"{type(exc).__name__}: {exc}".rstrip(": ")
-    if isinstance(exc, httpx.ConnectTimeout | httpx.PoolTimeout):
+    if isinstance(exc, httpx.PoolTimeout):
+        return Failure(BUSY, reached=False, detail=detail)
+    if isinstance(exc, httpx.ConnectTimeout):
         return Failure(TIMEOUT, reached=False, detail=detail)
     if isinstance(exc, httpx.ConnectError):
         return Failure(REFUSED, reached=False, detail=detail)

@@ -87,7 +87,7 @@ async def _main(settings: Settings, sockets: dict[str, socket.socket]) -> int:
     # client address, letting anyone on the machine dodge per-IP lockout and forge audit IPs.
     common = {"log_config": uvicorn_log_config(), "server_header": False,
               "date_header": False, "access_log": False, "lifespan": "on",
-              "proxy_headers": False}
+              "proxy_headers": False, "timeout_graceful_shutdown": 5}
     servers = [
         _Server(uvicorn.Config(create_app(runtime), **common, **ssl)),
         _Server(uvicorn.Config(create_gateway(runtime, metrics=runtime.metrics), **common)),

@@ -16,6 +16,7 @@ when its method is idempotent, as Go's and urllib3's clients do; it never reache
 from __future__ import annotations
 
 import asyncio
+import re
 import ssl
 import time
 from collections.abc import AsyncIterator
@@ -196,7 +197,10 @@ class _Body(httpx.AsyncByteStream):
     async def _chunks(self, reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
         while True:
             line = await self._read(reader.readuntil(b"\r\n"))
-            size = int(line.split(b";", 1)[0].strip(), 16)  # ValueError on garbage
+            digits = line.split(b";", 1)[0].strip()
+            if not _CHUNK_SIZE.fullmatch(digits):
+                raise ValueError(f"bad chunk size {digits[:20]!r}")
+            size = int(digits, 16)
             if size == 0:
                 while await self._read(reader.readuntil(b"\r\n")) != b"\r\n":
                     pass  # trailer fields, dropped
@@ -274,6 +278,11 @@ async def _exchange(conn: _Conn, data: bytes, timeout: dict
             raise httpx.RemoteProtocolError("protocol upgrades are not supported")
 
 
+_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
+_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+
+
 def _parse_head(raw: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     lines = raw[:-4].split(b"\r\n")
     parts = lines[0].split(b" ", 2)
@@ -283,7 +292,7 @@ def _parse_head(raw: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     headers = []
     for line in lines[1:]:
         name, sep, value = line.partition(b":")
-        if not sep or not name or name != name.strip() or line[:1] in (b" ", b"\t"):
+        if not sep or not _TOKEN.fullmatch(name) or _CONTROL.search(value):
             raise httpx.RemoteProtocolError(f"malformed header line {line[:80]!r}")
         headers.append((name, value.strip(b" \t")))
     return int(parts[1]), headers, parts[0]

@@ -40,7 +40,7 @@ def test_it_retries_by_method_and_whether_the_backend_was_reached(method, failur
 @pytest.mark.parametrize("exc, kind, reached", [
     (httpx.ConnectError("refused"), "refused", False),
     (httpx.ConnectTimeout("slow connect"), "timeout", False),
-    (httpx.PoolTimeout("pool full"), "timeout", False),
+    (httpx.PoolTimeout("pool full"), "busy", False),  # our own load, not the backend
     (httpx.ReadTimeout("slow answer"), "timeout", True),
     (httpx.WriteTimeout("slow upload"), "timeout", True),
     (TimeoutError(), "timeout", True),
@@ -83,15 +83,16 @@ def test_it_backs_off_with_capped_full_jitter(retry, draw, delay):
 
 # -- headers -----------------------------------------------------------------------------------
 
-def test_it_drops_hop_by_hop_request_headers_and_appends_x_forwarded_for():
+def test_it_drops_hop_by_hop_request_headers_and_sets_x_forwarded_for():
     raw = [(b"Host", b"books.example"), (b"Connection", b"keep-alive, X-Secret"),
            (b"Keep-Alive", b"timeout=5"), (b"TE", b"trailers"), (b"Upgrade", b"h2c"),
            (b"Proxy-Authorization", b"Basic eDp5"), (b"Transfer-Encoding", b"chunked"),
            (b"Trailer", b"X-Sum"), (b"X-Secret", b"hop"), (b"Accept", b"application/json"),
-           (b"X-Forwarded-For", b"203.0.113.7"), (b"Content-Length", b"3")]
+           (b"X-Forwarded-For", b"203.0.113.7"), (b"Content-Length", b"3"),
+           (b"Forwarded", b"for=6.6.6.6"), (b"X-Real-IP", b"6.6.6.6")]
     out = dict(forward_headers(raw, "10.0.0.5", "https"))
     assert out == {b"accept": b"application/json",
-                   b"x-forwarded-for": b"203.0.113.7, 10.0.0.5",
+                   b"x-forwarded-for": b"10.0.0.5",
                    b"x-forwarded-proto": b"https", b"x-forwarded-host": b"books.example"}
 
 
@@ -176,7 +177,7 @@ async def test_it_forwards_to_the_active_version_and_says_who_served():
     assert response.headers["x-served-by"] == "v1"
     assert response.headers["x-backend"] == "v1"
     assert [str(r.url) for r in seen] == ["http://v1.test:8001/books/pride%2Dand?q=a%20b&limit=2"]
-    assert seen[0].headers["x-forwarded-for"] == "198.51.100.1, 192.0.2.9"
+    assert seen[0].headers["x-forwarded-for"] == "192.0.2.9"  # the client's claim is dropped
     assert seen[0].headers["host"] == "v1.test:8001"
 
 
@@ -405,3 +406,57 @@ async def test_it_owns_its_client_from_startup_to_shutdown():
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert clients[0] is None and isinstance(owned, httpx.AsyncClient)
     assert owned.is_closed and app.client is None
+
+
+
+@pytest.mark.parametrize("status, raw, kept", [
+    (304, [(b"Content-Length", b"120"), (b"ETag", b'"a"')], False),
+    (204, [(b"Content-Length", b"0")], False),
+    (200, [(b"Transfer-Encoding", b"chunked"), (b"Content-Length", b"3")], False),
+    (200, [(b"Content-Length", b"3")], True),
+])
+def test_it_drops_a_content_length_that_would_not_frame_the_relayed_body(status, raw, kept):
+    names = [name for name, _ in response_headers(raw, "v2", status)]
+    assert (b"content-length" in names) is kept
+    assert b"x-served-by" in names
+
+
+@pytest.mark.parametrize("target", ["*", "/../admin", "/books/%2e%2e/admin", "/./books"])
+async def test_it_refuses_a_target_that_is_not_a_plain_path(target):
+    from monitor.gateway import _plain_target
+
+    assert not _plain_target(target.encode())
+    assert _plain_target(b"/books?q=a..b")
+
+
+async def test_it_gives_the_backend_connection_back_when_a_request_is_cancelled():
+    import asyncio
+
+    from monitor.upstream import UpstreamTransport
+    from tests.test_upstream import OK, Backend
+
+    stalled = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf"  # small: read in the attempt
+    backend = Backend(lambda c, r, req: stalled if c == 0 else OK)
+    async with backend as url:
+        http = httpx.AsyncClient(transport=UpstreamTransport(max_connections=1),
+                                 timeout=httpx.Timeout(2.0, pool=0.5))
+        gateway = create_gateway(FakeRouter(), client=http)
+        attempt = asyncio.create_task(
+            gateway._attempt(httpx.Request("GET", f"{url}/stalls"), gateway.clock() + 5))
+        await asyncio.sleep(0.1)
+        attempt.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await attempt
+        response, body, failure = await gateway._attempt(httpx.Request("GET", f"{url}/next"),
+                                                         gateway.clock() + 5)
+        await http.aclose()
+    assert (response.status_code, body, failure) == (200, b"hello", None)
+
+
+async def test_it_retries_when_its_own_pool_is_full_but_reports_nothing_against_the_version():
+    router = FakeRouter()
+    client, seen = gateway_client(router, {"v1": httpx.PoolTimeout("pool full")})
+    async with client:
+        response = await client.get("/books")
+    assert (response.status_code, response.headers["x-served-by"]) == (200, "v2")
+    assert router.reports == []

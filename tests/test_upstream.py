@@ -160,6 +160,12 @@ async def test_it_does_not_resend_a_post_when_a_reused_connection_was_closed():
     (lambda c, r, req: b"HTTP/1.1 200 OK\r\nBad header\r\n\r\n", httpx.RemoteProtocolError),
     (lambda c, r, req: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
      httpx.ReadError),
+    (lambda c, r, req: b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0x5\r\nhello"
+     b"\r\n0\r\n\r\n", httpx.ReadError),
+    (lambda c, r, req: b"HTTP/1.1 200 OK\r\nX-A: b\nSet-Cookie: evil=1\r\nContent-Length: 0"
+     b"\r\n\r\n", httpx.RemoteProtocolError),
+    (lambda c, r, req: b"HTTP/1.1 200 OK\r\nBad Name: x\r\nContent-Length: 0\r\n\r\n",
+     httpx.RemoteProtocolError),
 ])
 async def test_it_raises_the_httpx_error_a_broken_backend_means(script, error):
     backend = Backend(script)
@@ -201,3 +207,22 @@ async def test_it_gives_the_connection_slot_back_after_a_broken_answer():
             response = await http.get(f"{url}/next")
     assert response.content == b"hello"
     assert backend.connections == 2  # the broken connection was not reused
+
+
+async def test_it_gives_the_connection_slot_back_when_the_reader_is_cancelled():
+    stalled = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf"
+    backend = Backend(lambda c, r, req: stalled if c == 0 else OK)
+    async with backend as url:
+        async with httpx.AsyncClient(transport=UpstreamTransport(max_connections=1),
+                                     timeout=httpx.Timeout(2.0, pool=0.5)) as http:
+            async def read_all():
+                async with http.stream("GET", f"{url}/stalls") as response:
+                    await response.aread()
+
+            task = asyncio.create_task(read_all())
+            await asyncio.sleep(0.1)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            response = await http.get(f"{url}/next")
+    assert response.content == b"hello"
