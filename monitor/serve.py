@@ -90,7 +90,9 @@ async def _main(settings: Settings, sockets: dict[str, socket.socket]) -> int:
               "proxy_headers": False, "timeout_graceful_shutdown": 5}
     servers = [
         _Server(uvicorn.Config(create_app(runtime), **common, **ssl)),
-        _Server(uvicorn.Config(create_gateway(runtime, metrics=runtime.metrics), **common)),
+        # limit_concurrency bounds the memory of buffered request bodies (503 beyond it)
+        _Server(uvicorn.Config(create_gateway(runtime, metrics=runtime.metrics), **common,
+                               limit_concurrency=1024)),
     ]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
