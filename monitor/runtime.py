@@ -8,6 +8,7 @@ scheduler; `await runtime.stop()` undoes it in reverse, leaving a checkpoint and
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
 import time
 from collections.abc import Callable
@@ -31,6 +32,7 @@ from monitor.supervisor import ChildSpec, Supervisor
 from monitor.watchdog import Watchdog
 
 UPTIME_CACHE_S = 5.0
+log = logging.getLogger("monitor.runtime")
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,8 @@ class Runtime:
         self.scheduler.shutdown()
         try:
             await self.watchdog.idle()
+            if queued := await self.watchdog.flush():
+                log.error("stopping with %d decisions the database refused", queued)
             await self.arecord(SYSTEM, "monitor.stop",
                                params={"active": self.watchdog.state.active})
             await self.checkpoint()

@@ -1,10 +1,11 @@
 """The shell around the engine: probe -> decide -> persist (state, probe row, audit, outbox).
 
 The engine decides; the watchdog only moves data. Every decision is written in ONE transaction
-together with the state it produced, its audit rows and its notices; the in-memory state only
-advances once that transaction committed, so a failed write (locked database, full disk) loses
-nothing: the next observation decides again. All database work runs on one worker thread, so
-the event loop never waits on SQLite and the watchdog's writes keep their order.
+together with the state it produced, its audit rows and its notices. While the database refuses
+writes (locked, full disk), decisions still take effect and their transactions wait in memory,
+in order, until a write succeeds, so failover keeps working and no audit row is lost. All
+database work runs on one worker thread, so the event loop never waits on SQLite and the
+watchdog's writes keep their order.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
+from functools import partial
 
 import httpx
 
@@ -24,6 +26,7 @@ from monitor.probe import Canary, ProbeResult, probe
 from monitor.store import Incident, ProbeRow, StaleEpoch, Store
 
 log = logging.getLogger("monitor.watchdog")
+MAX_BACKLOG = 100_000  # queued writes kept while the database refuses them
 
 AUDIT_ACTIONS = {
     "state_change": "version.state",
@@ -81,6 +84,8 @@ class Watchdog:
         self._lock = asyncio.Lock()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watchdog-db")
         self._passive_at: dict[str, float] = {}
+        self._backlog: list[tuple[Callable[[], None], bool]] = []  # writes not yet committed
+        self._failing = False
 
     # Lifecycle ----------------------------------------------------------------------------
     def load(self) -> MonitorState:
@@ -169,11 +174,11 @@ class Watchdog:
             try:
                 new, events = step(self.state, now)
             except engine.EngineError as exc:
-                await self._run(self._write_refusal, actor, action, target, params, reason,
-                                str(exc), now)
+                await self._persist(partial(self._write_refusal, actor, action, target,
+                                            params, reason, str(exc), now), droppable=False)
                 return False, str(exc)
             if not await self._commit(new, events, now, actor=actor, params=params):
-                return False, "could not record the action; nothing changed"
+                return False, "the state changed meanwhile; nothing changed, try again"
         self._after(events)
         return True, "; ".join(e.reason or e.kind for e in events) or "done"
 
@@ -183,27 +188,65 @@ class Watchdog:
 
     async def _commit(self, new: MonitorState, events: list[Event], now: float, *,
                       row: ProbeResult | None = None, actor=None, params=None) -> bool:
-        write = asyncio.get_running_loop().run_in_executor(
-            self._db, self._write, self.state, new, events, now, row, actor, params)
+        """Persist a decision, then let it take effect; False only when another writer moved
+        the state on (the decision is void and the state is reloaded)."""
+        job = partial(self._write, self.state, new, events, now, row, actor, params)
         try:
-            await asyncio.shield(write)
+            await self._persist(job, droppable=row is not None and not events and not actor)
         except asyncio.CancelledError:
-            # Shutdown cancelled us mid-write: the thread still commits, so the state in
-            # memory must follow the database before the cancellation goes on.
-            with contextlib.suppress(Exception):
-                await write
-                self.state = new
+            self.state = new  # written or queued: either way the decision stands
             raise
         except StaleEpoch as exc:
             log.warning("state changed elsewhere (%s); reloading", exc)
             record = await self._run(self.store.load_state)
             self.state = engine.from_record(record, self.policy, now)
             return False
-        except Exception:
-            log.exception("could not persist a decision; it will be made again")
-            return False
         self.state = new
         return True
+
+    async def _persist(self, job: Callable[[], None], *, droppable: bool) -> None:
+        """Run `job` on the database thread after every earlier write still queued."""
+        write = asyncio.get_running_loop().run_in_executor(self._db, self._drain, job, droppable)
+        try:
+            await asyncio.shield(write)
+        except asyncio.CancelledError:
+            # Shutdown cancelled the caller: the thread still finishes the write first.
+            with contextlib.suppress(Exception):
+                await write
+            raise
+
+    async def flush(self) -> int:
+        """Try once more to write what the database refused; returns what is still queued."""
+        await self._run(self._drain, None, False)
+        return len(self._backlog)
+
+    def _drain(self, job: Callable[[], None] | None, droppable: bool) -> None:
+        """Database thread only. Writes queue up in order while the database refuses them
+        (locked, full, gone), so the monitor keeps deciding and failing over and no audit row
+        or notice is lost; they are written, oldest first, as soon as a write succeeds. When
+        the queue is full, plain probe rows are dropped first, decisions never."""
+        if job is not None:
+            self._backlog.append((job, droppable))
+            if len(self._backlog) > MAX_BACKLOG:
+                plain = next((i for i, (_, d) in enumerate(self._backlog) if d), None)
+                if plain is not None:
+                    del self._backlog[plain]
+        while self._backlog:
+            try:
+                self._backlog[0][0]()
+            except StaleEpoch:
+                self._backlog.clear()  # decisions built on a state that is no longer current
+                raise
+            except Exception as exc:  # noqa: BLE001 - any database failure: keep it queued
+                if not self._failing:
+                    log.error("database write failed (%s); keeping decisions in memory "
+                              "until it can be written", exc)
+                self._failing = True
+                return
+            self._backlog.pop(0)
+        if self._failing:
+            log.warning("database writable again; queued decisions written")
+            self._failing = False
 
     def _write(self, old: MonitorState, new: MonitorState, events: list[Event], now: float,
                row: ProbeResult | None, actor, params: dict | None) -> None:

@@ -126,7 +126,8 @@ async def test_it_opens_one_incident_when_all_versions_are_down(store, services)
     assert kinds.count("all_down") == 1 and kinds.count("recovery") == 1
 
 
-async def test_it_loses_no_decision_while_the_database_is_locked(store, services, tmp_path):
+async def test_it_keeps_failing_over_while_the_database_is_locked_and_loses_no_row(
+        store, services, tmp_path):
     clock = Clock()
     dog = make_watchdog(store, services, clock)
     await probe_all(dog, clock, rounds=2)
@@ -137,12 +138,15 @@ async def test_it_loses_no_decision_while_the_database_is_locked(store, services
     store_busy = Store(f"sqlite:///{tmp_path}/m.db", busy_timeout_ms=50)
     dog.store = store_busy
     await probe_all(dog, clock, rounds=3)
-    assert dog.state.active == "v1"  # nothing committed, so nothing decided
+    assert dog.state.active == "v2"  # the decision took effect although nothing was written
+    assert store.load_state()["active"] == "v1"
     blocker.rollback()
     blocker.close()
-    await probe_all(dog, clock, rounds=3)
-    assert dog.state.active == "v2"
+    assert await dog.flush() == 0
+    assert store.load_state() == {**store.load_state(), "active": "v2", "epoch": 1}
     assert [r.action for r in rows(store, AuditRow)].count("failover.automatic") == 1
+    assert [n.kind for n in rows(store, Notice)].count("failover") == 1
+    assert len(rows(store, ProbeRow)) == 5 * 3  # every probe of the five rounds
     assert audit.verify(store, KEY).ok
     store_busy.dispose()
 
@@ -205,3 +209,27 @@ def test_it_probes_a_version_at_once_on_gateway_failures_but_never_fails_over(st
     dog.report_passive("v1", "timeout")
     assert hurried == ["v1", "v1"]
     assert (dog.state.active, dog.state.epoch) == ("v1", 0)
+
+
+async def test_it_drops_plain_probe_rows_first_when_the_queue_is_full(store, services, tmp_path,
+                                                                     monkeypatch):
+    from monitor import watchdog
+
+    monkeypatch.setattr(watchdog, "MAX_BACKLOG", 4)
+    clock = Clock()
+    dog = make_watchdog(store, services, clock)
+    await probe_all(dog, clock, rounds=2)
+    services.down.add("v1")
+    blocker = sqlite3.connect(tmp_path / "m.db", timeout=0.1)
+    blocker.execute("BEGIN EXCLUSIVE")
+    dog.store = Store(f"sqlite:///{tmp_path}/m.db", busy_timeout_ms=50)
+    await probe_all(dog, clock, rounds=4)
+    blocker.rollback()
+    blocker.close()
+    assert await dog.flush() == 0
+    assert len(rows(store, ProbeRow)) < 6 * 3  # some plain probe rows were given up
+    actions = [r.action for r in rows(store, AuditRow)]
+    assert actions.count("failover.automatic") == 1 and "version.state" in actions
+    assert store.load_state()["active"] == "v2"
+    assert audit.verify(store, KEY).ok
+    dog.store.dispose()
