@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -47,6 +48,7 @@ class Settings(BaseSettings):
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
     public_url: str = ""
+    trusted_proxies: str = ""
 
     smtp_host: str = ""
     smtp_port: int = Field(587, ge=1, le=65535)
@@ -66,6 +68,16 @@ class Settings(BaseSettings):
     def _known_mode(cls, value: str) -> str:
         if value not in SMTP_MODES:
             raise ValueError(f"must be one of {', '.join(SMTP_MODES)}")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_addresses(cls, value: str) -> str:
+        for address in filter(None, (a.strip() for a in value.split(","))):
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ValueError(f"{address!r} is not an IP address") from None
         return value
 
     @field_validator("services")

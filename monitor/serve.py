@@ -89,7 +89,7 @@ async def _main(settings: Settings, sockets: dict[str, socket.socket]) -> int:
               "date_header": False, "access_log": False, "lifespan": "on",
               "proxy_headers": False, "timeout_graceful_shutdown": 5}
     servers = [
-        _Server(uvicorn.Config(create_app(runtime), **common, **ssl)),
+        _Server(uvicorn.Config(create_app(runtime), **{**common, **_proxies(settings)}, **ssl)),
         # limit_concurrency bounds the memory of buffered request bodies (503 beyond it)
         _Server(uvicorn.Config(create_gateway(runtime, metrics=runtime.metrics), **common,
                                limit_concurrency=1024)),
@@ -120,6 +120,12 @@ async def _serve_until(stop: asyncio.Event, servers: list[_Server],
     waiter.cancel()
     failed = [t for t in tasks if t in done and t.exception()]
     return 1 if failed else 0
+
+
+def _proxies(settings: Settings) -> dict:
+    """Behind a reverse proxy (TLS termination), believe X-Forwarded-For from it alone."""
+    trusted = ",".join(a.strip() for a in settings.trusted_proxies.split(",") if a.strip())
+    return {"proxy_headers": True, "forwarded_allow_ips": trusted} if trusted else {}
 
 
 def _banner(settings: Settings, admin_password: str | None) -> None:

@@ -26,6 +26,7 @@ def clean_env(monkeypatch, tmp_path):
     ({"smtp_host": "mail.example.org", "smtp_mode": "plain", "smtp_from": "a@b",
       "smtp_to": "c@d"}, "plain is allowed only for a loopback"),
     ({"smtp_host": "127.0.0.1"}, "MONITOR_SMTP_FROM"),
+    ({"trusted_proxies": "127.0.0.1,nginx.local"}, "MONITOR_TRUSTED_PROXIES"),
 ])
 def test_it_names_the_bad_setting(overrides, named):
     with pytest.raises(ConfigError, match=named):

@@ -194,3 +194,19 @@ def test_it_manages_users_from_the_command_line(tmp_path):
     assert "olga\toperator\tdisabled" in listing and "ivan" not in listing
     verify = cli(tmp_path, "audit", "verify", "--json")
     assert verify.returncode == 0 and '"ok": true' in verify.stdout
+
+
+@pytest.mark.parametrize("trusted, expected", [("", "127.0.0.1"), ("127.0.0.1", "203.0.113.9")])
+def test_it_believes_x_forwarded_for_only_from_a_trusted_proxy(tmp_path, trusted, expected):
+    monitor = start_monitor(tmp_path, services={"v1": "http://127.0.0.1:9", "v2":
+                                                "http://127.0.0.1:9"},
+                            MONITOR_TRUSTED_PROXIES=trusted)
+    try:
+        with monitor.client("admin", "not-the-password-1") as client:
+            refused = client.get("/api/status", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert refused.status_code == 401
+        with sqlite3.connect(tmp_path / "monitor.db") as db:
+            rows = db.execute("SELECT source_ip FROM audit WHERE action='login.failed'").fetchall()
+        assert rows == [(expected,)]
+    finally:
+        monitor.stop()
