@@ -311,10 +311,11 @@ class Runtime:
     def route_candidates(self) -> list[tuple[str, str]]:
         state = self.watchdog.state
         now = self.clock()
+        # on every gateway request: only the shown state, not the whole dashboard view
         order = [state.active] + [
             v for v in self.policy.versions
-            if v != state.active and engine.version_view(state, v, self.policy, now)["state"]
-            == engine.UP]
+            if v != state.active
+            and engine.shown_state(state.health_of(v), self.policy, now) == engine.UP]
         return [(v, self.urls[v]) for v in order]
 
     def report_gateway_failure(self, version: str, failure: str) -> None:
