@@ -125,3 +125,14 @@ async def test_it_shows_a_service_the_supervisor_gave_up_on(runtime):
     assert v1["process"]["given_up"]
     assert "process left down after 5 restarts (exited with code 1)" in v1["reason"]
     assert runtime.status()["versions"][1]["process"] is None
+
+
+async def test_it_routes_to_the_active_then_the_up_standbys_in_priority_order(runtime):
+    from monitor.engine import Observation
+
+    now = runtime.clock()
+    for version, ok in (("v1", True), ("v2", False), ("v3", True)):
+        for _ in range(3):
+            await runtime.watchdog.observe(Observation(version, ok, now, failure=None if ok
+                                                       else "refused"))
+    assert [v for v, _ in runtime.route_candidates()] == ["v1", "v3"]
