@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import httpx
 
 from monitor.engine import Observation
+from services.bookservice import canary as shipped
+from services.bookservice.canary import book_digest
 
 
 @dataclass(frozen=True)
@@ -43,10 +45,8 @@ class ProbeResult:
 
 def load_canary() -> Canary:
     """The canary shipped with the catalog (the same data file the services load)."""
-    from services.bookservice import canary
-
-    return Canary(query=canary.CANARY_QUERY, book_id=canary.CANARY_BOOK_ID,
-                  digest=canary.expected_canary_digest())
+    return Canary(query=shipped.CANARY_QUERY, book_id=shipped.CANARY_BOOK_ID,
+                  digest=shipped.expected_canary_digest())
 
 
 class _Failed(Exception):
@@ -101,8 +101,6 @@ async def _check_health(client: httpx.AsyncClient, base_url: str, seen: dict) ->
 
 
 async def _check_canary(client: httpx.AsyncClient, base_url: str, canary: Canary) -> None:
-    from services.bookservice.canary import book_digest
-
     response = await client.get(f"{base_url}/books", params={"q": canary.query, "limit": 1})
     if response.status_code >= 500:
         raise _Failed("http_5xx", f"canary query answered {response.status_code}",

@@ -194,10 +194,6 @@ class Runtime:
     async def arecord(self, actor: Actor, action: str, **kwargs) -> None:
         await asyncio.to_thread(partial(self.record, actor, action, **kwargs))
 
-    def enqueue_notice(self, kind: str, subject: str, payload: dict) -> None:
-        with self.store.write() as session:
-            notify.enqueue(session, kind=kind, subject=subject, payload=payload, now=self.clock())
-
     # Operator actions ---------------------------------------------------------------------
     async def failover(self, actor: Actor, target: str, *, reason: str,
                        force: bool = False) -> ActionResult:

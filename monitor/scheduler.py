@@ -44,10 +44,6 @@ class Scheduler:
         if self.aps.running:
             self.aps.shutdown(wait=False)
 
-    @property
-    def running(self) -> bool:
-        return self.aps.running
-
     def hurry(self, version: str) -> None:
         """Probe `version` now; when its probe is already running, it re-arms at once."""
         try:

@@ -2,6 +2,7 @@
 
 import json
 import sqlite3
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -55,6 +56,20 @@ def make_watchdog(store, services, clock):
                    clock=clock, canary=CANARY, timeout=1.0, enqueue=notify.enqueue)
     dog.load()
     return dog
+
+
+@contextmanager
+def locked_database(dog, tmp_path):
+    """Another connection holds the write lock; the watchdog's store gives up after 50 ms.
+    After the block the lock is released and the watchdog keeps that (now usable) store."""
+    blocker = sqlite3.connect(tmp_path / "m.db", timeout=0.1)
+    blocker.execute("BEGIN EXCLUSIVE")
+    dog.store = Store(f"sqlite:///{tmp_path}/m.db", busy_timeout_ms=50)
+    try:
+        yield
+    finally:
+        blocker.rollback()
+        blocker.close()
 
 
 async def probe_all(dog, clock, rounds=1):
@@ -132,23 +147,16 @@ async def test_it_keeps_failing_over_while_the_database_is_locked_and_loses_no_r
     dog = make_watchdog(store, services, clock)
     await probe_all(dog, clock, rounds=2)
     services.down.add("v1")
-    blocker = sqlite3.connect(tmp_path / "m.db", timeout=0.1)
-    blocker.execute("BEGIN EXCLUSIVE")
-    store.writer.dispose()
-    store_busy = Store(f"sqlite:///{tmp_path}/m.db", busy_timeout_ms=50)
-    dog.store = store_busy
-    await probe_all(dog, clock, rounds=3)
-    assert dog.state.active == "v2"  # the decision took effect although nothing was written
-    assert store.load_state()["active"] == "v1"
-    blocker.rollback()
-    blocker.close()
+    with locked_database(dog, tmp_path):
+        await probe_all(dog, clock, rounds=3)
+        assert dog.state.active == "v2"  # the decision took effect although nothing was written
+        assert store.load_state()["active"] == "v1"
     assert await dog.flush() == 0
     assert store.load_state() == {**store.load_state(), "active": "v2", "epoch": 1}
     assert [r.action for r in rows(store, AuditRow)].count("failover.automatic") == 1
     assert [n.kind for n in rows(store, Notice)].count("failover") == 1
     assert len(rows(store, ProbeRow)) == 5 * 3  # every probe of the five rounds
     assert audit.verify(store, KEY).ok
-    store_busy.dispose()
 
 
 async def test_it_audits_a_refused_manual_action_and_changes_nothing(store, services):
@@ -220,16 +228,11 @@ async def test_it_drops_plain_probe_rows_first_when_the_queue_is_full(store, ser
     dog = make_watchdog(store, services, clock)
     await probe_all(dog, clock, rounds=2)
     services.down.add("v1")
-    blocker = sqlite3.connect(tmp_path / "m.db", timeout=0.1)
-    blocker.execute("BEGIN EXCLUSIVE")
-    dog.store = Store(f"sqlite:///{tmp_path}/m.db", busy_timeout_ms=50)
-    await probe_all(dog, clock, rounds=4)
-    blocker.rollback()
-    blocker.close()
+    with locked_database(dog, tmp_path):
+        await probe_all(dog, clock, rounds=4)
     assert await dog.flush() == 0
     assert len(rows(store, ProbeRow)) < 6 * 3  # some plain probe rows were given up
     actions = [r.action for r in rows(store, AuditRow)]
     assert actions.count("failover.automatic") == 1 and "version.state" in actions
     assert store.load_state()["active"] == "v2"
     assert audit.verify(store, KEY).ok
-    dog.store.dispose()
