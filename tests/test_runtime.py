@@ -136,3 +136,20 @@ async def test_it_routes_to_the_active_then_the_up_standbys_in_priority_order(ru
             await runtime.watchdog.observe(Observation(version, ok, now, failure=None if ok
                                                        else "refused"))
     assert [v for v, _ in runtime.route_candidates()] == ["v1", "v3"]
+
+
+async def test_it_reports_and_audits_chaos_on_a_dead_service(tmp_path):
+    def refuse(request):
+        raise httpx.ConnectError("refused", request=request)
+
+    settings = Settings(data_dir=tmp_path, services=URLS, _env_file=None)
+    client = httpx.AsyncClient(transport=httpx.MockTransport(refuse))
+    runtime = create_runtime(settings, http_client=client)
+    try:
+        result = await runtime.chaos(OLGA, "v2", "hang", {})
+        assert not result.ok and "unreachable" in result.message
+        row = audit_rows(runtime)[-1]
+        assert (row.action, row.target, row.outcome) == ("chaos.hang", "v2", "refused")
+    finally:
+        await client.aclose()
+        runtime.store.dispose()

@@ -210,3 +210,14 @@ def test_it_believes_x_forwarded_for_only_from_a_trusted_proxy(tmp_path, trusted
         assert rows == [(expected,)]
     finally:
         monitor.stop()
+
+
+def test_it_exits_1_and_names_the_row_when_the_audit_log_was_edited(tmp_path):
+    for name in ("olga", "ivan"):
+        assert cli(tmp_path, "user", "add", name, "--role", "viewer",
+                   MONITOR_NEW_PASSWORD="Viewer-pass-phrase-42").returncode == 0
+    with sqlite3.connect(tmp_path / "monitor.db") as db:
+        db.execute("UPDATE audit SET target = 'mallory' WHERE seq = 1")
+    verify = cli(tmp_path, "audit", "verify")
+    assert verify.returncode == 1
+    assert "seq 1: modified" in verify.stdout and "1/2 records valid" in verify.stdout
