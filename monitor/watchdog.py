@@ -255,8 +255,9 @@ class Watchdog:
                 session.add(ProbeRow(version=row.version, at=row.at, ok=row.ok,
                                      latency_ms=row.latency_ms, status=row.status,
                                      failure=row.failure, detail=row.detail[:500]))
-            if engine.to_record(new) != engine.to_record(old):
-                self.store.save_state(session, engine.to_record(new), expected_epoch=old.epoch,
+            record = engine.to_record(new)
+            if record != engine.to_record(old):
+                self.store.save_state(session, record, expected_epoch=old.epoch,
                                       now=now)
             for event in events:
                 self._write_event(session, event, new, now, actor, params)
