@@ -70,7 +70,7 @@ def _run(settings: Settings, _args) -> int:
 
 
 def _check_config(settings: Settings, _args) -> int:
-    from monitor import preflight
+    from monitor.ops import preflight
 
     problems = preflight.check(settings, for_run=False)
     for problem in problems:
@@ -83,7 +83,7 @@ def _check_config(settings: Settings, _args) -> int:
 
 
 def _store(settings: Settings):
-    from monitor.store import Store
+    from monitor.storage.store import Store
 
     store = Store(settings.db_url())
     store.create_all()
@@ -103,8 +103,8 @@ def _new_password(prompt: str) -> str:
 
 
 def _user_action(fn, settings: Settings, *args, **kwargs) -> int:
-    from monitor.keys import load_keys
-    from monitor.users import UserError
+    from monitor.storage.keys import load_keys
+    from monitor.storage.users import UserError
 
     try:
         fn(_store(settings), *args, audit_key=load_keys(settings).audit, now=time.time(),
@@ -116,7 +116,7 @@ def _user_action(fn, settings: Settings, *args, **kwargs) -> int:
 
 
 def _user_add(settings: Settings, args) -> int:
-    from monitor.users import add_user
+    from monitor.storage.users import add_user
 
     code = _user_action(add_user, settings, args.name, args.role,
                         _new_password(f"password for {args.name}"))
@@ -126,7 +126,7 @@ def _user_add(settings: Settings, args) -> int:
 
 
 def _user_passwd(settings: Settings, args) -> int:
-    from monitor.users import set_password
+    from monitor.storage.users import set_password
 
     code = _user_action(set_password, settings, args.name,
                         _new_password(f"new password for {args.name}"))
@@ -136,7 +136,7 @@ def _user_passwd(settings: Settings, args) -> int:
 
 
 def _user_disable(settings: Settings, args) -> int:
-    from monitor.users import disable_user
+    from monitor.storage.users import disable_user
 
     code = _user_action(disable_user, settings, args.name)
     if code == 0:
@@ -145,7 +145,7 @@ def _user_disable(settings: Settings, args) -> int:
 
 
 def _user_list(settings: Settings, _args) -> int:
-    from monitor.users import list_users
+    from monitor.storage.users import list_users
 
     for user in list_users(_store(settings)):
         state = "disabled" if user.disabled else "active"
@@ -154,9 +154,9 @@ def _user_list(settings: Settings, _args) -> int:
 
 
 def _audit_verify(settings: Settings, args) -> int:
-    from monitor import audit
-    from monitor.keys import load_keys
-    from monitor.store import Store
+    from monitor.storage import audit
+    from monitor.storage.keys import load_keys
+    from monitor.storage.store import Store
 
     keys = load_keys(settings, create=False)
     store = Store(settings.db_url())
@@ -172,7 +172,7 @@ def _audit_verify(settings: Settings, args) -> int:
 
 
 def _notify_test(settings: Settings, _args) -> int:
-    from monitor.notify import NotifyError, send_test
+    from monitor.notices.delivery import NotifyError, send_test
 
     try:
         print(send_test(settings))
@@ -183,7 +183,7 @@ def _notify_test(settings: Settings, _args) -> int:
 
 
 def _backup(settings: Settings, args) -> int:
-    from monitor.store import Store
+    from monitor.storage.store import Store
 
     if args.path.exists():
         print(f"error: {args.path} exists; choose a new file", file=sys.stderr)

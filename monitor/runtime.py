@@ -20,16 +20,18 @@ import httpx
 from sqlalchemy import case, func
 from sqlmodel import select
 
-from monitor import audit, engine, notify
-from monitor.chaos import inject
 from monitor.config import Settings
-from monitor.keys import Keys, load_keys
-from monitor.metrics import Metrics
-from monitor.probe import load_canary
-from monitor.scheduler import Scheduler
-from monitor.store import Incident, ProbeRow, Store
-from monitor.supervisor import ChildSpec, Supervisor
-from monitor.watchdog import Watchdog
+from monitor.failover import engine
+from monitor.failover.chaos import inject
+from monitor.failover.probe import load_canary
+from monitor.failover.scheduler import Scheduler
+from monitor.failover.watchdog import Watchdog
+from monitor.notices import delivery
+from monitor.ops.metrics import Metrics
+from monitor.ops.supervisor import ChildSpec, Supervisor
+from monitor.storage import audit
+from monitor.storage.keys import Keys, load_keys
+from monitor.storage.store import Incident, ProbeRow, Store
 
 UPTIME_CACHE_S = 5.0
 log = logging.getLogger("monitor.runtime")
@@ -75,11 +77,11 @@ class Runtime:
         self.client = http_client or httpx.AsyncClient(
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
             timeout=settings.timeout)
-        self.notifier = notify.Notifier(settings, store, clock=clock)
+        self.notifier = delivery.Notifier(settings, store, clock=clock)
         self.watchdog = Watchdog(
             policy=self.policy, urls=self.urls, store=store, audit_key=keys.audit,
             client=self.client, clock=clock, canary=load_canary(), timeout=settings.timeout,
-            slow_ms=settings.slow_ms, enqueue=notify.enqueue, metrics=self.metrics)
+            slow_ms=settings.slow_ms, enqueue=delivery.enqueue, metrics=self.metrics)
         self.scheduler = Scheduler(cycle=self.watchdog.cycle, versions=self.policy.versions,
                                    first_delay=min(settings.interval, 1.0))
         self.watchdog.on_hurry = self.scheduler.hurry
@@ -173,7 +175,7 @@ class Runtime:
                                         retention_s=self.settings.retention_hours * 3600))
 
     async def _refresh_gauges(self) -> None:
-        self.metrics.set_notices(await asyncio.to_thread(notify.counts, self.store))
+        self.metrics.set_notices(await asyncio.to_thread(delivery.counts, self.store))
 
     # Audit and notices --------------------------------------------------------------------
     def record(self, actor: Actor, action: str, *, target: str = "", params: dict | None = None,
@@ -189,7 +191,7 @@ class Runtime:
                          evidence=evidence)
             if notice:
                 kind, subject, payload = notice
-                notify.enqueue(session, kind=kind, subject=subject, payload=payload, now=now)
+                delivery.enqueue(session, kind=kind, subject=subject, payload=payload, now=now)
 
     async def arecord(self, actor: Actor, action: str, **kwargs) -> None:
         await asyncio.to_thread(partial(self.record, actor, action, **kwargs))

@@ -47,8 +47,8 @@ def bind(host: str, port: int, setting: str) -> socket.socket:
 
 
 def serve(settings: Settings) -> int:
-    from monitor import preflight
-    from monitor.logs import configure_logging
+    from monitor.ops import preflight
+    from monitor.ops.logs import configure_logging
 
     configure_logging()
     problems = [p for p in preflight.check(settings, for_run=True)]
@@ -66,10 +66,10 @@ def serve(settings: Settings) -> int:
 
 
 async def _main(settings: Settings, sockets: dict[str, socket.socket]) -> int:
-    from monitor.gateway import create_gateway
-    from monitor.logs import uvicorn_log_config
+    from monitor.gateway.app import create_gateway
+    from monitor.ops.logs import uvicorn_log_config
     from monitor.runtime import create_runtime
-    from monitor.users import UserError, ensure_admin
+    from monitor.storage.users import UserError, ensure_admin
     from monitor.web.app import create_app
 
     runtime = create_runtime(settings)

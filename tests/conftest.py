@@ -2,7 +2,7 @@
 
 import pytest
 
-from monitor.store import Store
+from monitor.storage.store import Store
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@
 import pytest
 
 from monitor.config import ConfigError, Settings, load_settings
-from monitor.keys import load_keys
+from monitor.storage.keys import load_keys
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ from sqlmodel import select
 
 from monitor.config import Settings
 from monitor.runtime import Actor, create_runtime
-from monitor.store import AuditRow
+from monitor.storage.store import AuditRow
 
 URLS = "v1=http://v1.test,v2=http://v2.test,v3=http://v3.test"
 OLGA = Actor("olga", "operator", "127.0.0.1", "pytest", "req-7")
@@ -102,7 +102,7 @@ async def test_it_audits_manual_failover_with_the_operator_and_reason(runtime):
 
 
 async def test_it_computes_uptime_over_24_hours_per_version(runtime):
-    from monitor.store import ProbeRow
+    from monitor.storage.store import ProbeRow
 
     now = runtime.clock()
     with runtime.store.write() as session:
@@ -128,7 +128,7 @@ async def test_it_shows_a_service_the_supervisor_gave_up_on(runtime):
 
 
 async def test_it_routes_to_the_active_then_the_up_standbys_in_priority_order(runtime):
-    from monitor.engine import Observation
+    from monitor.failover.engine import Observation
 
     now = runtime.clock()
     for version, ok in (("v1", True), ("v2", False), ("v3", True)):

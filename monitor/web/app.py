@@ -15,16 +15,18 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from monitor.users import default_hasher
-from monitor.web import queries, routes_actions, routes_api, routes_pages
-from monitor.web.auth import Authenticator, Hasher
+from monitor.paths import STATIC_DIR
+from monitor.storage.users import default_hasher
+from monitor.web import queries
 from monitor.web.cached import Cached
-from monitor.web.context import STATIC_DIR, Web, make_templates, render
+from monitor.web.deps import Web, make_templates, render
 from monitor.web.forms import FormError
-from monitor.web.gate import AccessGate
-from monitor.web.headers import SecurityHeaders
-from monitor.web.lockout import Lockout
 from monitor.web.requestlog import RequestLog
+from monitor.web.routes import actions, api, pages
+from monitor.web.security.auth import Authenticator, Hasher
+from monitor.web.security.gate import AccessGate
+from monitor.web.security.headers import SecurityHeaders
+from monitor.web.security.throttle import Lockout
 
 MAX_BODY_BYTES = 64 * 1024  # the largest form is a few hundred bytes
 READY_CACHE_S = 2.0  # /readyz is public: at most one write-lock check per 2 s, however many ask
@@ -74,7 +76,7 @@ def create_app(runtime, *, hasher: Hasher | None = None, lockout: Lockout | None
                             clock=runtime.clock),
     )
     app.state.web = state
-    for module in (routes_pages, routes_api, routes_actions):
+    for module in (pages, api, actions):
         add_routes(app, module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 from sqlmodel import or_, select
 
-from monitor import audit
-from monitor.store import AuditRow, Notice, Store
+from monitor.storage import audit
+from monitor.storage.store import AuditRow, Notice, Store
 from monitor.web.forms import FormError
 from monitor.web.views import page_rows
 

@@ -15,7 +15,7 @@ import httpx
 import pytest
 import uvicorn
 
-from monitor.gateway import create_gateway
+from monitor.gateway.app import create_gateway
 from tests.e2e.procs import free_port, start_service, stop_process
 
 TOKEN = "e2e-gateway-chaos-token-5f1d2a9c7b"

@@ -8,7 +8,7 @@ import pytest
 
 from tests.e2e.monitor_proc import all_versions_up, free_ports, start_monitor
 from tests.e2e.procs import start_service
-from tests.test_mailer import Inbox, smtp_server
+from tests.notices.test_smtp import Inbox, smtp_server
 
 TOKEN = "e2e-notices-token-0123456789abcdef-xyz"
 

@@ -11,10 +11,10 @@ import pytest
 import trustme
 from sqlmodel import select
 
-from monitor.mailer import SmtpTransport
-from monitor.notify import BACKOFF_CAP_S, Notifier, enqueue
-from monitor.store import Notice, NoticeAttempt, Store
-from tests.test_mailer import Inbox, free_port, make_settings, smtp_server
+from monitor.notices.delivery import BACKOFF_CAP_S, Notifier, enqueue
+from monitor.notices.smtp import SmtpTransport
+from monitor.storage.store import Notice, NoticeAttempt, Store
+from tests.notices.test_smtp import Inbox, free_port, make_settings, smtp_server
 
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 EVIDENCE = [

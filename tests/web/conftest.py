@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from monitor.runtime import create_runtime
-from monitor.users import add_user
+from monitor.storage.users import add_user
 from monitor.web.app import create_app
 from tests.web.support import CHEAP_HASHER, PASSWORDS, FakeClock, make_settings
 

@@ -8,8 +8,8 @@ from argon2 import PasswordHasher
 from sqlmodel import select
 
 from monitor.config import Settings
-from monitor.store import AuditRow
-from monitor.web import csrf
+from monitor.storage.store import AuditRow
+from monitor.web.security import csrf
 
 UNREACHABLE = "v1=http://127.0.0.1:9,v2=http://127.0.0.1:7,v3=http://127.0.0.1:5"
 ORIGIN = "http://testserver"

@@ -7,10 +7,10 @@ from fastapi.testclient import TestClient
 from sqlmodel import select
 
 from monitor.runtime import create_runtime
-from monitor.store import Notice
+from monitor.storage.store import Notice
 from monitor.web.app import create_app
-from monitor.web.gate import routes_without_role
-from monitor.web.roles import ROUTE_ROLES
+from monitor.web.security.gate import routes_without_role
+from monitor.web.security.roles import ROUTE_ROLES
 from tests.web.support import CHEAP_HASHER, SAME_ORIGIN, audit_rows, auth, make_settings, token
 
 ROLES = ("anonymous", "viewer", "operator", "admin")

@@ -9,9 +9,9 @@ import pytest
 from argon2.exceptions import VerifyMismatchError
 from fastapi.testclient import TestClient
 
-from monitor.users import add_user, disable_user, set_password
+from monitor.storage.users import add_user, disable_user, set_password
 from monitor.web.app import create_app
-from monitor.web.auth import BadCredentials, Credentials, parse_basic
+from monitor.web.security.auth import BadCredentials, Credentials, parse_basic
 from tests.web.support import CHEAP_HASHER, audit_rows, auth
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.web import csrf
+from monitor.web.security import csrf
 from tests.web.support import ORIGIN, SAME_ORIGIN, audit_rows, auth, token, token_from
 
 KEY = b"k" * 32

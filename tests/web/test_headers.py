@@ -7,9 +7,9 @@ from fastapi.testclient import TestClient
 
 from monitor.runtime import create_runtime
 from monitor.web.app import create_app
-from monitor.web.headers import CSP
-from monitor.web.lockout import Lockout
-from monitor.web.roles import ROUTE_ROLES
+from monitor.web.security.headers import CSP
+from monitor.web.security.roles import ROUTE_ROLES
+from monitor.web.security.throttle import Lockout
 from tests.web.support import CHEAP_HASHER, SAME_ORIGIN, auth, make_settings, post_form
 
 EXPECTED = {

@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import event
 from sqlmodel import select
 
-from monitor.store import Notice
-from monitor.users import add_user
+from monitor.storage.store import Notice
+from monitor.storage.users import add_user
 from monitor.web.app import create_app
-from monitor.web.lockout import Lockout
+from monitor.web.security.throttle import Lockout
 from tests.web.support import CHEAP_HASHER, audit_rows, auth
 
 

@@ -8,10 +8,10 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import text
 
-from monitor.audit import utc_iso
 from monitor.runtime import Actor
-from monitor.store import Incident, Notice, ProbeRow
-from monitor.web.context import format_time
+from monitor.storage.audit import utc_iso
+from monitor.storage.store import Incident, Notice, ProbeRow
+from monitor.web.deps import format_time
 from tests.web.support import audit_rows, auth, post_form
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.web.context import format_faults
+from monitor.web.deps import format_faults
 from monitor.web.forms import FormError, parse_bool, parse_chaos, parse_failover
 from monitor.web.views import CHART_HEIGHT, PAD_BOTTOM, PAD_LEFT, PAD_TOP, chart, nice_ceiling
 

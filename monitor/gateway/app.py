@@ -1,0 +1,340 @@
+"""The client gateway: a stable endpoint that forwards book requests to the active version.
+
+``create_gateway(router)`` returns a plain ASGI app (with lifespan). Per request it asks the
+router for candidates (active first, then the other UP versions), forwards to the first, and
+retries on the next one by the rules in :mod:`monitor.gateway.retry`. The request body is
+buffered (up to ``max_body``) so it can be replayed; the response body is streamed. Every
+failed attempt is reported to the router as passive evidence; the gateway never fails over on
+its own. Answers the gateway makes itself are JSON: 413 (body too large), 408 (body not received
+in time), 502/504 (the backend broke or timed out), 503 (all versions down).
+
+The deadline bounds everything up to the response headers, retries and back-off included; once
+a response has started, its body is streamed with ``attempt_timeout`` between chunks. Backend
+traffic goes through one pooled ``httpx.AsyncClient`` on the lean keep-alive transport of
+:mod:`monitor.gateway.transport`
+(created at lifespan startup, closed at shutdown) unless a client is
+passed in. Run the server with ``date_header=False``: the backend's Date header is passed on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from http.cookiejar import CookieJar
+from typing import Any, Protocol
+
+import anyio
+import httpx
+
+from monitor.gateway import retry
+from monitor.gateway.headers import forward_headers, response_headers
+from monitor.gateway.retry import Failure
+from monitor.gateway.transport import UpstreamTransport
+
+log = logging.getLogger(__name__)
+
+SMALL_BODY = 64 * 1024  # responses up to this size are read at once instead of streamed
+
+
+class Router(Protocol):
+    def route_candidates(self) -> list[tuple[str, str]]: ...
+
+    def report_gateway_failure(self, version: str, failure: str) -> None: ...
+
+
+class Metrics(Protocol):
+    def gateway_request(self, version: str, outcome: str) -> None: ...
+
+
+def new_client(*, attempt_timeout: float = 2.0, max_connections: int = 128,
+               transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
+    """The pooled backend client: at most ``max_connections`` per version, keep-alive shorter
+    than uvicorn's 5 s (so a backend never closes a connection just as it is reused), no
+    cookies kept, no redirects followed, on the lean transport of :mod:`monitor.gateway.transport`
+    (or on ``transport``)."""
+    return httpx.AsyncClient(
+        transport=transport or UpstreamTransport(max_connections=max_connections,
+                                                 keepalive_expiry=4.0),
+        timeout=httpx.Timeout(attempt_timeout),
+        cookies=_NoCookies(),
+        follow_redirects=False,
+        trust_env=False,
+    )
+
+
+class _NoCookies(CookieJar):
+    """A proxy keeps no cookies: Set-Cookie is the client's, not the gateway's."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        pass
+
+    def add_cookie_header(self, request: Any) -> None:
+        pass
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class Gateway:
+    """The ASGI app; see the module docstring. Built by :func:`create_gateway`."""
+
+    def __init__(self, router: Router, *, client: httpx.AsyncClient | None, deadline: float,
+                 attempt_timeout: float, max_body: int, metrics: Metrics | None,
+                 rng: Callable[[], float], clock: Callable[[], float]) -> None:
+        self.router = router
+        self.client = client
+        self._owns_client = client is None
+        self.deadline = deadline
+        self.attempt_timeout = attempt_timeout
+        self.max_body = max_body
+        self.metrics = metrics
+        self.rng = rng
+        self.clock = clock
+        self._timeout = httpx.Timeout(attempt_timeout).as_dict()
+        self._bases: dict[str, str] = {}
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http":
+            await self._proxy(scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def aclose(self) -> None:
+        """Close the backend client if the gateway created it."""
+        if self._owns_client and self.client is not None:
+            await self.client.aclose()
+            self.client = None
+
+    async def _lifespan(self, receive: Callable, send: Callable) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                if self.client is None:
+                    self.client = new_client(attempt_timeout=self.attempt_timeout)
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _proxy(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if self.client is None:  # mounted without lifespan: create the client on first use
+            self.client = new_client(attempt_timeout=self.attempt_timeout)
+        deadline = self.clock() + self.deadline
+        try:
+            async with asyncio.timeout(self.deadline):
+                body = await self._read_body(scope, receive)
+        except _BodyTooLarge:
+            await _send_json(send, 413, {"error": "request body too large",
+                                         "detail": f"the limit is {self.max_body} bytes"})
+            return
+        except TimeoutError:
+            await _send_json(send, 408, {"error": "request body not received in time",
+                                         "detail": f"deadline {self.deadline:g} s"})
+            return
+        if body is None:  # the client went away
+            return
+        method = scope["method"]
+        headers = forward_headers(scope.get("headers", []), (scope.get("client") or [None])[0],
+                                  scope.get("scheme", "http"))
+        target = scope.get("raw_path") or scope["path"].encode()
+        if scope.get("query_string"):
+            target = target + b"?" + scope["query_string"]
+        if not _plain_target(target):
+            await _send_json(send, 400, {"error": "bad request target",
+                                         "detail": "origin-form path without dot segments"})
+            return
+
+        try:
+            backends = retry.plan(self.router.route_candidates())
+        except Exception:  # a broken router must not turn into a bare 500
+            log.exception("route_candidates failed")
+            backends = []
+        failures: list[tuple[str, Failure]] = []
+        out_of_time = False
+        delay = 0.0
+        for index, (version, base_url) in enumerate(backends):
+            if delay:
+                await asyncio.sleep(delay)
+            request = httpx.Request(method, self._url(base_url, target), headers=headers,
+                                    content=body, extensions={"timeout": self._timeout})
+            response, small_body, failure = await self._attempt(request, deadline)
+            if failure is None and response is not None:
+                self._count(version, "retried" if failures else "ok")
+                await self._relay(response, small_body, version, send)
+                return
+            self._report(version, failure)
+            failures.append((version, failure))
+            again = index < len(backends) - 1 and retry.may_retry(method, failure)
+            if again:
+                delay = retry.backoff(len(failures) - 1, self.rng())
+                if deadline - self.clock() <= delay:
+                    again, out_of_time = False, True
+            if response is not None and not again:  # the last 5xx answer goes back as it is
+                self._count(version, "failed")
+                await self._relay(response, small_body, version, send)
+                return
+            if response is not None:
+                await _close(response)
+            if not again:
+                out_of_time = out_of_time or deadline <= self.clock()
+                break
+        await self._fail(send, backends, failures, out_of_time=out_of_time)
+
+    async def _attempt(self, request: httpx.Request, deadline: float
+                       ) -> tuple[httpx.Response | None, bytes | None, Failure | None]:
+        """Send one request within the deadline: (response, its body when small, failure).
+        A small body is read here, so a backend dying mid-answer is still a retryable failure;
+        a response with a retryable status comes back open next to its failure."""
+        response = None
+        try:
+            async with asyncio.timeout(max(0.0, deadline - self.clock())):
+                response = await self.client.send(request, stream=True)
+                failure = retry.failure_of_status(response.status_code)
+                body = None
+                length = response.headers.get("content-length", "")
+                if request.method == "HEAD" or (length.isdigit() and int(length) <= SMALL_BODY):
+                    body = b"".join([chunk async for chunk in response.aiter_raw()])
+                return response, body, failure
+        except (httpx.HTTPError, TimeoutError) as exc:
+            if response is not None:
+                await _close(response)
+            return None, None, retry.failure_of_error(exc)
+        except BaseException:  # cancelled: give the pool slot back before going
+            if response is not None:
+                await _close(response)
+            raise
+
+    async def _read_body(self, scope: dict, receive: Callable) -> bytes | None:
+        declared = _header(scope, b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body:
+            raise _BodyTooLarge
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body:
+                raise _BodyTooLarge
+            if chunk:
+                chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    async def _relay(self, response: httpx.Response, body: bytes | None, version: str,
+                     send: Callable) -> None:
+        """Send the backend's response to the client; ``body`` when already read, else the
+        body is streamed from the backend."""
+        try:
+            await send({"type": "http.response.start", "status": response.status_code,
+                        "headers": response_headers(response.headers.raw, version,
+                                                    response.status_code)})
+            if body is not None:
+                await send({"type": "http.response.body", "body": body})
+                return
+            try:
+                async for chunk in response.aiter_raw():
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            except httpx.HTTPError as exc:
+                # Too late to retry; raising makes the server abort the connection, so the
+                # client sees a truncated body instead of a complete-looking one.
+                self._report(version, retry.failure_of_error(exc))
+                raise
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            await _close(response)
+
+    def _url(self, base_url: str, target: bytes) -> httpx.URL:
+        """``base_url`` (scheme, host, port and maybe a path prefix) + the request target."""
+        base = self._bases.get(base_url)
+        if base is None:  # validated once; then one parse per request
+            url = httpx.URL(base_url)
+            base = self._bases[base_url] = str(url.copy_with(query=None, fragment=None,
+                                                             raw_path=url.raw_path.rstrip(b"/")))
+        return httpx.URL(base + target.decode("latin-1"))
+
+    async def _fail(self, send: Callable, backends: list, failures: list[tuple[str, Failure]],
+                    *, out_of_time: bool) -> None:
+        detail = [{"version": v, "failure": f.kind, "detail": f.detail} for v, f in failures]
+        last_version = failures[-1][0] if failures else ""
+        if not backends:
+            self._count("", "no_backend")
+            await _send_json(send, 503, {"error": "all versions down",
+                                         "detail": "no version is up"})
+        elif out_of_time:
+            self._count(last_version, "failed")
+            await _send_json(send, 504, {"error": "deadline exceeded",
+                                         "detail": f"no answer within {self.deadline:g} s",
+                                         "attempts": detail})
+        elif not any(f.reached for _, f in failures):
+            self._count("", "no_backend")
+            await _send_json(send, 503, {"error": "all versions down", "detail": detail})
+        else:
+            last = failures[-1][1]
+            self._count(last_version, "failed")
+            status = 504 if last.kind == retry.TIMEOUT else 502
+            error = "upstream timeout" if status == 504 else "bad gateway"
+            await _send_json(send, status, {"error": error, "detail": detail})
+
+    def _report(self, version: str, failure: Failure) -> None:
+        log.debug("gateway attempt on %s failed: %s (%s)", version, failure.kind, failure.detail)
+        if failure.kind == retry.BUSY:
+            return  # our own pool was full: no evidence against the version
+        try:
+            self.router.report_gateway_failure(version, failure.kind)
+        except Exception:  # passive evidence must never break a client request
+            log.exception("report_gateway_failure failed")
+
+    def _count(self, version: str, outcome: str) -> None:
+        if self.metrics is not None:
+            try:
+                self.metrics.gateway_request(version, outcome)
+            except Exception:
+                log.exception("gateway metrics hook failed")
+
+
+async def _close(response: httpx.Response) -> None:
+    with anyio.CancelScope(shield=True):  # also when the client request was cancelled
+        await response.aclose()
+
+
+def _plain_target(target: bytes) -> bool:
+    """An origin-form target ("/path?query") whose path has no "." or ".." segment, so it
+    can neither be `*` nor climb out of a service URL's path prefix."""
+    path = target.split(b"?", 1)[0]
+    segments = path.replace(b"%2e", b".").replace(b"%2E", b".").split(b"/")
+    return target.startswith(b"/") and not any(seg in (b".", b"..") for seg in segments)
+
+
+def _header(scope: dict, name: bytes) -> bytes | None:
+    for key, value in scope.get("headers", []):
+        if key.lower() == name:
+            return value
+    return None
+
+
+async def _send_json(send: Callable, status: int, payload: dict[str, Any]) -> None:
+    body = json.dumps(payload).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [
+        (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store")]})
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_gateway(router: Router, *, client: httpx.AsyncClient | None = None,
+                   deadline: float = 10.0, attempt_timeout: float = 2.0,
+                   max_body: int = 1_000_000, metrics: Metrics | None = None,
+                   rng: Callable[[], float] = random.random,
+                   clock: Callable[[], float] = time.monotonic) -> Gateway:
+    """Build the gateway ASGI app. Without ``client`` it creates its pooled client at lifespan
+    startup (or on first request when run without lifespan) and closes it at shutdown."""
+    return Gateway(router, client=client, deadline=deadline, attempt_timeout=attempt_timeout,
+                   max_body=max_body, metrics=metrics, rng=rng, clock=clock)

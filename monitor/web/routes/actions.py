@@ -1,0 +1,127 @@
+"""State-changing actions: POST forms only, CSRF-checked, validated, then handed to the runtime
+(which audits the outcome). The browser is sent back to the overview with the outcome shown.
+Invalid input is refused with 422 before anything changes, and audited with outcome "invalid"."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import PlainTextResponse, RedirectResponse
+
+from monitor.web.deps import Web, actor_for, flash_url, principal, web
+from monitor.web.forms import (
+    FAULTS,
+    FormError,
+    parse_chaos,
+    parse_failover,
+    parse_reason,
+    parse_version,
+)
+from monitor.web.security import csrf
+from monitor.web.security.auth import CHALLENGE, Principal
+from monitor.web.security.csrf import origin_of
+
+router = APIRouter()
+MAX_FORM_FIELDS = 20
+
+
+def allowed_origins(request: Request, state: Web) -> set[str]:
+    origins = {f"{request.url.scheme}://{request.headers.get('host', '')}"}
+    public = origin_of(state.runtime.settings.public_url or "")
+    if public:
+        origins.add(public)
+    return origins
+
+
+async def checked_form(request: Request, state: Web = Depends(web),
+                       who: Principal = Depends(principal)) -> dict:
+    """The submitted form, once the request has proven it comes from our own page.
+
+    A rejection is audited and answered 403 before anything is parsed further or changed.
+    """
+    form = await request.form(max_fields=MAX_FORM_FIELDS, max_files=0)
+    token = form.get("csrf_token")
+    problem = csrf.origin_problem(request.headers, allowed_origins(request, state)) \
+        or csrf.token_problem(state.runtime.keys.csrf, who.name,
+                              token if isinstance(token, str) else None, now=state.now())
+    if problem:
+        await state.runtime.arecord(actor_for(request, who), "csrf.rejected",
+                                    target=request.url.path, outcome="denied", reason=problem,
+                                    params={"method": request.method})
+        raise HTTPException(403, f"Forbidden: {problem}")
+    return {k: v for k, v in form.items() if isinstance(v, str)}
+
+
+def _done(state: Web, result) -> RedirectResponse:
+    return RedirectResponse(flash_url(state, "/", result.ok, result.message), status_code=303)
+
+
+async def _invalid(request: Request, state: Web, exc: FormError, action: str,
+                   target: str = "") -> HTTPException:
+    """Audit a refused form (nothing changed) and build its 422."""
+    await state.runtime.arecord(actor_for(request), action, target=target[:40],
+                                outcome="invalid", reason=str(exc),
+                                params={"method": request.method, "path": request.url.path})
+    return HTTPException(422, str(exc))
+
+
+@router.post("/actions/chaos/{version}/{fault}")
+async def chaos(version: str, fault: str, request: Request, form: dict = Depends(checked_form),
+                state: Web = Depends(web)):
+    try:
+        parse_version(version, state.versions)
+        params = parse_chaos(fault, form)
+    except FormError as exc:
+        action = f"chaos.{fault}" if fault in FAULTS else "chaos.unknown"
+        raise await _invalid(request, state, exc, action, version) from None
+    result = await state.runtime.chaos(actor_for(request), version, fault, params)
+    return _done(state, result)
+
+
+@router.post("/actions/failover")
+async def failover(request: Request, form: dict = Depends(checked_form),
+                   state: Web = Depends(web)):
+    try:
+        target, reason, force = parse_failover(form, state.versions)
+    except FormError as exc:
+        target = str(form.get("target", ""))
+        raise await _invalid(request, state, exc, "failover.manual", target) from None
+    result = await state.runtime.failover(actor_for(request), target, reason=reason, force=force)
+    return _done(state, result)
+
+
+@router.post("/actions/failback")
+async def failback(request: Request, form: dict = Depends(checked_form),
+                   state: Web = Depends(web)):
+    reason = await _reason(request, state, form, "failover.failback")
+    return _done(state, await state.runtime.failback(actor_for(request), reason=reason))
+
+
+@router.post("/actions/pause")
+async def pause(request: Request, form: dict = Depends(checked_form), state: Web = Depends(web)):
+    reason = await _reason(request, state, form, "failover.pause")
+    return _done(state, await state.runtime.pause(actor_for(request), reason=reason))
+
+
+@router.post("/actions/resume")
+async def resume(request: Request, form: dict = Depends(checked_form),
+                 state: Web = Depends(web)):
+    reason = await _reason(request, state, form, "failover.resume")
+    return _done(state, await state.runtime.resume(actor_for(request), reason=reason))
+
+
+@router.post("/logout")
+async def logout(request: Request, form: dict = Depends(checked_form),
+                 state: Web = Depends(web), who: Principal = Depends(principal)):
+    """401 plus Clear-Site-Data makes the browser forget the Basic credentials."""
+    state.auth.forget(who.name)
+    await state.runtime.arecord(actor_for(request, who), "logout", target="/logout")
+    return PlainTextResponse("Logged out. Close this window or sign in again.", status_code=401,
+                             headers={"Clear-Site-Data": '"credentials", "cache"',
+                                      "WWW-Authenticate": CHALLENGE})
+
+
+async def _reason(request: Request, state: Web, form: dict, action: str) -> str:
+    try:
+        return parse_reason(form)
+    except FormError as exc:
+        raise await _invalid(request, state, exc, action) from None

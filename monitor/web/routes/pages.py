@@ -1,0 +1,84 @@
+"""HTML pages: overview, audit log, health log, notices, users. Read-only (GET)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse
+
+from monitor.storage.users import list_users
+from monitor.web import queries
+from monitor.web.deps import Web, render, web
+from monitor.web.forms import FAULTS
+from monitor.web.views import Pager, chart
+
+router = APIRouter()
+PAGE_SIZE = 50
+CHART_MINUTES = 15
+
+
+async def _chart(state: Web) -> dict:
+    series = await asyncio.to_thread(state.runtime.latency_series, CHART_MINUTES)
+    return chart(series, now=state.now(), minutes=CHART_MINUTES)
+
+
+@router.get("/", response_class=HTMLResponse)
+async def overview(request: Request, state: Web = Depends(web)):
+    status = await asyncio.to_thread(state.runtime.status)
+    return render(request, "overview.html", {
+        "status": status, "chart": await _chart(state), "faults": FAULTS,
+        "versions": state.versions,
+    })
+
+
+@router.get("/partials/chart", response_class=HTMLResponse)
+async def chart_partial(request: Request, state: Web = Depends(web)):
+    """The latency chart alone, for app.js to swap in without a full reload."""
+    return render(request, "partials/chart.html", {"chart": await _chart(state)})
+
+
+@router.get("/audit", response_class=HTMLResponse)
+async def audit_page(request: Request, actor: str = "", action: str = "", since: str = "",
+                     until: str = "", before: int | None = Query(None, ge=1),
+                     state: Web = Depends(web)):
+    where = queries.audit_filter(actor, action, since, until)
+    rows, has_next = await asyncio.to_thread(queries.audit_page, state.runtime.store, where,
+                                             before=before, size=PAGE_SIZE)
+    verified = await state.verification.get()  # at most VERIFY_CACHE_S old
+    return render(request, "audit.html", {
+        "rows": rows, "has_next": has_next, "next_before": rows[-1].seq if rows else None,
+        "filters": {"actor": actor, "action": action, "since": since, "until": until},
+        "query": where.as_query(), "first_page": before is None,
+        "report": verified.value, "verified_at": verified.at,
+    })
+
+
+@router.get("/health-log", response_class=HTMLResponse)
+async def health_log(request: Request, version: str = "", page: int = Query(1, ge=1, le=10_000),
+                     state: Web = Depends(web)):
+    versions = state.versions
+    chosen = version if version in versions else ""
+    pager = Pager(page, PAGE_SIZE, False)
+    rows = await asyncio.to_thread(state.runtime.store.probes, chosen or None,
+                                   limit=PAGE_SIZE + 1, offset=pager.offset)
+    pager = Pager(page, PAGE_SIZE, len(rows) > PAGE_SIZE)
+    return render(request, "health_log.html", {
+        "rows": rows[:PAGE_SIZE], "pager": pager, "versions": versions, "version": chosen})
+
+
+@router.get("/notices", response_class=HTMLResponse)
+async def notices(request: Request, page: int = Query(1, ge=1, le=10_000),
+                  state: Web = Depends(web)):
+    offset = (page - 1) * PAGE_SIZE
+    rows, has_next = await asyncio.to_thread(queries.notices_page, state.runtime.store,
+                                             offset=offset, size=PAGE_SIZE)
+    return render(request, "notices.html", {
+        "rows": rows, "pager": Pager(page, PAGE_SIZE, has_next),
+        "smtp": bool(state.runtime.settings.smtp_host)})
+
+
+@router.get("/users", response_class=HTMLResponse)
+async def users(request: Request, state: Web = Depends(web)):
+    rows = await asyncio.to_thread(list_users, state.runtime.store)
+    return render(request, "users.html", {"rows": rows})

@@ -1,0 +1,62 @@
+"""Probe scheduling: per-version jobs that never overlap, jitter, and probing at once on demand."""
+
+import asyncio
+import collections
+
+import pytest
+
+from monitor.failover.scheduler import Scheduler, jittered
+
+
+@pytest.mark.parametrize("rng, expected", [(0.0, 1.90), (0.5, 2.0), (1.0, 2.10)])
+def test_it_adds_at_most_five_percent_jitter(rng, expected):
+    assert jittered(2.0, lambda: rng) == pytest.approx(expected)
+
+
+async def wait_for(predicate, timeout=5.0):
+    async with asyncio.timeout(timeout):
+        while not predicate():
+            await asyncio.sleep(0.01)
+
+
+async def test_it_never_overlaps_two_probes_of_one_version():
+    running = collections.Counter()
+    most = collections.Counter()
+    runs = collections.Counter()
+
+    async def cycle(version):
+        running[version] += 1
+        most[version] = max(most[version], running[version])
+        await asyncio.sleep(0.03)  # a probe slower than the requested delay
+        running[version] -= 1
+        runs[version] += 1
+        return 0.0
+
+    scheduler = Scheduler(cycle=cycle, versions=("v1", "v2"), first_delay=0.01)
+    scheduler.start()
+    try:
+        await wait_for(lambda: min(runs["v1"], runs["v2"]) >= 5)
+        for _ in range(5):
+            scheduler.hurry("v1")  # hurrying a running probe must not start a second one
+            await asyncio.sleep(0.01)
+    finally:
+        scheduler.shutdown()
+    assert most == {"v1": 1, "v2": 1}
+
+
+async def test_it_probes_a_version_at_once_when_hurried():
+    runs = collections.Counter()
+
+    async def cycle(version):
+        runs[version] += 1
+        return 60.0  # the next regular probe would be a minute away
+
+    scheduler = Scheduler(cycle=cycle, versions=("v1",), first_delay=0.01)
+    scheduler.start()
+    try:
+        await wait_for(lambda: runs["v1"] == 1)
+        scheduler.hurry("v1")
+        await wait_for(lambda: runs["v1"] == 2)
+    finally:
+        scheduler.shutdown()
+    assert runs["v1"] == 2
