@@ -177,7 +177,7 @@ class ProbingRouter:
 def serve_gateway(port: int, backends: str) -> None:
     import uvicorn
 
-    from monitor.gateway import create_gateway
+    from monitor.gateway.app import create_gateway
 
     urls = dict(item.split("=", 1) for item in backends.split(","))
     router = ProbingRouter(urls)
