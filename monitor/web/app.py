@@ -14,6 +14,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from monitor.paths import STATIC_DIR
 from monitor.storage.users import default_hasher
@@ -26,6 +27,7 @@ from monitor.web.routes import actions, api, pages
 from monitor.web.security.auth import Authenticator, Hasher
 from monitor.web.security.gate import AccessGate
 from monitor.web.security.headers import SecurityHeaders
+from monitor.web.security.hosts import HostAllowList
 from monitor.web.security.throttle import Lockout
 
 MAX_BODY_BYTES = 64 * 1024  # the largest form is a few hundred bytes
@@ -39,9 +41,11 @@ class DashboardApp(FastAPI):
     headers too; `add_middleware` would place it inside those."""
 
     hsts = False
+    host_names: tuple[str, ...] = ("*",)
 
-    def build_middleware_stack(self):
-        return SecurityHeaders(RequestLog(super().build_middleware_stack()), hsts=self.hsts)
+    def build_middleware_stack(self) -> ASGIApp:
+        inner = HostAllowList(super().build_middleware_stack(), names=self.host_names)
+        return SecurityHeaders(RequestLog(inner), hsts=self.hsts)
 
 
 def create_app(runtime, *, hasher: Hasher | None = None, lockout: Lockout | None = None,
@@ -64,6 +68,7 @@ def create_app(runtime, *, hasher: Hasher | None = None, lockout: Lockout | None
     app = DashboardApp(title="Secure Failover Monitor", docs_url=None, redoc_url=None,
                        openapi_url=None, lifespan=lifespan, max_body_size=MAX_BODY_BYTES)
     app.hsts = bool(runtime.settings.tls_certfile)
+    app.host_names = tuple(runtime.settings.host_names())
     state = Web(
         runtime=runtime,
         templates=make_templates(),
