@@ -188,14 +188,15 @@ def _backup(settings: Settings, args) -> int:
     if args.path.exists():
         print(f"error: {args.path} exists; choose a new file", file=sys.stderr)
         return 1
-    Store(settings.db_url()).backup(args.path)
-    print(f"backup written to {args.path}")
     checkpoints = settings.data_dir / "audit.checkpoints"
     if checkpoints.exists():
-        # the checkpoints must match the copied log, or a restore looks truncated
+        # checkpoints first: copied after the database, they could name rows the copy lacks,
+        # and a restore would look truncated
         copy = args.path.with_name(args.path.name + ".checkpoints")
         copy.write_bytes(checkpoints.read_bytes())
         print(f"audit checkpoints written to {copy}")
+    Store(settings.db_url()).backup(args.path)
+    print(f"backup written to {args.path}")
     return 0
 
 

@@ -161,7 +161,9 @@ class Store:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            # FULL for the writer: a committed (and emailed, checkpointed) decision must survive
+            # a power cut; readers never commit, NORMAL costs them nothing.
+            cur.execute(f"PRAGMA synchronous={'FULL' if immediate else 'NORMAL'}")
             cur.close()
 
         @event.listens_for(engine, "begin")
