@@ -7,6 +7,10 @@ roles, lockout) -> exception handlers -> routes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
@@ -25,7 +29,7 @@ from monitor.web.forms import FormError
 from monitor.web.requestlog import RequestLog
 from monitor.web.routes import actions, api, pages
 from monitor.web.security.auth import Authenticator, Hasher
-from monitor.web.security.gate import AccessGate
+from monitor.web.security.gate import AccessGate, write_failures
 from monitor.web.security.headers import SecurityHeaders
 from monitor.web.security.hosts import HostAllowList
 from monitor.web.security.throttle import Lockout
@@ -33,6 +37,8 @@ from monitor.web.security.throttle import Lockout
 MAX_BODY_BYTES = 64 * 1024  # the largest form is a few hundred bytes
 READY_CACHE_S = 2.0  # /readyz is public: at most one write-lock check per 2 s, however many ask
 VERIFY_CACHE_S = queries.VERIFY_CACHE_S
+FAILURE_FLUSH_S = 5.0
+log = logging.getLogger("monitor.web")
 
 
 class DashboardApp(FastAPI):
@@ -56,12 +62,17 @@ def create_app(runtime, *, hasher: Hasher | None = None, lockout: Lockout | None
     lifespan start and stop the runtime (when the app is served on its own).
     """
     @asynccontextmanager
-    async def lifespan(_app: FastAPI):
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if manage_runtime:
             await runtime.start()
+        flusher = asyncio.create_task(_flush_failures(state))
         try:
             yield
         finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            await write_failures(state, state.failures.drain())  # nothing counted is lost
             if manage_runtime:
                 await runtime.stop()
 
@@ -89,6 +100,17 @@ def create_app(runtime, *, hasher: Hasher | None = None, lockout: Lockout | None
     app.add_exception_handler(FormError, _form_error)
     app.add_middleware(AccessGate, web=state, router=app.router)
     return app
+
+
+async def _flush_failures(state: Web) -> None:
+    """Write the aggregated failed-login rows of ended windows, even when no new failure
+    comes to trigger it."""
+    while True:
+        await asyncio.sleep(FAILURE_FLUSH_S)
+        try:
+            await write_failures(state, state.failures.due(state.now()))
+        except Exception:  # noqa: BLE001 - a locked database: the rows wait for the next turn
+            log.warning("could not write aggregated login failures yet", exc_info=True)
 
 
 def add_routes(app: FastAPI, router: APIRouter) -> None:

@@ -21,6 +21,7 @@ from monitor.runtime import Actor
 from monitor.web.cached import Cached
 from monitor.web.security import csrf
 from monitor.web.security.auth import ANONYMOUS, Authenticator, Principal
+from monitor.web.security.failures import FailureLog
 from monitor.web.security.roles import can
 from monitor.web.security.throttle import Lockout
 
@@ -34,6 +35,7 @@ class Web:
     ready: Cached[bool]  # the /readyz write-lock check
     verification: Cached[Any]  # the audit chain's audit.Report
     nonces: csrf.LoginNonces = field(default_factory=csrf.LoginNonces)
+    failures: FailureLog = field(default_factory=FailureLog)
 
     @property
     def versions(self) -> list[str]:

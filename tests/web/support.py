@@ -69,3 +69,13 @@ def audit_rows(runtime, action: str | None = None) -> list[AuditRow]:
         if action:
             query = query.where(AuditRow.action == action)
         return list(session.exec(query))
+
+
+def flush_failures(app) -> None:
+    """Write the failed-login rows the dashboard is still aggregating (as its shutdown does)."""
+    import asyncio
+
+    from monitor.web.security.gate import write_failures
+
+    state = getattr(app, "app", app).state.web
+    asyncio.run(write_failures(state, state.failures.drain()))
