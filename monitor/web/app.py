@@ -21,14 +21,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
 
 from monitor.paths import STATIC_DIR
-from monitor.storage.users import default_hasher
+from monitor.storage.users import Hasher, default_hasher
 from monitor.web import queries
 from monitor.web.cached import Cached
 from monitor.web.deps import Web, make_templates, render
 from monitor.web.forms import FormError
 from monitor.web.requestlog import RequestLog
-from monitor.web.routes import actions, api, pages
-from monitor.web.security.auth import Authenticator, Hasher
+from monitor.web.routes import account, actions, api, pages
+from monitor.web.security.auth import Authenticator
 from monitor.web.security.gate import AccessGate, write_failures
 from monitor.web.security.headers import SecurityHeaders
 from monitor.web.security.hosts import HostAllowList
@@ -92,7 +92,7 @@ def create_app(runtime, *, hasher: Hasher | None = None, lockout: Lockout | None
                             clock=runtime.clock),
     )
     app.state.web = state
-    for module in (pages, api, actions):
+    for module in (pages, api, actions, account):
         add_routes(app, module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(StarletteHTTPException, _http_error)

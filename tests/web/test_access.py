@@ -44,6 +44,7 @@ EXPECTED = {
     "/actions/pause": ("POST", "/actions/pause", {}, (401, 403, ACTION, ACTION)),
     "/actions/resume": ("POST", "/actions/resume", {}, (401, 403, ACTION, ACTION)),
     "/logout": ("POST", "/logout", {}, (401, 401, 401, 401)),  # logout itself answers 401
+    "/account/password": ("GET", "/account/password", None, (401, 200, 200, 200)),
 }
 CASES = [(route, role, expected[3][ROLES.index(role)])
          for route, expected in EXPECTED.items() for role in ROLES]
