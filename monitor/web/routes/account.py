@@ -28,7 +28,7 @@ from monitor.web.security.auth import Credentials, Principal
 
 router = APIRouter()
 PATH = "/account/password"
-CURRENT_PASSWORD_BUCKET = "\0current-password"  # no user name contains NUL
+REAUTH_BUCKET = "\0reauth"  # no user name contains NUL
 WebDep = Annotated[Web, Depends(web)]
 Who = Annotated[Principal, Depends(principal)]
 Form = Annotated[dict[str, str], Depends(checked_form)]
@@ -78,7 +78,7 @@ async def _current_problem(request: Request, state: Web, who: Principal,
                            current: str) -> Response | None:
     """None when `current` is the user's password; else the refusal (throttled like a login,
     in a bucket of its own: the user's every authenticated request would clear the login's)."""
-    ip, bucket = client_ip(request), f"{who.name}{CURRENT_PASSWORD_BUCKET}"
+    ip, bucket = client_ip(request), f"{who.name}{REAUTH_BUCKET}"
     attempt = state.lockout.reserve(bucket, ip, now=state.now())
     if attempt is None:
         return await _too_many(request, state, who, bucket, ip)
