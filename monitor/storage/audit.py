@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -20,13 +19,22 @@ from pathlib import Path
 
 from sqlmodel import Session, select
 
-from monitor.storage.store import AuditRow, Store
+from monitor.storage.checkpoints import read_checkpoints
+from monitor.storage.checkpoints import write_checkpoint as write_checkpoint
+from monitor.storage.store import SECURITY_ROW, AuditRow, Store
 
 GENESIS = "0" * 64
 CHAINED = ("seq", "ts", "actor", "role", "source_ip", "user_agent", "action", "target", "params",
            "outcome", "reason", "request_id", "evidence", "prev_mac")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_FIELD = 2000
+# Actions after whose commit a checkpoint is written at once (besides the one every minute).
+SECURITY_ACTIONS = ("login.", "access.denied", "csrf.", "chaos.", "failover.", "user.",
+                    "incident.", "audit.")
+
+
+def security_relevant(action: str) -> bool:
+    return action.startswith(SECURITY_ACTIONS)
 
 
 def clean(value: object) -> str:
@@ -69,44 +77,9 @@ def append(session: Session, key: bytes, *, now: datetime | float, action: str,
     row = AuditRow(**fields, mac=compute_mac(key, fields))
     session.add(row)
     session.flush()
+    if security_relevant(action):
+        session.info[SECURITY_ROW] = True
     return row
-
-
-# Checkpoints ---------------------------------------------------------------------------------
-def write_checkpoint(store: Store, key: bytes, path: Path, *, now: float) -> dict | None:
-    """Append (seq, head mac) to the checkpoint file, signed, and fsync it."""
-    with store.read() as session:
-        head = session.exec(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1)).first()
-    if head is None:
-        return None
-    entry = {"seq": head.seq, "mac": head.mac, "at": utc_iso(now)}
-    entry["sig"] = hmac.new(key, json.dumps(entry, sort_keys=True).encode(),
-                            hashlib.sha256).hexdigest()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(entry, sort_keys=True) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    return entry
-
-
-def read_checkpoints(key: bytes, path: Path) -> tuple[list[dict], list[str]]:
-    """Valid checkpoint entries and problems (a forged or garbled line is a problem)."""
-    entries, problems = [], []
-    if not path.exists():
-        return entries, problems
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        try:
-            entry = json.loads(line)
-            sig = entry.pop("sig")
-            good = hmac.new(key, json.dumps(entry, sort_keys=True).encode(),
-                            hashlib.sha256).hexdigest()
-            if not hmac.compare_digest(sig, good):
-                raise ValueError("bad signature")
-            entries.append(entry)
-        except (ValueError, KeyError, TypeError) as exc:
-            problems.append(f"checkpoint line {number}: {exc}")
-    return entries, problems
 
 
 # Verification --------------------------------------------------------------------------------
@@ -149,10 +122,11 @@ def verify(store: Store, key: bytes, checkpoint_path: Path | None = None) -> Rep
     """Read-only check of the whole chain; every bad row is reported with its reason."""
     with store.read() as session:
         rows = list(session.exec(select(AuditRow).order_by(AuditRow.seq)))
-    return verify_rows(rows, key, checkpoint_path)
+    return verify_rows(rows, key, checkpoint_path, store=store)
 
 
-def verify_rows(rows: list[AuditRow], key: bytes, checkpoint_path: Path | None = None) -> Report:
+def verify_rows(rows: list[AuditRow], key: bytes, checkpoint_path: Path | None = None, *,
+                store: Store | None = None) -> Report:
     """Walk the rows in seq order, following the chain; each row costs one HMAC when intact and
     at most a bounded search (2 * WINDOW HMACs) when it is not."""
     report = Report()
@@ -166,13 +140,18 @@ def verify_rows(rows: list[AuditRow], key: bytes, checkpoint_path: Path | None =
         report.total += 1
         if original is not None:
             offset = row.seq - original
+            linked = row.prev_mac == expected_prev
             if original > expected_seq:
                 missing = original - expected_seq
                 report.problems.append(Problem(expected_seq, "deleted",
                                                f"{missing} row(s) missing before seq {row.seq}"))
                 report.total += missing
-                report.valid += 1
-            elif row.prev_mac != expected_prev:
+                linked = True  # its predecessor is gone; the gap is the problem
+            if original != row.seq:
+                report.problems.append(Problem(row.seq, "modified", (
+                    f"renumbered: stored as seq {row.seq}, its mac verifies as seq "
+                    f"{original}")))
+            elif not linked:
                 report.problems.append(Problem(row.seq, "reordered",
                                                "intact row, but not linked to the row before it"))
             else:
@@ -192,7 +171,7 @@ def verify_rows(rows: list[AuditRow], key: bytes, checkpoint_path: Path | None =
             expected_seq, expected_prev = expected_seq + 1, row.mac
         else:
             report.problems.append(Problem(row.seq, "inserted", "row is not part of the chain"))
-    _check_checkpoints(report, key, checkpoint_path, valid_macs, rows)
+    _check_checkpoints(report, key, checkpoint_path, valid_macs, store)
     return report
 
 
@@ -228,23 +207,24 @@ def _original_position(row: AuditRow, key: bytes, stored: set[int]) -> int | Non
 
 
 def _check_checkpoints(report: Report, key: bytes, path: Path | None, macs: dict[int, str],
-                       rows: list[AuditRow]) -> None:
+                       store: Store | None) -> None:
+    """Checkpoint problems, and a tail cut after the last checkpoint. Only rows whose mac
+    verifies count as present: a forged row with a high seq cannot hide a truncation."""
     if path is None:
         return
-    entries, problems = read_checkpoints(key, path)
-    report.problems.extend(Problem(0, "checkpoint", p) for p in problems)
-    if not entries:
+    checkpoints = read_checkpoints(key, path, store)
+    report.problems.extend(Problem(0, "checkpoint", p) for p in checkpoints.problems)
+    if not checkpoints.entries:
         return
-    last = max(entries, key=lambda e: e["seq"])
+    last = max(checkpoints.entries, key=lambda e: int(e["seq"]))
     head = max(macs) if macs else 0
-    stored_head = rows[-1].seq if rows else 0
-    if last["seq"] > max(head, stored_head):
+    if last["seq"] > head:
         report.problems.append(Problem(
-            stored_head + 1, "truncated",
-            f"checkpoint at {last['at']} saw seq {last['seq']}, the log ends at {stored_head}"))
-        report.total += last["seq"] - max(head, stored_head)
+            head + 1, "truncated",
+            f"checkpoint at {last['at']} saw seq {last['seq']}, the verified log ends at {head}"))
+        report.total += last["seq"] - max(head, report.total)
         return
-    for entry in entries:
+    for entry in checkpoints.entries:
         mac = macs.get(entry["seq"])
         if mac is not None and not hmac.compare_digest(mac, entry["mac"]):
             report.problems.append(Problem(entry["seq"], "modified",
