@@ -4,7 +4,7 @@ Each row stores `seq`, `prev_mac` and `mac = HMAC-SHA256(audit_key, canonical JS
 including seq and prev_mac)`. Appends run inside the caller's write transaction (`BEGIN
 IMMEDIATE`), so the row lands atomically with the action it records and two writers can never
 fork the chain. Checkpoints of (seq, head mac) are kept in a file outside the database so a
-deleted tail is caught too.
+deleted tail is caught too (storage.checkpoints); verification is in storage.verification.
 """
 
 from __future__ import annotations
@@ -13,15 +13,17 @@ import hashlib
 import hmac
 import json
 import re
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlmodel import Session, select
 
-from monitor.storage.checkpoints import read_checkpoints
 from monitor.storage.checkpoints import write_checkpoint as write_checkpoint
 from monitor.storage.store import SECURITY_ROW, AuditRow, Store
+
+if TYPE_CHECKING:
+    from monitor.storage.verification import Report
 
 GENESIS = "0" * 64
 CHAINED = ("seq", "ts", "actor", "role", "source_ip", "user_agent", "action", "target", "params",
@@ -82,150 +84,8 @@ def append(session: Session, key: bytes, *, now: datetime | float, action: str,
     return row
 
 
-# Verification --------------------------------------------------------------------------------
-@dataclass
-class Problem:
-    seq: int
-    kind: str  # modified | deleted | inserted | reordered | truncated | checkpoint
-    detail: str
-
-    def as_dict(self) -> dict:
-        return {"seq": self.seq, "kind": self.kind, "detail": self.detail}
-
-
-@dataclass
-class Report:
-    total: int = 0
-    valid: int = 0
-    problems: list[Problem] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
-
-    def summary(self) -> str:
-        return f"{self.valid}/{self.total} records valid"
-
-    def as_dict(self) -> dict:
-        return {"ok": self.ok, "total": self.total, "valid": self.valid,
-                "summary": self.summary(), "problems": [p.as_dict() for p in self.problems]}
-
-
-def _fields(row: AuditRow, seq: int | None = None) -> dict:
-    fields = {k: getattr(row, k) for k in CHAINED}
-    if seq is not None:
-        fields["seq"] = seq
-    return fields
-
-
 def verify(store: Store, key: bytes, checkpoint_path: Path | None = None) -> Report:
-    """Read-only check of the whole chain; every bad row is reported with its reason."""
-    with store.read() as session:
-        rows = list(session.exec(select(AuditRow).order_by(AuditRow.seq)))
-    return verify_rows(rows, key, checkpoint_path, store=store)
+    """The whole chain, streamed (see storage.verification)."""
+    from monitor.storage import verification  # it builds on this module
 
-
-def verify_rows(rows: list[AuditRow], key: bytes, checkpoint_path: Path | None = None, *,
-                store: Store | None = None) -> Report:
-    """Walk the rows in seq order, following the chain; each row costs one HMAC when intact and
-    at most a bounded search (2 * WINDOW HMACs) when it is not."""
-    report = Report()
-    expected_seq, expected_prev = 1, GENESIS
-    valid_macs: dict[int, str] = {}  # original seq -> mac, for checkpoints
-    offset = 0  # stored seq minus original seq, once rows were renumbered
-    stored = {r.seq for r in rows}
-    macs = {r.mac for r in rows}
-    for index, row in enumerate(rows):
-        original = _placed(row, key, expected_seq, offset, macs)
-        report.total += 1
-        if original is not None:
-            offset = row.seq - original
-            linked = row.prev_mac == expected_prev
-            if original > expected_seq:
-                missing = original - expected_seq
-                report.problems.append(Problem(expected_seq, "deleted",
-                                               f"{missing} row(s) missing before seq {row.seq}"))
-                report.total += missing
-                linked = True  # its predecessor is gone; the gap is the problem
-            if original != row.seq:
-                report.problems.append(Problem(row.seq, "modified", (
-                    f"renumbered: stored as seq {row.seq}, its mac verifies as seq "
-                    f"{original}")))
-            elif not linked:
-                report.problems.append(Problem(row.seq, "reordered",
-                                               "intact row, but not linked to the row before it"))
-            else:
-                report.valid += 1
-            valid_macs[original] = row.mac
-            expected_seq, expected_prev = original + 1, row.mac
-            continue
-        moved_to = _original_position(row, key, stored)
-        following = rows[index + 1] if index + 1 < len(rows) else None
-        if moved_to is not None:
-            report.problems.append(Problem(row.seq, "reordered",
-                                           f"row belongs at seq {moved_to}"))
-            expected_seq, expected_prev = expected_seq + 1, row.mac
-        elif row.prev_mac == expected_prev and (following is None
-                                                 or following.prev_mac == row.mac):
-            report.problems.append(Problem(row.seq, "modified", "content does not match its mac"))
-            expected_seq, expected_prev = expected_seq + 1, row.mac
-        else:
-            report.problems.append(Problem(row.seq, "inserted", "row is not part of the chain"))
-    _check_checkpoints(report, key, checkpoint_path, valid_macs, store)
-    return report
-
-
-WINDOW = 32  # how far a renumbered or moved row is searched for
-
-
-def _mac_matches(row: AuditRow, key: bytes, seq: int) -> bool:
-    return hmac.compare_digest(row.mac, compute_mac(key, _fields(row, seq)))
-
-
-def _placed(row: AuditRow, key: bytes, expected_seq: int, offset: int,
-            macs: set[str]) -> int | None:
-    """The original seq of an intact row: where the current renumbering puts it, or just
-    after a gap of deleted rows (the rows after a deletion or insertion may be renumbered).
-    A row whose predecessor is still stored was moved, not left behind by a deletion."""
-    for original in (row.seq - offset, expected_seq):
-        if _mac_matches(row, key, original):
-            return original
-    if row.prev_mac in macs:
-        return None
-    for original in range(expected_seq + 1, expected_seq + WINDOW):
-        if _mac_matches(row, key, original):
-            return original
-    return None
-
-
-def _original_position(row: AuditRow, key: bytes, stored: set[int]) -> int | None:
-    """The seq under which a moved row's mac verifies (bounded search near its position)."""
-    for candidate in range(row.seq - WINDOW, row.seq + WINDOW + 1):
-        if candidate != row.seq and candidate in stored and _mac_matches(row, key, candidate):
-            return candidate
-    return None
-
-
-def _check_checkpoints(report: Report, key: bytes, path: Path | None, macs: dict[int, str],
-                       store: Store | None) -> None:
-    """Checkpoint problems, and a tail cut after the last checkpoint. Only rows whose mac
-    verifies count as present: a forged row with a high seq cannot hide a truncation."""
-    if path is None:
-        return
-    checkpoints = read_checkpoints(key, path, store)
-    report.problems.extend(Problem(0, "checkpoint", p) for p in checkpoints.problems)
-    if not checkpoints.entries:
-        return
-    last = max(checkpoints.entries, key=lambda e: int(e["seq"]))
-    head = max(macs) if macs else 0
-    if last["seq"] > head:
-        report.problems.append(Problem(
-            head + 1, "truncated",
-            f"checkpoint at {last['at']} saw seq {last['seq']}, the verified log ends at {head}"))
-        report.total += last["seq"] - max(head, report.total)
-        return
-    for entry in checkpoints.entries:
-        mac = macs.get(entry["seq"])
-        if mac is not None and not hmac.compare_digest(mac, entry["mac"]):
-            report.problems.append(Problem(entry["seq"], "modified",
-                                           "row differs from the checkpointed head"))
+    return verification.verify(store, key, checkpoint_path)

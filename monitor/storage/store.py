@@ -76,6 +76,7 @@ class AuditRow(SQLModel, table=True):
         Index("ix_audit_actor_seq", "actor", "seq"),
         Index("ix_audit_action_seq", "action", "seq"),
         Index("ix_audit_ts", "ts"),
+        Index("ix_audit_mac", "mac"),  # verification's look-up of a tampered row's neighbour
     )
     seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     ts: str
@@ -192,6 +193,8 @@ class Store:
 
     def create_all(self) -> None:
         SQLModel.metadata.create_all(self.writer)
+        for index in AuditRow.__table__.indexes:  # type: ignore[attr-defined]
+            index.create(self.writer, checkfirst=True)  # indexes added to existing tables
 
     def dispose(self) -> None:
         self.writer.dispose()

@@ -80,6 +80,7 @@ def create_app(runtime, *, hasher: Hasher | None = None, lockout: Lockout | None
                        openapi_url=None, lifespan=lifespan, max_body_size=MAX_BODY_BYTES)
     app.hsts = bool(runtime.settings.tls_certfile)
     app.host_names = tuple(runtime.settings.host_names())
+    verifier = queries.verifier_for(runtime)
     state = Web(
         runtime=runtime,
         templates=make_templates(),
@@ -88,8 +89,8 @@ def create_app(runtime, *, hasher: Hasher | None = None, lockout: Lockout | None
         lockout=lockout or Lockout(),
         ready=Cached(lambda: runtime.store.writable(), max_age=READY_CACHE_S,
                      clock=runtime.clock),
-        verification=Cached(lambda: queries.verify_chain(runtime), max_age=VERIFY_CACHE_S,
-                            clock=runtime.clock),
+        verification=Cached(verifier.run, max_age=VERIFY_CACHE_S, clock=runtime.clock,
+                            forced=lambda: verifier.run(full=True)),
     )
     app.state.web = state
     for module in (pages, api, actions, account):

@@ -8,7 +8,7 @@ import threading
 import pytest
 from sqlmodel import select
 
-from monitor.storage import audit
+from monitor.storage import audit, verification
 from monitor.storage.store import AuditRow, Store
 
 KEY = b"k" * 32
@@ -38,7 +38,7 @@ def raw(path, *statements: tuple[str, tuple]) -> None:
     conn.close()
 
 
-def kinds(report: audit.Report) -> set[str]:
+def kinds(report: verification.Report) -> set[str]:
     return {p.kind for p in report.problems}
 
 
@@ -178,12 +178,12 @@ def test_it_spends_a_bounded_number_of_macs_per_row_on_a_fully_tampered_log(tmp_
     raw(tmp_path / "big.db", ("UPDATE audit SET reason = 'rewritten'", ()))
     calls = []
     real = audit.compute_mac
-    monkeypatch.setattr(audit, "compute_mac", lambda key, fields: calls.append(1) or real(
+    monkeypatch.setattr(verification, "compute_mac", lambda key, fields: calls.append(1) or real(
         key, fields))
     report = audit.verify(store, KEY)
     store.dispose()
     assert report.valid == 0 and len(report.problems) == rows
-    per_row = 2 + audit.WINDOW + 2 * audit.WINDOW + 1
+    per_row = 2 + verification.WINDOW + 2 * verification.WINDOW + 1
     assert len(calls) <= rows * per_row < rows * rows
 
 
@@ -283,3 +283,39 @@ def test_it_sends_each_checkpoint_line_to_the_second_sink_and_keeps_what_failed(
     assert received == [first, second] and not sink.unsent
     assert [line["n"] for line in received] == [1, 2]
     assert received[1]["prev"] == first["sig"]
+
+
+def test_it_verifies_incrementally_from_where_the_last_run_ended(db):
+    store, path, checkpoints = db
+    verifier = verification.Verifier(store, KEY, checkpoints)
+    assert verifier.run().ok and verifier.rows_read == ROWS
+    with store.write() as session:
+        audit.append(session, KEY, now=NOW + 99, action="test.step")
+    report = verifier.run()
+    assert report.ok and report.summary() == f"{ROWS + 1}/{ROWS + 1} records valid"
+    assert verifier.rows_read == 1
+    assert verifier.run(full=True).ok and verifier.rows_read == ROWS + 1
+
+
+def test_it_walks_everything_again_when_the_row_it_ended_on_changed(db):
+    store, path, checkpoints = db
+    verifier = verification.Verifier(store, KEY, checkpoints)
+    verifier.run()
+    raw(path, ("UPDATE audit SET reason = 'rewritten' WHERE seq = ?", (ROWS,)))
+    report = verifier.run()
+    assert verifier.rows_read == ROWS and [(p.seq, p.kind) for p in report.problems] == [
+        (ROWS, "modified")]
+
+
+def test_it_streams_rows_instead_of_loading_them_all(db, monkeypatch):
+    store, _, _ = db
+    monkeypatch.setattr(verification, "BATCH", 3)
+    seen: list[int] = []
+    real = verification.Walk._one
+
+    def spy(self, row, following, stored):
+        seen.append(row.seq)
+        return real(self, row, following, stored)
+
+    monkeypatch.setattr(verification.Walk, "_one", spy)
+    assert verification.verify(store, KEY).ok and seen == list(range(1, ROWS + 1))
