@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from monitor.failover.canary import Canary
+
 VERSIONS = ("v1", "v2", "v3")
 SMTP_MODES = ("ssl", "starttls", "plain")
 
@@ -40,6 +42,13 @@ class Settings(BaseSettings):
     auto_failback_after: float = Field(0.0, ge=0, le=86400)
     retention_hours: float = Field(24.0, gt=0, le=24 * 365)
     restart_delay: float = Field(5.0, ge=0, le=300)
+
+    # The canary (monitor/failover/canary.py); defaults match the shipped catalog.
+    canary_query: str = Field("Pride and Prejudice", min_length=1, max_length=200)
+    canary_book_id: str = Field("pride-and-prejudice", min_length=1, max_length=200)
+    canary_digest: str = Field(
+        "6d4813cc4c19cb9292c57d82c5a982f6ec766daea496b6e4812353a80ee0f2d6",
+        pattern=r"^[0-9a-f]{64}$")
 
     secret_key: SecretStr | None = None
     chaos_token: SecretStr | None = None
@@ -114,6 +123,10 @@ class Settings(BaseSettings):
         return self
 
     # Derived values -----------------------------------------------------------------------
+    def canary(self) -> Canary:
+        return Canary(query=self.canary_query, book_id=self.canary_book_id,
+                      digest=self.canary_digest)
+
     @property
     def local_services(self) -> bool:
         return not self.services

@@ -20,10 +20,10 @@ import httpx
 from sqlalchemy import case, func
 from sqlmodel import select
 
+from monitor.actor import SYSTEM, Actor
 from monitor.config import Settings
 from monitor.failover import engine
 from monitor.failover.chaos import inject
-from monitor.failover.probe import load_canary
 from monitor.failover.scheduler import Scheduler
 from monitor.failover.watchdog import Watchdog
 from monitor.notices import delivery
@@ -35,20 +35,6 @@ from monitor.storage.store import Incident, ProbeRow, Store
 
 UPTIME_CACHE_S = 5.0
 log = logging.getLogger("monitor.runtime")
-
-
-@dataclass(frozen=True)
-class Actor:
-    """Who does something, for audit rows."""
-
-    name: str
-    role: str
-    source_ip: str = ""
-    user_agent: str = ""
-    request_id: str = ""
-
-
-SYSTEM = Actor("monitor", "system")
 
 
 @dataclass(frozen=True)
@@ -80,7 +66,7 @@ class Runtime:
         self.notifier = delivery.Notifier(settings, store, clock=clock)
         self.watchdog = Watchdog(
             policy=self.policy, urls=self.urls, store=store, audit_key=keys.audit,
-            client=self.client, clock=clock, canary=load_canary(), timeout=settings.timeout,
+            client=self.client, clock=clock, canary=settings.canary(), timeout=settings.timeout,
             slow_ms=settings.slow_ms, enqueue=delivery.enqueue, metrics=self.metrics)
         self.scheduler = Scheduler(cycle=self.watchdog.cycle, versions=self.policy.versions,
                                    first_delay=min(settings.interval, 1.0))

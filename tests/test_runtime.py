@@ -6,8 +6,9 @@ import httpx
 import pytest
 from sqlmodel import select
 
+from monitor.actor import Actor
 from monitor.config import Settings
-from monitor.runtime import Actor, create_runtime
+from monitor.runtime import create_runtime
 from monitor.storage.store import AuditRow
 
 URLS = "v1=http://v1.test,v2=http://v2.test,v3=http://v3.test"

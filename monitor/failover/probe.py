@@ -12,18 +12,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from monitor.failover.canary import Canary, book_digest
 from monitor.failover.engine import Observation
-from services.bookservice import canary as shipped
-from services.bookservice.canary import book_digest
-
-
-@dataclass(frozen=True)
-class Canary:
-    """A query whose first result must be a known book with a known content digest."""
-
-    query: str
-    book_id: str
-    digest: str
 
 
 @dataclass(frozen=True)
@@ -41,12 +31,6 @@ class ProbeResult:
         return Observation(version=self.version, ok=self.ok, at=self.at,
                            latency_ms=self.latency_ms, failure=self.failure, status=self.status,
                            detail=self.detail)
-
-
-def load_canary() -> Canary:
-    """The canary shipped with the catalog (the same data file the services load)."""
-    return Canary(query=shipped.CANARY_QUERY, book_id=shipped.CANARY_BOOK_ID,
-                  digest=shipped.expected_canary_digest())
 
 
 class _Failed(Exception):

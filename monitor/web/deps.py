@@ -16,8 +16,8 @@ from jinja2 import Environment, FileSystemLoader
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
+from monitor.actor import Actor
 from monitor.paths import templates_dir
-from monitor.runtime import Actor
 from monitor.web.cached import Cached
 from monitor.web.security import csrf
 from monitor.web.security.auth import ANONYMOUS, Authenticator, Principal

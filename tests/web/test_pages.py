@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import text
 
-from monitor.runtime import Actor
+from monitor.actor import Actor
 from monitor.storage.audit import utc_iso
 from monitor.storage.store import Incident, Notice, ProbeRow
 from monitor.web.deps import format_time

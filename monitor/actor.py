@@ -1,0 +1,29 @@
+"""Who did something: the one type every audit row is written for."""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Actor:
+    """An operator behind a request, a CLI user, or the monitor itself."""
+
+    name: str
+    role: str
+    source_ip: str = ""
+    user_agent: str = ""
+    request_id: str = ""
+
+
+SYSTEM = Actor("monitor", "system")
+
+
+def cli_actor() -> Actor:
+    """The local account running a `python -m monitor` command."""
+    try:
+        name = getpass.getuser()
+    except (KeyError, OSError):
+        name = "unknown"
+    return Actor(name=f"cli:{name}", role="admin")
