@@ -4,6 +4,15 @@ from __future__ import annotations
 
 import getpass
 from dataclasses import dataclass
+from typing import TypedDict
+
+
+class AuditFields(TypedDict):
+    actor: str
+    role: str
+    source_ip: str
+    user_agent: str
+    request_id: str
 
 
 @dataclass(frozen=True)
@@ -15,6 +24,11 @@ class Actor:
     source_ip: str = ""
     user_agent: str = ""
     request_id: str = ""
+
+    def audit_fields(self) -> AuditFields:
+        """The who-columns of an audit row: `audit.append(..., **actor.audit_fields())`."""
+        return {"actor": self.name, "role": self.role, "source_ip": self.source_ip,
+                "user_agent": self.user_agent, "request_id": self.request_id}
 
 
 SYSTEM = Actor("monitor", "system")

@@ -24,7 +24,10 @@ from monitor.actor import SYSTEM, Actor
 from monitor.config import Settings
 from monitor.failover import engine
 from monitor.failover.chaos import inject
+from monitor.failover.health import shown_state
+from monitor.failover.model import UP, Policy
 from monitor.failover.scheduler import Scheduler
+from monitor.failover.view import status_view
 from monitor.failover.watchdog import Watchdog
 from monitor.notices import delivery
 from monitor.ops.metrics import Metrics
@@ -44,8 +47,8 @@ class ActionResult:
     data: dict = field(default_factory=dict)
 
 
-def policy_from(settings: Settings) -> engine.Policy:
-    return engine.Policy(
+def policy_from(settings: Settings) -> Policy:
+    return Policy(
         versions=tuple(settings.service_urls()), fall=settings.fall, rise=settings.rise,
         cooldown=settings.cooldown, startup_grace=settings.startup_grace,
         auto_failback_after=settings.auto_failback_after, interval=settings.interval,
@@ -170,11 +173,9 @@ class Runtime:
         """One audit row (and optionally one notice) in its own write transaction."""
         now = self.clock()
         with self.store.write() as session:
-            audit.append(session, self.keys.audit, now=now, action=action, actor=actor.name,
-                         role=actor.role, source_ip=actor.source_ip,
-                         user_agent=actor.user_agent, request_id=actor.request_id,
-                         target=target, params=params, outcome=outcome, reason=reason,
-                         evidence=evidence)
+            audit.append(session, self.keys.audit, now=now, action=action,
+                         **actor.audit_fields(), target=target, params=params,
+                         outcome=outcome, reason=reason, evidence=evidence)
             if notice:
                 kind, subject, payload = notice
                 delivery.enqueue(session, kind=kind, subject=subject, payload=payload, now=now)
@@ -241,7 +242,7 @@ class Runtime:
     # Views --------------------------------------------------------------------------------
     def status(self) -> dict:
         now = self.clock()
-        view = engine.status_view(self.watchdog.state, self.policy, now)
+        view = status_view(self.watchdog.state, self.policy, now)
         uptime = self._uptime_24h(now)
         processes = self.supervisor.status() if self.supervisor else {}
         for item in view["versions"]:
@@ -299,7 +300,7 @@ class Runtime:
         order = [state.active] + [
             v for v in self.policy.versions
             if v != state.active
-            and engine.shown_state(state.health_of(v), self.policy, now) == engine.UP]
+            and shown_state(state.health_of(v), self.policy, now) == UP]
         return [(v, self.urls[v]) for v in order]
 
     def report_gateway_failure(self, version: str, failure: str) -> None:

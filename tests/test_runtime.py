@@ -99,7 +99,8 @@ async def test_it_audits_manual_failover_with_the_operator_and_reason(runtime):
     assert runtime.status()["epoch"] == 1
     rows = [r for r in audit_rows(runtime) if r.action == "failover.manual"]
     assert [(r.outcome, r.actor) for r in rows] == [("refused", "olga"), ("ok", "olga")]
-    assert "force" in rows[-1].reason
+    assert rows[-1].reason == "drill"
+    assert json.loads(rows[-1].params)["forced"] is True
 
 
 async def test_it_computes_uptime_over_24_hours_per_version(runtime):
@@ -129,7 +130,7 @@ async def test_it_shows_a_service_the_supervisor_gave_up_on(runtime):
 
 
 async def test_it_routes_to_the_active_then_the_up_standbys_in_priority_order(runtime):
-    from monitor.failover.engine import Observation
+    from monitor.failover.model import Observation
 
     now = runtime.clock()
     for version, ok in (("v1", True), ("v2", False), ("v3", True)):

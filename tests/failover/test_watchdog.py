@@ -9,7 +9,7 @@ import pytest
 from sqlmodel import select
 
 from monitor.failover.canary import Canary, book_digest
-from monitor.failover.engine import Policy
+from monitor.failover.model import Policy
 from monitor.failover.watchdog import Watchdog
 from monitor.notices import delivery
 from monitor.storage import audit
