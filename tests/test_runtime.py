@@ -1,5 +1,6 @@
 """The runtime's operator actions: chaos goes through the service, every outcome is audited."""
 
+import asyncio
 import json
 
 import httpx
@@ -16,13 +17,18 @@ OLGA = Actor("olga", "operator", "127.0.0.1", "pytest", "req-7")
 
 
 class ChaosEndpoint:
-    """The services' chaos API at the HTTP edge."""
+    """The services' chaos API at the HTTP edge; `audited` holds the audit actions that were
+    already written when each call arrived."""
 
     def __init__(self):
         self.calls = []
+        self.audited = []
+        self.runtime = None
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.calls.append((request.url.host, request.url.path, request.headers["authorization"]))
+        if self.runtime is not None:
+            self.audited.append([(r.action, r.outcome) for r in audit_rows(self.runtime)])
         body = json.loads(request.content or b"{}")
         if request.url.path == "/chaos/errors" and not 0 <= body.get("probability", 0) <= 1:
             return httpx.Response(422, json={"detail": [
@@ -42,6 +48,7 @@ async def runtime(tmp_path, endpoint):
     settings = Settings(data_dir=tmp_path, services=URLS, _env_file=None)
     client = httpx.AsyncClient(transport=httpx.MockTransport(endpoint))
     runtime = create_runtime(settings, http_client=client)
+    endpoint.runtime = runtime
     yield runtime
     await client.aclose()
     runtime.store.dispose()
@@ -65,6 +72,25 @@ async def test_it_injects_chaos_with_the_token_and_shows_the_fault_at_once(runti
 
     await runtime.chaos(OLGA, "v1", "reset", {})
     assert runtime.status()["versions"][0]["faults"] == {}
+
+
+async def test_it_audits_the_chaos_intent_before_injecting_and_the_outcome_after(runtime,
+                                                                                 endpoint):
+    await runtime.chaos(OLGA, "v2", "latency", {"ms": 100})
+    assert endpoint.audited[0][-1] == ("chaos.intent", "requested")
+    rows = audit_rows(runtime)[-2:]
+    assert [(r.action, r.outcome, r.target) for r in rows] == [
+        ("chaos.intent", "requested", "v2"), ("chaos.latency", "ok", "v2")]
+    assert json.loads(rows[0].params) == {"ms": 100, "fault": "latency"}
+
+
+async def test_it_keeps_background_audit_writes_until_they_are_done(runtime):
+    runtime._on_child_event("v1", "restart", "exited with 1")
+    assert len(runtime._tasks) == 1
+    await asyncio.gather(*runtime._tasks)
+    assert not runtime._tasks
+    row = audit_rows(runtime)[-1]
+    assert (row.action, row.target, row.reason) == ("supervisor.restart", "v1", "exited with 1")
 
 
 async def test_it_passes_the_services_refusal_back_and_audits_it(runtime):
