@@ -75,9 +75,12 @@ def _run(settings: Settings, _args) -> int:
     return serve(settings)
 
 
-def _check_config(settings: Settings, _args) -> int:
+def _check_config(settings: Settings, _args: argparse.Namespace) -> int:
+    from monitor.config import unknown_names
     from monitor.ops import preflight
 
+    for line in unknown_names(os.environ):
+        print(f"warning: {line}", file=sys.stderr)
     problems = preflight.check(settings, for_run=False)
     for problem in problems:
         print(f"problem: {problem}", file=sys.stderr)
