@@ -134,7 +134,7 @@ async def _serve_until(stop: asyncio.Event, servers: list[_Server],
 
 def _proxies(settings: Settings) -> dict:
     """Behind a reverse proxy (TLS termination), believe X-Forwarded-For from it alone."""
-    trusted = ",".join(a.strip() for a in settings.trusted_proxies.split(",") if a.strip())
+    trusted = ",".join(settings.trusted_proxies)
     return {"proxy_headers": True, "forwarded_allow_ips": trusted} if trusted else {}
 
 

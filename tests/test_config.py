@@ -102,3 +102,49 @@ def test_it_never_replaces_a_damaged_key_and_never_creates_one_for_a_read_only_c
     with pytest.raises(ConfigError, match="damaged"):
         load_keys(settings)
     assert (tmp_path / "data" / "secret.key").read_text() == "garbled\n"
+
+
+def test_it_parses_lists_and_maps_once_into_typed_values(monkeypatch):
+    monkeypatch.setenv("MONITOR_SERVICES", "v1=http://a:1, v2=http://b:2")
+    monkeypatch.setenv("MONITOR_TRUSTED_PROXIES", " 10.0.0.1 ,::1,")
+    monkeypatch.setenv("MONITOR_SMTP_TO", "a@x.test,,b@x.test ")
+    settings = Settings(service_ports="9101,9102,9103")
+    assert settings.services == {"v1": "http://a:1", "v2": "http://b:2"}
+    assert settings.trusted_proxies == ("10.0.0.1", "::1")
+    assert settings.smtp_to == ("a@x.test", "b@x.test")
+    assert settings.service_ports == (9101, 9102, 9103)
+
+
+def test_it_takes_the_failover_defaults_from_the_engine_policy():
+    from monitor.failover.model import Policy
+    from monitor.runtime import policy_from
+
+    assert policy_from(Settings(services="v1=http://a:1,v2=http://b:2,v3=http://c:3")) == Policy()
+
+
+@pytest.mark.parametrize("environ, env_file, expected", [
+    ({"MONITOR_TIMOUT": "1"}, "",
+     ["unknown setting MONITOR_TIMOUT (did you mean MONITOR_TIMEOUT?)"]),
+    ({}, "MONITOR_SMTP_HOTS=mail\n", ["unknown setting MONITOR_SMTP_HOTS "
+                                      "(did you mean MONITOR_SMTP_HOST?)"]),
+    ({"MONITOR_ZZZ": "1"}, "", ["unknown setting MONITOR_ZZZ"]),
+    ({"MONITOR_TIMEOUT": "1", "MONITOR_TEMPLATES_DIR": "/t", "PATH": "/bin"},
+     "MONITOR_CANARY_DIGEST=" + "a" * 64 + "\n", []),
+])
+def test_it_names_unknown_monitor_settings_with_a_suggestion(tmp_path, environ, env_file,
+                                                             expected):
+    from monitor.config import unknown_names
+
+    path = tmp_path / ".env"
+    path.write_text(env_file)
+    assert unknown_names(environ, path) == expected
+
+
+def test_it_warns_about_a_typo_in_check_config(monkeypatch, tmp_path, capsys):
+    from monitor.__main__ import main
+
+    monkeypatch.setenv("MONITOR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MONITOR_COOLDOWNN", "5")
+    main(["check-config"])
+    assert "warning: unknown setting MONITOR_COOLDOWNN (did you mean MONITOR_COOLDOWN?)" in \
+        capsys.readouterr().err

@@ -16,6 +16,7 @@ from typing import Protocol
 from argon2 import PasswordHasher
 from sqlmodel import Session, func, select
 
+from monitor.actor import Actor
 from monitor.storage import audit
 from monitor.storage.store import Store, User
 
@@ -90,7 +91,7 @@ def list_users(store: Store) -> list[User]:
 
 # Changes -------------------------------------------------------------------------------------
 def add_user(store: Store, name: str, role: str, password: str, *, now: float, audit_key: bytes,
-             actor: object = "cli", hasher: Hasher | None = None) -> User:
+             actor: Actor | str = "cli", hasher: Hasher | None = None) -> User:
     """Create a user; refuses a bad name, an unknown role, a weak password or a duplicate."""
     _check_new(name, role, password)
     password_hash = (hasher or default_hasher()).hash(password)
@@ -105,7 +106,7 @@ def add_user(store: Store, name: str, role: str, password: str, *, now: float, a
 
 
 def set_password(store: Store, name: str, password: str, *, now: float, audit_key: bytes,
-                 actor: object = "cli", hasher: Hasher | None = None) -> None:
+                 actor: Actor | str = "cli", hasher: Hasher | None = None) -> None:
     problem = password_problem(password, name)
     if problem:
         raise UserError(f"password refused: {problem}")
@@ -118,7 +119,7 @@ def set_password(store: Store, name: str, password: str, *, now: float, audit_ke
 
 
 def disable_user(store: Store, name: str, *, now: float, audit_key: bytes,
-                 actor: object = "cli") -> None:
+                 actor: Actor | str = "cli") -> None:
     """Disable a user; the last enabled admin cannot be disabled (nobody could manage users)."""
     with store.write() as session:
         user = _existing(session, name)
@@ -185,13 +186,8 @@ def _enabled_admins(session: Session) -> int:
     return session.exec(query).one()
 
 
-def _audit(session: Session, key: bytes, now: float, actor: object, action: str, target: str,
-           params: dict) -> None:
-    if isinstance(actor, str):
-        who = {"actor": actor, "role": "system"}
-    else:
-        who = {"actor": actor.name, "role": actor.role,
-               "source_ip": getattr(actor, "source_ip", ""),
-               "user_agent": getattr(actor, "user_agent", ""),
-               "request_id": getattr(actor, "request_id", "")}
-    audit.append(session, key, now=now, action=action, target=target, params=params, **who)
+def _audit(session: Session, key: bytes, now: float, actor: Actor | str, action: str,
+           target: str, params: dict) -> None:
+    who = Actor(actor, "system") if isinstance(actor, str) else actor
+    audit.append(session, key, now=now, action=action, target=target, params=params,
+                 **who.audit_fields())

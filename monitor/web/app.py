@@ -26,6 +26,7 @@ from monitor.web import queries
 from monitor.web.cached import Cached
 from monitor.web.deps import Web, make_templates, render
 from monitor.web.forms import FormError
+from monitor.web.ports import MonitorPort
 from monitor.web.requestlog import RequestLog
 from monitor.web.routes import account, actions, api, pages
 from monitor.web.security.auth import Authenticator
@@ -54,8 +55,8 @@ class DashboardApp(FastAPI):
         return SecurityHeaders(RequestLog(inner), hsts=self.hsts)
 
 
-def create_app(runtime, *, hasher: Hasher | None = None, lockout: Lockout | None = None,
-               manage_runtime: bool = False) -> FastAPI:
+def create_app(runtime: MonitorPort, *, hasher: Hasher | None = None,
+               lockout: Lockout | None = None, manage_runtime: bool = False) -> FastAPI:
     """Build the dashboard for `runtime` (nothing starts until the server runs it).
 
     `hasher` replaces the Argon2 PasswordHasher (tests); `manage_runtime=True` makes the app's

@@ -16,9 +16,10 @@ from jinja2 import Environment, FileSystemLoader
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
+from monitor.actor import Actor
 from monitor.paths import templates_dir
-from monitor.runtime import Actor
 from monitor.web.cached import Cached
+from monitor.web.ports import MonitorPort
 from monitor.web.security import csrf
 from monitor.web.security.auth import ANONYMOUS, Authenticator, Principal
 from monitor.web.security.failures import FailureLog
@@ -28,7 +29,7 @@ from monitor.web.security.throttle import Lockout
 
 @dataclass
 class Web:
-    runtime: Any  # monitor.runtime.Runtime (duck-typed so tests may pass a fake)
+    runtime: MonitorPort  # monitor.runtime.Runtime in production
     templates: Jinja2Templates
     auth: Authenticator
     lockout: Lockout

@@ -6,7 +6,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlmodel import select
 
-from monitor.runtime import Actor
+from monitor.actor import Actor
 from monitor.storage import audit
 from monitor.storage.store import AuditRow, Store
 from monitor.storage.users import (
