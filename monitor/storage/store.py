@@ -18,6 +18,8 @@ from sqlalchemy import Index, UniqueConstraint, event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine, delete, select
 
+from monitor.storage import specs  # noqa: F401  (its table is part of the schema)
+
 
 class ProbeRow(SQLModel, table=True):
     __tablename__ = "probe"

@@ -22,7 +22,7 @@ from monitor.web.cached import Cached
 from monitor.web.deps import Web, make_templates, render
 from monitor.web.forms import FormError
 from monitor.web.requestlog import RequestLog
-from monitor.web.routes import actions, api, pages
+from monitor.web.routes import actions, api, pages, spec
 from monitor.web.security.auth import Authenticator, Hasher
 from monitor.web.security.gate import AccessGate
 from monitor.web.security.headers import SecurityHeaders
@@ -76,7 +76,7 @@ def create_app(runtime, *, hasher: Hasher | None = None, lockout: Lockout | None
                             clock=runtime.clock),
     )
     app.state.web = state
-    for module in (pages, api, actions):
+    for module in (pages, api, actions, spec):
         add_routes(app, module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(StarletteHTTPException, _http_error)
