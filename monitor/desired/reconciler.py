@@ -9,8 +9,9 @@ Rules (Kubernetes' ReplicaSet and probe semantics, for local processes):
 - a version that left the spec has all its replicas stopped;
 - a replica whose process exited is out of load balancing at once (certain evidence); its
   supervisor restarts it, and it still counts toward the version's replicas meanwhile;
-- a live replica that failed its liveness probe ``failureThreshold`` times in a row is
-  restarted, once its startup grace is over;
+- a replica that was live once and then failed its liveness probe ``failureThreshold`` times
+  in a row is restarted; so is one not live ``initialDelaySeconds`` after its start (a slow
+  start is not a failure: Kubernetes' startup probe);
 - a replica that failed its readiness probe ``failureThreshold`` times in a row is taken out of
   load balancing, and put back after one success;
 - too few replicas (starting ones count, so a spec change while one starts never doubles it):
@@ -45,6 +46,7 @@ class Replica:
     readiness_failures: int = 0  # consecutive
     readiness_successes: int = 0  # consecutive
     liveness_failures: int = 0  # consecutive
+    has_lived: bool = False  # passed a liveness probe since it (re)started
     stopping: bool = False
 
 
@@ -53,7 +55,7 @@ class Thresholds:
     readiness_failures: int = 3
     liveness_failures: int = 3
     readiness_successes: int = 1
-    startup_grace: float = 0.0  # liveness failures are ignored this long after a start
+    startup_timeout: float = 30.0  # a replica never live this long after a start is restarted
 
 
 @dataclass(frozen=True)
@@ -83,10 +85,13 @@ def _health(replica: Replica, thresholds: Thresholds, now: float) -> list[Action
     if not replica.alive:
         return ([Action(ActionKind.UNREADY, version, rid, "process exited")]
                 if replica.in_rotation else [])
-    grace_over = now - replica.started_at >= thresholds.startup_grace
-    if grace_over and replica.liveness_failures >= thresholds.liveness_failures:
-        return [Action(ActionKind.RESTART, version, rid,
-                       f"liveness probe failed {replica.liveness_failures} times"),
+    failing = replica.has_lived and replica.liveness_failures >= thresholds.liveness_failures
+    never_up = (not replica.has_lived
+                and now - replica.started_at >= thresholds.startup_timeout)
+    if failing or never_up:
+        why = (f"liveness probe failed {replica.liveness_failures} times" if failing else
+               f"not live {thresholds.startup_timeout:g}s after its start")
+        return [Action(ActionKind.RESTART, version, rid, why),
                 *([Action(ActionKind.UNREADY, version, rid, "restarting")]
                   if replica.in_rotation else [])]
     if replica.in_rotation and replica.readiness_failures >= thresholds.readiness_failures:

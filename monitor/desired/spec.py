@@ -51,6 +51,7 @@ class Probe(_Strict):
     period_seconds: float = Field(2.0, alias="periodSeconds", gt=0, le=3600)
     timeout_seconds: float = Field(1.0, alias="timeoutSeconds", gt=0, le=60)
     failure_threshold: int = Field(3, alias="failureThreshold", ge=1, le=100)
+    initial_delay_seconds: float = Field(30.0, alias="initialDelaySeconds", gt=0, le=3600)
 
 
 def _live_probe() -> Probe:
