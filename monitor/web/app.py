@@ -20,9 +20,10 @@ from monitor.storage.users import default_hasher
 from monitor.web import queries
 from monitor.web.cached import Cached
 from monitor.web.deps import Web, make_templates, render
+from monitor.web.events import AuditStream
 from monitor.web.forms import FormError
 from monitor.web.requestlog import RequestLog
-from monitor.web.routes import actions, api, pages, spec
+from monitor.web.routes import actions, api, events, pages, spec
 from monitor.web.security.auth import Authenticator, Hasher
 from monitor.web.security.gate import AccessGate
 from monitor.web.security.headers import SecurityHeaders
@@ -58,6 +59,7 @@ def create_app(runtime, *, hasher: Hasher | None = None, lockout: Lockout | None
         try:
             yield
         finally:
+            await app.state.events.stop()
             if manage_runtime:
                 await runtime.stop()
 
@@ -76,7 +78,8 @@ def create_app(runtime, *, hasher: Hasher | None = None, lockout: Lockout | None
                             clock=runtime.clock),
     )
     app.state.web = state
-    for module in (pages, api, actions, spec):
+    app.state.events = AuditStream(runtime.store)
+    for module in (pages, api, actions, spec, events):
         add_routes(app, module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(StarletteHTTPException, _http_error)

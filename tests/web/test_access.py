@@ -37,6 +37,7 @@ EXPECTED = {
     "/api/audit/verify": ("GET", "/api/audit/verify", None, (401, 403, 403, 200)),
     "/api/users": ("GET", "/api/users", None, (401, 403, 403, 200)),
     "/api/spec": ("GET", "/api/spec", None, (401, 200, 200, 200)),
+    "/api/events": ("GET", "/api/events", None, (401, 200, 200, 200)),
     "/api/apply": ("POST", "/api/apply", {"spec": SPEC, "dry_run": "1"}, (401, 403, 403, 200)),
     "/actions/chaos/{version}/{fault}": ("POST", "/actions/chaos/v2/latency",
                                          {"ms": "100", "jitter_ms": "0"},

@@ -31,6 +31,7 @@ ROUTE_ROLES: dict[str, str] = {
     "/api/audit/verify": "admin",
     "/api/users": "admin",
     "/api/spec": "viewer",
+    "/api/events": "viewer",
     "/api/apply": "admin",
     # actions (POST only, CSRF checked)
     "/actions/chaos/{version}/{fault}": "operator",
