@@ -1,5 +1,5 @@
-"""CLI: run (default) | check-config | user add/passwd/list/disable | audit verify | notify test |
-backup PATH. Every failure is one clear line on stderr and a non-zero exit code."""
+"""CLI: run (default) | gateway | check-config | user add/passwd/list/disable | audit verify |
+notify test | backup PATH. Every failure is one clear line on stderr and a non-zero exit code."""
 
 from __future__ import annotations
 
@@ -34,6 +34,8 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", help="start dashboard, gateway, services and probes").set_defaults(
         handler=_run)
+    sub.add_parser("gateway", help="run the client gateway (follows the monitor's route)"
+                   ).set_defaults(handler=_gateway)
     sub.add_parser("check-config", help="validate settings and environment").set_defaults(
         handler=_check_config)
     user = sub.add_parser("user", help="manage dashboard users").add_subparsers(
@@ -67,6 +69,12 @@ def _run(settings: Settings, _args) -> int:
     from monitor.serve import serve
 
     return serve(settings)
+
+
+def _gateway(settings: Settings, _args) -> int:
+    from monitor.gateway.process import run_gateway
+
+    return run_gateway(settings)
 
 
 def _check_config(settings: Settings, _args) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from enum import StrEnum
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -10,6 +11,14 @@ from pydantic import Field, SecretStr, ValidationError, field_validator, model_v
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 VERSIONS = ("v1", "v2", "v3")
+
+
+class DataPlane(StrEnum):
+    """Who carries client traffic: the monitor's own gateway process, or HAProxy."""
+
+    EMBEDDED = "embedded"
+    HAPROXY = "haproxy"
+
 SMTP_MODES = ("ssl", "starttls", "plain")
 
 
@@ -40,6 +49,19 @@ class Settings(BaseSettings):
     auto_failback_after: float = Field(0.0, ge=0, le=86400)
     retention_hours: float = Field(24.0, gt=0, le=24 * 365)
     restart_delay: float = Field(5.0, ge=0, le=300)
+
+    # Data plane (the gateway process, or HAProxy driven through its Runtime API).
+    spawn_gateway: bool = True
+    dataplane: DataPlane = DataPlane.EMBEDDED
+    haproxy_socket: str = ""
+    haproxy_backend: str = "books"
+    gateway_workers: int = Field(1, ge=1, le=64)
+    gateway_read_timeout: float = Field(10.0, gt=0, le=300)
+    gateway_max_header: int = Field(16 * 1024, ge=1024, le=1024 * 1024)
+    gateway_max_body: int = Field(1_000_000, ge=1024, le=100_000_000)
+    gateway_conns_per_ip: int = Field(256, ge=1, le=100_000)
+    gateway_keepalive: float = Field(5.0, gt=0, le=3600)
+    gateway_attempt_max: float = Field(2.0, gt=0, le=60)
 
     secret_key: SecretStr | None = None
     chaos_token: SecretStr | None = None
@@ -104,6 +126,8 @@ class Settings(BaseSettings):
             raise ValueError("MONITOR_SMTP_MODE=plain is allowed only for a loopback SMTP host")
         if self.smtp_host and (not self.smtp_from or not self.smtp_to):
             raise ValueError("MONITOR_SMTP_FROM and MONITOR_SMTP_TO are required with SMTP_HOST")
+        if self.dataplane == DataPlane.HAPROXY and not self.haproxy_socket:
+            raise ValueError("MONITOR_HAPROXY_SOCKET is required with MONITOR_DATAPLANE=haproxy")
         if bool(self.tls_certfile) != bool(self.tls_keyfile):
             raise ValueError("MONITOR_TLS_CERTFILE and MONITOR_TLS_KEYFILE go together")
         ports = [self.port, self.gateway_port]

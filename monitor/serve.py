@@ -1,8 +1,15 @@
-"""`python -m monitor run`: dashboard and gateway servers around one runtime, until a signal.
+"""`python -m monitor run`: the dashboard around one runtime, plus the gateway process, until
+a signal.
+
+The gateway is its own process (`python -m monitor gateway`, see monitor.gateway.process),
+spawned and supervised here unless MONITOR_SPAWN_GATEWAY=0; it follows the route file this
+process publishes (monitor.gateway.feed) and reports passive evidence back over a datagram
+socket (monitor.gateway.evidence). The gateway and the local services outlive a monitor that
+dies; the next monitor adopts them through their pid files in `<data dir>/run`.
 
 Sockets are bound before anything starts, so a taken port is one clear line naming its setting.
 SIGINT/SIGTERM stop the scheduler, let in-flight writes finish, write the shutdown audit row and
-a checkpoint, stop the children and exit 0.
+a checkpoint, stop the children (the gateway first) and exit 0.
 """
 
 from __future__ import annotations
@@ -10,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import sys
+import time
 
 import uvicorn
 
@@ -51,14 +60,17 @@ def serve(settings: Settings) -> int:
     from monitor.ops.logs import configure_logging
 
     configure_logging()
-    problems = [p for p in preflight.check(settings, for_run=True)]
+    from monitor.ops.pidfiles import held
+
+    children = ["gateway", *(settings.service_urls() if settings.local_services else [])]
+    problems = [p for p in preflight.check(
+        settings, for_run=True, held=frozenset(held(settings.data_dir / "run", children)))]
     if problems:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
         return 2
     sockets = {
         "dashboard": bind(settings.host, settings.port, "MONITOR_PORT"),
-        "gateway": bind(settings.host, settings.gateway_port, "MONITOR_GATEWAY_PORT"),
     }
     import uvloop
 
@@ -66,7 +78,6 @@ def serve(settings: Settings) -> int:
 
 
 async def _main(settings: Settings, sockets: dict[str, socket.socket]) -> int:
-    from monitor.gateway.app import create_gateway
     from monitor.ops.logs import uvicorn_log_config
     from monitor.runtime import create_runtime
     from monitor.storage.users import UserError, ensure_admin
@@ -90,20 +101,23 @@ async def _main(settings: Settings, sockets: dict[str, socket.socket]) -> int:
               "proxy_headers": False, "timeout_graceful_shutdown": 5}
     servers = [
         _Server(uvicorn.Config(create_app(runtime), **{**common, **_proxies(settings)}, **ssl)),
-        # limit_concurrency bounds the memory of buffered request bodies (503 beyond it)
-        _Server(uvicorn.Config(create_gateway(runtime, metrics=runtime.metrics), **common,
-                               limit_concurrency=1024)),
     ]
+    dataplane = _DataPlane(settings, runtime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     try:
+        await dataplane.publish()
         await runtime.start()
+        await dataplane.start()
         _banner(settings, admin_password)
         return await _serve_until(stop, servers, sockets)
     finally:
-        await runtime.stop()
+        try:
+            await dataplane.stop()
+        finally:
+            await runtime.stop()
 
 
 async def _serve_until(stop: asyncio.Event, servers: list[_Server],
@@ -120,6 +134,60 @@ async def _serve_until(stop: asyncio.Event, servers: list[_Server],
     waiter.cancel()
     failed = [t for t in tasks if t in done and t.exception()]
     return 1 if failed else 0
+
+
+class _DataPlane:
+    """The monitor's side of the client path: the route file, the evidence socket and the
+    spawned gateway process."""
+
+    def __init__(self, settings: Settings, runtime) -> None:  # noqa: ANN001 - Runtime
+        from monitor.gateway.evidence import Receiver
+        from monitor.gateway.feed import RoutePublisher, route_from
+        from monitor.gateway.route import PURPOSE
+        from monitor.ops.supervisor import ChildSpec, Supervisor
+
+        self.settings = settings
+        key = runtime.keys.derive(PURPOSE)
+        self.publisher = RoutePublisher(settings.data_dir, key, lambda: route_from(
+            runtime.watchdog.state.epoch, runtime.route_candidates(), runtime.urls, time.time()))
+        self.receiver = Receiver(settings.data_dir, key, time.time,
+                                 runtime.report_gateway_failure)
+        self.gateway: Supervisor | None = None
+        if settings.spawn_gateway:
+            env = {k: v for k, v in os.environ.items() if k.startswith("MONITOR_")}
+            env["MONITOR_DATA_DIR"] = str(settings.data_dir.resolve())
+            spec = ChildSpec(name="gateway", env=env,
+                             argv=[sys.executable, "-m", "monitor", "gateway"])
+            self.gateway = Supervisor([spec], on_event=runtime._on_child_event,
+                                      log_dir=settings.data_dir / "logs",
+                                      pid_dir=settings.data_dir / "run", backoff_base=0.2)
+        self._task: asyncio.Task[None] | None = None
+
+    async def publish(self) -> None:
+        await self.publisher.publish()
+
+    async def start(self) -> None:
+        self.receiver.start()
+        self._task = asyncio.create_task(self._follow_state())
+        if self.gateway is not None:
+            await self.gateway.start()
+
+    async def _follow_state(self) -> None:
+        while True:
+            try:
+                await self.publisher.publish()
+            except Exception:
+                log.exception("route publishing failed")
+            await asyncio.sleep(0.1)
+
+    async def stop(self) -> None:
+        if self.gateway is not None:
+            await self.gateway.stop()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.receiver.stop()
 
 
 def _proxies(settings: Settings) -> dict:

@@ -8,8 +8,15 @@ failed attempt is reported to the router as passive evidence; the gateway never 
 its own. Answers the gateway makes itself are JSON: 413 (body too large), 408 (body not received
 in time), 502/504 (the backend broke or timed out), 503 (all versions down).
 
+Only the book API is forwarded (``/books``, ``/books/{id}``, ``/books/search``); any other
+path is answered 404 by the gateway itself, so a service's /docs, /health or /chaos never
+reach the public side.
+
 The deadline bounds everything up to the response headers, retries and back-off included; once
-a response has started, its body is streamed with ``attempt_timeout`` between chunks. Backend
+a response has started, its body is streamed with ``attempt_timeout`` between chunks. An
+attempt that could still be retried elsewhere (idempotent method, another backend left) gets
+its own, shorter timeout from the version's recent latency (:mod:`monitor.gateway.timing`), so
+a hung version costs a client about p99 x 4 instead of ``attempt_timeout``. Backend
 traffic goes through one pooled ``httpx.AsyncClient`` on the lean keep-alive transport of
 :mod:`monitor.gateway.transport`
 (created at lifespan startup, closed at shutdown) unless a client is
@@ -23,7 +30,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, MutableMapping
 from http.cookiejar import CookieJar
 from typing import Any, Protocol
 
@@ -33,11 +40,18 @@ import httpx
 from monitor.gateway import retry
 from monitor.gateway.headers import forward_headers, response_headers
 from monitor.gateway.retry import Failure
+from monitor.gateway.timing import AttemptTimeouts
 from monitor.gateway.transport import UpstreamTransport
 
 log = logging.getLogger(__name__)
 
 SMALL_BODY = 64 * 1024  # responses up to this size are read at once instead of streamed
+BOOKS = b"/books"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
 
 
 class Router(Protocol):
@@ -85,7 +99,8 @@ class Gateway:
 
     def __init__(self, router: Router, *, client: httpx.AsyncClient | None, deadline: float,
                  attempt_timeout: float, max_body: int, metrics: Metrics | None,
-                 rng: Callable[[], float], clock: Callable[[], float]) -> None:
+                 rng: Callable[[], float], clock: Callable[[], float],
+                 timeouts: AttemptTimeouts) -> None:
         self.router = router
         self.client = client
         self._owns_client = client is None
@@ -95,10 +110,11 @@ class Gateway:
         self.metrics = metrics
         self.rng = rng
         self.clock = clock
+        self.timeouts = timeouts
         self._timeout = httpx.Timeout(attempt_timeout).as_dict()
         self._bases: dict[str, str] = {}
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self._proxy(scope, receive, send)
         elif scope["type"] == "lifespan":
@@ -110,7 +126,7 @@ class Gateway:
             await self.client.aclose()
             self.client = None
 
-    async def _lifespan(self, receive: Callable, send: Callable) -> None:
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
@@ -122,9 +138,13 @@ class Gateway:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _proxy(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.client is None:  # mounted without lifespan: create the client on first use
             self.client = new_client(attempt_timeout=self.attempt_timeout)
+        if not _book_api(scope.get("raw_path") or scope["path"].encode()):
+            await _send_json(send, 404, {"error": "not found",
+                                         "detail": "the gateway forwards only /books"})
+            return
         deadline = self.clock() + self.deadline
         try:
             async with asyncio.timeout(self.deadline):
@@ -139,7 +159,7 @@ class Gateway:
             return
         if body is None:  # the client went away
             return
-        method = scope["method"]
+        method: str = scope["method"]
         headers = forward_headers(scope.get("headers", []), (scope.get("client") or [None])[0],
                                   scope.get("scheme", "http"))
         target = scope.get("raw_path") or scope["path"].encode()
@@ -158,13 +178,19 @@ class Gateway:
         failures: list[tuple[str, Failure]] = []
         out_of_time = False
         delay = 0.0
+        retryable = method.upper() in retry.IDEMPOTENT_METHODS
         for index, (version, base_url) in enumerate(backends):
             if delay:
                 await asyncio.sleep(delay)
             request = httpx.Request(method, self._url(base_url, target), headers=headers,
                                     content=body, extensions={"timeout": self._timeout})
-            response, small_body, failure = await self._attempt(request, deadline)
-            if failure is None and response is not None:
+            started = self.clock()
+            limit = self.timeouts.timeout_for(version, started) \
+                if retryable and index < len(backends) - 1 else self.attempt_timeout
+            response, small_body, failure = await self._attempt(request, deadline, limit)
+            if failure is None:
+                assert response is not None
+                self.timeouts.observe(version, self.clock() - started, self.clock())
                 self._count(version, "retried" if failures else "ok")
                 await self._relay(response, small_body, version, send)
                 return
@@ -186,14 +212,16 @@ class Gateway:
                 break
         await self._fail(send, backends, failures, out_of_time=out_of_time)
 
-    async def _attempt(self, request: httpx.Request, deadline: float
+    async def _attempt(self, request: httpx.Request, deadline: float, limit: float
                        ) -> tuple[httpx.Response | None, bytes | None, Failure | None]:
-        """Send one request within the deadline: (response, its body when small, failure).
+        """Send one request within the deadline and ``limit`` seconds: (response, its body
+        when small, failure).
         A small body is read here, so a backend dying mid-answer is still a retryable failure;
         a response with a retryable status comes back open next to its failure."""
         response = None
+        assert self.client is not None
         try:
-            async with asyncio.timeout(max(0.0, deadline - self.clock())):
+            async with asyncio.timeout(max(0.0, min(limit, deadline - self.clock()))):
                 response = await self.client.send(request, stream=True)
                 failure = retry.failure_of_status(response.status_code)
                 body = None
@@ -210,7 +238,7 @@ class Gateway:
                 await _close(response)
             raise
 
-    async def _read_body(self, scope: dict, receive: Callable) -> bytes | None:
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             raise _BodyTooLarge
@@ -220,7 +248,7 @@ class Gateway:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return None
-            chunk = message.get("body", b"")
+            chunk: bytes = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
                 raise _BodyTooLarge
@@ -230,7 +258,7 @@ class Gateway:
                 return b"".join(chunks)
 
     async def _relay(self, response: httpx.Response, body: bytes | None, version: str,
-                     send: Callable) -> None:
+                     send: Send) -> None:
         """Send the backend's response to the client; ``body`` when already read, else the
         body is streamed from the backend."""
         try:
@@ -261,7 +289,8 @@ class Gateway:
                                                              raw_path=url.raw_path.rstrip(b"/")))
         return httpx.URL(base + target.decode("latin-1"))
 
-    async def _fail(self, send: Callable, backends: list, failures: list[tuple[str, Failure]],
+    async def _fail(self, send: Send, backends: list[tuple[str, str]],
+                    failures: list[tuple[str, Failure]],
                     *, out_of_time: bool) -> None:
         detail = [{"version": v, "failure": f.kind, "detail": f.detail} for v, f in failures]
         last_version = failures[-1][0] if failures else ""
@@ -314,14 +343,23 @@ def _plain_target(target: bytes) -> bool:
     return target.startswith(b"/") and not any(seg in (b".", b"..") for seg in segments)
 
 
-def _header(scope: dict, name: bytes) -> bytes | None:
+def _book_api(path: bytes) -> bool:
+    """``/books`` or ``/books/<one segment>`` (an id, or ``search``), nothing else."""
+    if path == BOOKS:
+        return True
+    rest = path[len(BOOKS) + 1:]
+    return path.startswith(BOOKS + b"/") and bool(rest) and b"/" not in rest \
+        and b"%2f" not in rest.lower()
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope.get("headers", []):
         if key.lower() == name:
-            return value
+            return bytes(value)
     return None
 
 
-async def _send_json(send: Callable, status: int, payload: dict[str, Any]) -> None:
+async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
     body = json.dumps(payload).encode()
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
@@ -333,8 +371,11 @@ def create_gateway(router: Router, *, client: httpx.AsyncClient | None = None,
                    deadline: float = 10.0, attempt_timeout: float = 2.0,
                    max_body: int = 1_000_000, metrics: Metrics | None = None,
                    rng: Callable[[], float] = random.random,
-                   clock: Callable[[], float] = time.monotonic) -> Gateway:
+                   clock: Callable[[], float] = time.monotonic,
+                   attempt_floor: float = 0.1) -> Gateway:
     """Build the gateway ASGI app. Without ``client`` it creates its pooled client at lifespan
     startup (or on first request when run without lifespan) and closes it at shutdown."""
     return Gateway(router, client=client, deadline=deadline, attempt_timeout=attempt_timeout,
-                   max_body=max_body, metrics=metrics, rng=rng, clock=clock)
+                   max_body=max_body, metrics=metrics, rng=rng, clock=clock,
+                   timeouts=AttemptTimeouts(floor=min(attempt_floor, attempt_timeout),
+                                            ceiling=attempt_timeout))

@@ -378,7 +378,7 @@ async def test_it_streams_a_large_response_before_the_backend_has_finished():
     async def receive():
         return next(requests)
 
-    scope = {"type": "http", "method": "GET", "path": "/big", "raw_path": b"/big",
+    scope = {"type": "http", "method": "GET", "path": "/books/big", "raw_path": b"/books/big",
              "query_string": b"", "headers": [], "client": ("127.0.0.1", 1), "scheme": "http"}
     await asyncio.wait_for(app(scope, receive, send), timeout=10)
     start, *bodies = received
@@ -442,13 +442,13 @@ async def test_it_gives_the_backend_connection_back_when_a_request_is_cancelled(
                                  timeout=httpx.Timeout(2.0, pool=0.5))
         gateway = create_gateway(FakeRouter(), client=http)
         attempt = asyncio.create_task(
-            gateway._attempt(httpx.Request("GET", f"{url}/stalls"), gateway.clock() + 5))
+            gateway._attempt(httpx.Request("GET", f"{url}/stalls"), gateway.clock() + 5, 5.0))
         await asyncio.sleep(0.1)
         attempt.cancel()
         with pytest.raises(asyncio.CancelledError):
             await attempt
         response, body, failure = await gateway._attempt(httpx.Request("GET", f"{url}/next"),
-                                                         gateway.clock() + 5)
+                                                         gateway.clock() + 5, 5.0)
         await http.aclose()
     assert (response.status_code, body, failure) == (200, b"hello", None)
 
