@@ -34,8 +34,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", help="start dashboard, gateway, services and probes").set_defaults(
         handler=_run)
-    sub.add_parser("gateway", help="run the client gateway (follows the monitor's route)"
-                   ).set_defaults(handler=_gateway)
+    gateway = sub.add_parser("gateway", help="run the client gateway (follows the monitor's "
+                             "route); --host/--port override MONITOR_HOST/MONITOR_GATEWAY_PORT")
+    gateway.add_argument("--host")
+    gateway.add_argument("--port", type=int, choices=range(1, 65536), metavar="PORT")
+    gateway.set_defaults(handler=_gateway)
     sub.add_parser("check-config", help="validate settings and environment").set_defaults(
         handler=_check_config)
     user = sub.add_parser("user", help="manage dashboard users").add_subparsers(
@@ -71,9 +74,13 @@ def _run(settings: Settings, _args) -> int:
     return serve(settings)
 
 
-def _gateway(settings: Settings, _args) -> int:
+def _gateway(settings: Settings, args) -> int:
     from monitor.gateway.process import run_gateway
 
+    if args.host:
+        settings = settings.model_copy(update={"host": args.host})
+    if args.port:
+        settings = settings.model_copy(update={"gateway_port": args.port})
     return run_gateway(settings)
 
 

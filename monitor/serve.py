@@ -51,7 +51,9 @@ def bind(host: str, port: int, setting: str) -> socket.socket:
         message = f"error: {setting}: cannot listen on {host}:{port}: {exc.strerror}"
         raise SystemExit(message) from None
     sock.listen(2048)
-    sock.set_inheritable(True)
+    # Not inheritable: the children (which outlive a killed monitor) must not keep the
+    # dashboard port, or the next monitor could not bind it.
+    sock.set_inheritable(False)
     return sock
 
 
@@ -157,7 +159,8 @@ class _DataPlane:
             env = {k: v for k, v in os.environ.items() if k.startswith("MONITOR_")}
             env["MONITOR_DATA_DIR"] = str(settings.data_dir.resolve())
             spec = ChildSpec(name="gateway", env=env,
-                             argv=[sys.executable, "-m", "monitor", "gateway"])
+                             argv=[sys.executable, "-m", "monitor", "gateway", "--host",
+                                   settings.host, "--port", str(settings.gateway_port)])
             self.gateway = Supervisor([spec], on_event=runtime._on_child_event,
                                       log_dir=settings.data_dir / "logs",
                                       pid_dir=settings.data_dir / "run", backoff_base=0.2)

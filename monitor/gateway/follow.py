@@ -51,12 +51,13 @@ class RouteFollower:
     # Following ----------------------------------------------------------------------------
     def load(self) -> None:
         """Hold the newer of the persisted copy and the feed file (either may be missing)."""
+        held = None
         for path in (self.copy, self.feed):
             route = self._read(path)
-            if route is not None and newer(route, self.route):
-                self.route = route
-        if self.route is not None:
-            log.info("holding route epoch %d: %s first", self.route.epoch, self.route.active)
+            if route is not None and newer(route, held):
+                held = route
+        if held is not None:
+            self.apply(held)
 
     def poll(self) -> bool:
         """Read the feed file if it changed; True when a new route was applied."""
