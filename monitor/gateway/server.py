@@ -12,6 +12,10 @@ request, sequentially per connection. Limits (each answered the way nginx does):
   others'), and at most ``max_connections`` in all;
 - idle keep-alive: a connection without a request for ``keepalive`` seconds is closed.
 
+A refused request gets its answer, then a lingering close (as nginx does): the gateway stops
+writing and discards what the client still sends for up to ``LINGER_S`` seconds, so the
+client reads the 431/413 instead of a connection reset.
+
 The body is buffered whole (it is small and bounded) before the app runs, so the app's
 retries can replay it. Responses with a Content-Length are written as they are, others
 chunked. ``Server`` and ``Date`` are not added: the backend's Date passes through.
@@ -32,6 +36,9 @@ from urllib.parse import unquote_to_bytes
 import httptools
 
 log = logging.getLogger(__name__)
+
+LINGER_S = 2.0
+LINGER_BYTES = 8 * 1024 * 1024
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -116,6 +123,8 @@ class _Connection(asyncio.Protocol):
         self.writable = asyncio.Event()
         self.writable.set()
         self.lost = asyncio.Event()
+        self.lingering = -1  # bytes discarded after a refusal; -1 while not lingering
+        self.last_request = False
         self._reset()
 
     def _reset(self) -> None:
@@ -159,6 +168,11 @@ class _Connection(asyncio.Protocol):
         self.writable.set()
 
     def data_received(self, data: bytes) -> None:
+        if self.lingering >= 0:
+            self.lingering += len(data)
+            if self.lingering > LINGER_BYTES and self.transport is not None:
+                self.transport.abort()
+            return
         if not self.reading:
             self.reading = True
             self._arm(self.limits.read_timeout)
@@ -178,7 +192,9 @@ class _Connection(asyncio.Protocol):
             else:
                 self._refuse(400, "bad request", "malformed request")
         except httptools.HttpParserUpgrade:
-            self._refuse(400, "bad request", "protocol upgrades are not supported")
+            # Served as a plain request (Upgrade is hop-by-hop and not passed on); the
+            # parser stops here, so the connection closes after that answer.
+            self.last_request = True
         except httptools.HttpParserError:
             self._refuse(400, "bad request", "malformed request")
 
@@ -238,7 +254,8 @@ class _Connection(asyncio.Protocol):
         try:
             while self.pending and not transport.is_closing():
                 scope, body = self.pending.popleft()
-                keep = await self._run(scope, body) and not self.server.closing
+                keep = await self._run(scope, body) and not self.server.closing \
+                    and not (self.last_request and not self.pending)
                 if not keep:
                     transport.close()
                     return
@@ -252,7 +269,7 @@ class _Connection(asyncio.Protocol):
         """Run the app for one request; whether the connection may be kept."""
         transport = self.transport
         assert transport is not None
-        keep = bool(scope.pop("keep_alive"))
+        keep = bool(scope.pop("keep_alive")) and not self.last_request
         state = {"started": False, "chunked": False, "done": False, "head": False}
         sent_body = False
 
@@ -316,12 +333,19 @@ class _Connection(asyncio.Protocol):
 
     # Limits -------------------------------------------------------------------------------
     def _refuse(self, status: int, error: str, detail: str) -> None:
-        if self.transport is None or self.transport.is_closing():
+        transport = self.transport
+        if transport is None or transport.is_closing() or self.lingering >= 0:
             return
-        if self.task is None:  # never interleave with a response being written
-            self.transport.write(error_response(status, error, detail))
-        self.transport.close()
-        self._disarm()
+        if self.task is not None:  # never interleave with a response being written
+            transport.close()
+            return
+        transport.write(error_response(status, error, detail))
+        if not transport.can_write_eof():
+            transport.close()
+            return
+        transport.write_eof()
+        self.lingering = 0
+        self._arm(LINGER_S)
 
     def _arm(self, seconds: float) -> None:
         self._disarm()
@@ -334,7 +358,9 @@ class _Connection(asyncio.Protocol):
 
     def _expired(self) -> None:
         self.timer = None
-        if self.reading:
+        if self.lingering >= 0 and self.transport is not None:
+            self.transport.close()
+        elif self.reading:
             self._refuse(408, "request not received in time",
                          f"the limit is {self.limits.read_timeout:g} s")
         elif self.transport is not None and self.task is None:

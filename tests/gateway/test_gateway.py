@@ -460,3 +460,38 @@ async def test_it_retries_when_its_own_pool_is_full_but_reports_nothing_against_
         response = await client.get("/books")
     assert (response.status_code, response.headers["x-served-by"]) == (200, "v2")
     assert router.reports == []
+
+
+@pytest.mark.parametrize("path, forwarded", [
+    ("/books", True), ("/books/moby-dick", True), ("/books/search", True),
+    ("/docs", False), ("/openapi.json", False), ("/health", False), ("/chaos/crash", False),
+    ("/books/a/b", False), ("/books/", False), ("/booksx", False), ("/books/a%2Fb", False),
+    ("/", False),
+])
+async def test_it_forwards_only_the_book_api(path, forwarded):
+    client, seen = gateway_client(FakeRouter(), {})
+    async with client:
+        response = await client.post(path) if path.endswith("crash") else await client.get(path)
+    assert (response.status_code == 404 and response.json()["error"] == "not found") is \
+        (not forwarded)
+    assert bool(seen) is forwarded
+
+
+async def test_it_moves_on_from_a_hung_version_after_its_recent_latency_not_the_full_timeout():
+    async def hang(request):
+        await asyncio.sleep(30)
+        return httpx.Response(200)
+
+    router = FakeRouter()
+    behaviour: dict[str, object] = {"v1": 200}
+    client, _ = gateway_client(router, behaviour, attempt_timeout=5.0, deadline=10.0)
+    async with client:
+        for _ in range(20):  # v1 answers at once: its p99 is about 0
+            assert (await client.get("/books")).headers["x-served-by"] == "v1"
+        behaviour["v1"] = hang
+        started = asyncio.get_running_loop().time()
+        response = await client.get("/books")
+        took = asyncio.get_running_loop().time() - started
+    assert (response.status_code, response.headers["x-served-by"]) == (200, "v2")
+    assert router.reports == [("v1", "timeout")]
+    assert took < 5.0  # the floor (0.1 s) bounded the attempt, not attempt_timeout
