@@ -63,8 +63,8 @@ def ours(record: PidRecord) -> bool:
     """The recorded process still runs (same pid, same start time, not a zombie)."""
     try:
         proc = psutil.Process(record.pid)
-        return proc.create_time() == record.started and \
-            proc.status() != psutil.STATUS_ZOMBIE
+        return bool(proc.create_time() == record.started and
+                    proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 
@@ -100,8 +100,13 @@ async def wait_exit(pid: int) -> None:
             await asyncio.sleep(POLL_S)
         return
     loop = asyncio.get_running_loop()
-    gone = loop.create_future()
-    loop.add_reader(fd, lambda: gone.done() or gone.set_result(None))
+    gone: asyncio.Future[None] = loop.create_future()
+
+    def exited() -> None:
+        if not gone.done():
+            gone.set_result(None)
+
+    loop.add_reader(fd, exited)
     try:
         await gone
     finally:
@@ -111,6 +116,6 @@ async def wait_exit(pid: int) -> None:
 
 def _alive(pid: int) -> bool:
     try:
-        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False

@@ -204,7 +204,7 @@ class Supervisor:
             self._close_log(child)
         self._started = False
 
-    def status(self) -> dict[str, dict]:
+    def status(self) -> dict[str, dict[str, object]]:
         return {
             name: {
                 "pid": c.pid,
