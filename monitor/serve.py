@@ -155,7 +155,11 @@ class _DataPlane:
         self.receiver = Receiver(settings.data_dir, key, time.time,
                                  runtime.report_gateway_failure)
         self.gateway: Supervisor | None = None
-        if settings.spawn_gateway:
+        self.haproxy = _haproxy_sync(settings, runtime, self.publisher.current) \
+            if settings.dataplane == "haproxy" else None
+        if self.haproxy is not None:
+            runtime.dataplane_status = self.haproxy.status
+        elif settings.spawn_gateway:
             env = {k: v for k, v in os.environ.items() if k.startswith("MONITOR_")}
             env["MONITOR_DATA_DIR"] = str(settings.data_dir.resolve())
             spec = ChildSpec(name="gateway", env=env,
@@ -179,6 +183,8 @@ class _DataPlane:
         while True:
             try:
                 await self.publisher.publish()
+                if self.haproxy is not None:
+                    await self.haproxy.tick()
             except Exception:
                 log.exception("route publishing failed")
             await asyncio.sleep(0.1)
@@ -191,6 +197,23 @@ class _DataPlane:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self.receiver.stop()
+
+
+def _haproxy_sync(settings: Settings, runtime, route):  # noqa: ANN001, ANN202
+    """HAProxy driven through its Runtime API; its audit rows go through the runtime."""
+    from monitor.gateway.haproxy import RuntimeAPI
+    from monitor.gateway.haproxy_sync import HAProxySync
+    from monitor.runtime import SYSTEM
+
+    async def record(action: str, target: str, params: dict, outcome: str, reason: str,
+                     notify: bool) -> None:
+        notice = ("dataplane", f"HAProxy unreachable: {reason}"[:200],
+                  {"target": target, "reason": reason}) if notify else None
+        await runtime.arecord(SYSTEM, action, target=target, params=params, outcome=outcome,
+                              reason=reason, notice=notice)
+
+    return HAProxySync(RuntimeAPI(settings.haproxy_socket), settings.haproxy_backend, route,
+                       record, time.time)
 
 
 def _proxies(settings: Settings) -> dict:

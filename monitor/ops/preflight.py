@@ -109,7 +109,7 @@ def _existing_ancestor(path: Path) -> Path:
 
 def port_problems(settings: Settings, held: frozenset[str] = frozenset()) -> list[str]:
     wanted = [(settings.host, settings.port, "MONITOR_PORT")]
-    if settings.spawn_gateway and "gateway" not in held:
+    if settings.spawn_gateway and settings.dataplane == "embedded" and "gateway" not in held:
         wanted.append((settings.host, settings.gateway_port, "MONITOR_GATEWAY_PORT"))
     if settings.local_services:
         for version, port in zip(VERSIONS, parse_ports(settings.service_ports), strict=True):

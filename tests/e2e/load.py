@@ -16,6 +16,7 @@ class Load:
     url: str
     workers: int = 4
     time_limit: float = 120.0
+    header: str = "x-served-by"  # who answered: the gateway's header, or the service's own
     answers: list[tuple[float, int, str]] = field(default_factory=list)  # (at, status, by)
     errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -41,7 +42,7 @@ class Load:
                 try:
                     answer = client.get("/books", params={"q": "whale", "limit": 2})
                     self.answers.append((time.monotonic(), answer.status_code,
-                                         answer.headers.get("x-served-by", "")))
+                                         answer.headers.get(self.header, "")))
                     if answer.status_code != 200:
                         self.errors.append(f"{answer.status_code} {answer.text[:120]}")
                 except httpx.HTTPError as exc:
