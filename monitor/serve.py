@@ -178,6 +178,7 @@ class _DataPlane:
         self._task = asyncio.create_task(self._follow_state())
         if self.gateway is not None:
             await self.gateway.start()
+            await _wait_listening(self.settings.host, self.settings.gateway_port, timeout=15.0)
 
     async def _follow_state(self) -> None:
         while True:
@@ -197,6 +198,22 @@ class _DataPlane:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self.receiver.stop()
+
+
+async def _wait_listening(host: str, port: int, *, timeout: float) -> None:
+    """Until something accepts connections on host:port (the gateway we spawned), so the
+    banner is printed when clients can connect; a gateway that does not come up is only
+    logged (it is supervised and restarted)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    log.error("the gateway is not listening on %s:%d after %g s", host, port, timeout)
 
 
 def _haproxy_sync(settings: Settings, runtime, route):  # noqa: ANN001, ANN202
