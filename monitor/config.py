@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     gateway_conns_per_ip: int = Field(256, ge=1, le=100_000)
     gateway_keepalive: float = Field(5.0, gt=0, le=3600)
     gateway_attempt_max: float = Field(2.0, gt=0, le=60)
+    gateway_hedge: bool = True
 
     secret_key: SecretStr | None = None
     chaos_token: SecretStr | None = None

@@ -54,6 +54,9 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
+Outcome = tuple[httpx.Response | None, bytes | None, Failure | None]
+
+
 class Router(Protocol):
     def route_candidates(self) -> list[tuple[str, str]]: ...
 
@@ -100,7 +103,7 @@ class Gateway:
     def __init__(self, router: Router, *, client: httpx.AsyncClient | None, deadline: float,
                  attempt_timeout: float, max_body: int, metrics: Metrics | None,
                  rng: Callable[[], float], clock: Callable[[], float],
-                 timeouts: AttemptTimeouts) -> None:
+                 timeouts: AttemptTimeouts, hedge: bool) -> None:
         self.router = router
         self.client = client
         self._owns_client = client is None
@@ -111,6 +114,7 @@ class Gateway:
         self.rng = rng
         self.clock = clock
         self.timeouts = timeouts
+        self.hedge = hedge
         self._timeout = httpx.Timeout(attempt_timeout).as_dict()
         self._bases: dict[str, str] = {}
 
@@ -179,15 +183,31 @@ class Gateway:
         out_of_time = False
         delay = 0.0
         retryable = method.upper() in retry.IDEMPOTENT_METHODS
-        for index, (version, base_url) in enumerate(backends):
-            if delay:
-                await asyncio.sleep(delay)
+        hedge = self.hedge and retryable and len(backends) > 1
+
+        def attempt(at: int) -> tuple[str, Awaitable[Outcome]]:
+            version, base_url = backends[at]
             request = httpx.Request(method, self._url(base_url, target), headers=headers,
                                     content=body, extensions={"timeout": self._timeout})
+            limit = self.timeouts.timeout_for(version, self.clock()) \
+                if retryable and at < len(backends) - 1 else self.attempt_timeout
+            return version, self._attempt(request, deadline, limit)
+
+        index = 0
+        while index < len(backends):
+            if delay:
+                await asyncio.sleep(delay)
             started = self.clock()
-            limit = self.timeouts.timeout_for(version, started) \
-                if retryable and index < len(backends) - 1 else self.attempt_timeout
-            response, small_body, failure = await self._attempt(request, deadline, limit)
+            if index == 0 and hedge:
+                index, started, (response, small_body, failure), lost = await self._race(
+                    attempt, [v for v, _ in backends])
+                for version, lost_failure in lost:
+                    self._report(version, lost_failure)
+                    failures.append((version, lost_failure))
+                version = backends[index][0]
+            else:
+                version, pending = attempt(index)
+                response, small_body, failure = await pending
             if failure is None:
                 assert response is not None
                 self.timeouts.observe(version, self.clock() - started, self.clock())
@@ -210,7 +230,52 @@ class Gateway:
             if not again:
                 out_of_time = out_of_time or deadline <= self.clock()
                 break
+            index += 1
         await self._fail(send, backends, failures, out_of_time=out_of_time)
+
+    async def _race(self, attempt: Callable[[int], tuple[str, Awaitable[Outcome]]],
+                    versions: list[str]) -> tuple[int, float, Outcome, list[tuple[str, Failure]]]:
+        """The first attempt, hedged: still unanswered after the version's recent p95, the
+        request also goes to the second backend, and the first success wins (the other is
+        cancelled). Returns (index used, its start, its outcome, failures of the other)."""
+        version, first = attempt(0)
+        started = [self.clock(), 0.0]
+        tasks = {asyncio.ensure_future(first): 0}
+        try:
+            done, _ = await asyncio.wait(tasks, timeout=self.timeouts.hedge_after(
+                version, started[0]))
+            if done:
+                return 0, started[0], next(iter(done)).result(), []
+            started[1] = self.clock()
+            tasks[asyncio.ensure_future(attempt(1)[1])] = 1
+            finished: list[tuple[int, Outcome]] = []
+            pending = set(tasks)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    finished.append((tasks[task], task.result()))
+                    if task.result()[2] is None:  # a success: the other is not needed
+                        at, outcome = finished[-1]
+                        lost = [(versions[i], o[2]) for i, o in finished[:-1]
+                                if o[2] is not None]
+                        await self._drop(finished[:-1])
+                        return at, started[at], outcome, lost
+            # both failed: the later one is the attempt, the earlier one a failure to report
+            (i, early), (at, outcome) = finished
+            await self._drop([(i, early)])
+            assert early[2] is not None
+            return at, started[at], outcome, [(versions[i], early[2])]
+        finally:
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    @staticmethod
+    async def _drop(outcomes: list[tuple[int, Outcome]]) -> None:
+        for _, (response, _, _) in outcomes:
+            if response is not None:
+                await _close(response)
 
     async def _attempt(self, request: httpx.Request, deadline: float, limit: float
                        ) -> tuple[httpx.Response | None, bytes | None, Failure | None]:
@@ -372,10 +437,10 @@ def create_gateway(router: Router, *, client: httpx.AsyncClient | None = None,
                    max_body: int = 1_000_000, metrics: Metrics | None = None,
                    rng: Callable[[], float] = random.random,
                    clock: Callable[[], float] = time.monotonic,
-                   attempt_floor: float = 0.1) -> Gateway:
+                   attempt_floor: float = 0.1, hedge: bool = False) -> Gateway:
     """Build the gateway ASGI app. Without ``client`` it creates its pooled client at lifespan
     startup (or on first request when run without lifespan) and closes it at shutdown."""
     return Gateway(router, client=client, deadline=deadline, attempt_timeout=attempt_timeout,
                    max_body=max_body, metrics=metrics, rng=rng, clock=clock,
                    timeouts=AttemptTimeouts(floor=min(attempt_floor, attempt_timeout),
-                                            ceiling=attempt_timeout))
+                                            ceiling=attempt_timeout), hedge=hedge)

@@ -66,7 +66,8 @@ async def _serve(settings: Settings, key: bytes, sock: socket.socket) -> int:
     follower = make_follower(settings.data_dir, key, time.time)
     follower.load()
     app = create_gateway(follower, max_body=settings.gateway_max_body,
-                         attempt_timeout=settings.gateway_attempt_max)
+                         attempt_timeout=settings.gateway_attempt_max,
+                         hedge=settings.gateway_hedge)
     server = GatewayServer(app, limits_from(settings))
     await server.start(sock)
     following = asyncio.create_task(follower.run())

@@ -6,6 +6,10 @@ none older than ``MAX_AGE`` seconds). The timeout of an attempt that can still b
 recent answers it is the ceiling (nothing known yet). Only answers count, never timeouts: a
 hung version must not teach the gateway to wait longer for it; once its samples have aged
 out it gets the ceiling again and learns afresh. Pure: time is passed in.
+
+Hedging ("The Tail at Scale"): an idempotent request still unanswered after the version's
+recent p95 (at least ``hedge_floor``) is sent to the next version too; the first answer wins.
+With nothing known there is no hedge (the delay is the ceiling).
 """
 
 from __future__ import annotations
@@ -21,11 +25,14 @@ RECOMPUTE_EVERY = 16
 
 
 class AttemptTimeouts:
-    def __init__(self, *, floor: float = 0.1, ceiling: float = 2.0) -> None:
+    def __init__(self, *, floor: float = 0.1, ceiling: float = 2.0,
+                 hedge_floor: float = 0.05) -> None:
         self.floor = floor
         self.ceiling = ceiling
+        self.hedge_floor = hedge_floor
         self._samples: dict[str, collections.deque[tuple[float, float]]] = {}
-        self._cached: dict[str, tuple[float, float, int]] = {}  # version -> (timeout, at, n)
+        # version -> (timeout, hedge delay, computed at, sample count then)
+        self._cached: dict[str, tuple[float, float, float, int]] = {}
 
     def observe(self, version: str, seconds: float, now: float) -> None:
         samples = self._samples.get(version)
@@ -33,7 +40,8 @@ class AttemptTimeouts:
             samples = self._samples[version] = collections.deque(maxlen=SAMPLES)
         samples.append((now, seconds))
 
-    def p99(self, version: str, now: float) -> float | None:
+    def quantiles(self, version: str, now: float) -> tuple[float, float] | None:
+        """(p95, p99) of the recent answers (nearest rank), None with too few."""
         samples = self._samples.get(version)
         if not samples:
             return None
@@ -42,16 +50,29 @@ class AttemptTimeouts:
         if len(samples) < MIN_SAMPLES:
             return None
         ordered = sorted(s for _, s in samples)
-        return ordered[min(len(ordered) - 1, math.ceil(0.99 * len(ordered)) - 1)]
+        last = len(ordered) - 1
+        return (ordered[min(last, math.ceil(0.95 * len(ordered)) - 1)],
+                ordered[min(last, math.ceil(0.99 * len(ordered)) - 1)])
+
+    def _values(self, version: str, now: float) -> tuple[float, float]:
+        count = len(self._samples.get(version, ()))
+        cached = self._cached.get(version)
+        if cached is not None and count - cached[3] < RECOMPUTE_EVERY and count >= cached[3] \
+                and now - cached[2] < 1.0:
+            return cached[0], cached[1]
+        known = self.quantiles(version, now)
+        if known is None:
+            timeout = hedge = self.ceiling
+        else:
+            timeout = min(self.ceiling, max(self.floor, known[1] * FACTOR))
+            hedge = min(timeout, max(self.hedge_floor, known[0]))
+        self._cached[version] = (timeout, hedge, now, len(self._samples.get(version, ())))
+        return timeout, hedge
 
     def timeout_for(self, version: str, now: float) -> float:
         """The timeout of a retryable attempt on ``version`` (recomputed every few answers)."""
-        count = len(self._samples.get(version, ()))
-        cached = self._cached.get(version)
-        if cached is not None and count - cached[2] < RECOMPUTE_EVERY and count >= cached[2] \
-                and now - cached[1] < 1.0:
-            return cached[0]
-        p99 = self.p99(version, now)
-        value = self.ceiling if p99 is None else min(self.ceiling, max(self.floor, p99 * FACTOR))
-        self._cached[version] = (value, now, len(self._samples.get(version, ())))
-        return value
+        return self._values(version, now)[0]
+
+    def hedge_after(self, version: str, now: float) -> float:
+        """Seconds after which an unanswered idempotent request is also sent elsewhere."""
+        return self._values(version, now)[1]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import httpx
@@ -495,3 +496,61 @@ async def test_it_moves_on_from_a_hung_version_after_its_recent_latency_not_the_
     assert (response.status_code, response.headers["x-served-by"]) == (200, "v2")
     assert router.reports == [("v1", "timeout")]
     assert took < 5.0  # the floor (0.1 s) bounded the attempt, not attempt_timeout
+
+
+@contextlib.asynccontextmanager
+async def warmed(behaviour: dict[str, object], **options):
+    """A gateway whose v1 has answered 20 requests at once (p95 about 0: hedge at 50 ms)."""
+    router = FakeRouter()
+    client, seen = gateway_client(router, behaviour, attempt_timeout=5.0, deadline=10.0,
+                                  **options)
+    async with client:
+        for _ in range(20):
+            assert (await client.get("/books")).headers["x-served-by"] == "v1"
+        seen.clear()
+        yield client, seen, router
+
+
+async def test_it_hedges_a_get_to_the_next_version_when_the_first_is_slow():
+    behaviour: dict[str, object] = {"v1": 200}
+    async def hang(request):
+        await asyncio.sleep(30)
+        return httpx.Response(200)
+
+    async with warmed(behaviour, hedge=True, attempt_floor=4.0) as (client, seen, router):
+        behaviour["v1"] = hang
+        response = await client.get("/books")
+    assert (response.status_code, response.headers["x-served-by"]) == (200, "v2")
+    assert [r.url.host for r in seen] == ["v1.test", "v2.test"]
+    assert router.reports == []  # slow is not a failure: nothing reported against v1
+
+
+async def test_it_does_not_hedge_a_post_or_a_fast_answer():
+    async def slow(request):
+        await asyncio.sleep(0.2)
+        return httpx.Response(200, json={})
+
+    behaviour: dict[str, object] = {"v1": 200}
+    async with warmed(behaviour, hedge=True) as (client, seen, _):
+        assert (await client.get("/books")).headers["x-served-by"] == "v1"
+        behaviour["v1"] = slow
+        response = await client.post("/books/search", json={"description": "whale"})
+    assert response.headers["x-served-by"] == "v1"
+    assert [r.url.host for r in seen] == ["v1.test", "v1.test"]
+
+
+async def test_it_takes_the_hedge_answer_when_the_first_then_fails():
+    async def late_error(request):
+        await asyncio.sleep(0.2)
+        return httpx.Response(503)
+
+    async def late_ok(request):
+        await asyncio.sleep(0.4)
+        return httpx.Response(200, json={})
+
+    behaviour: dict[str, object] = {"v1": 200}
+    async with warmed(behaviour, hedge=True, attempt_floor=4.0) as (client, seen, router):
+        behaviour.update(v1=late_error, v2=late_ok)
+        response = await client.get("/books")
+    assert (response.status_code, response.headers["x-served-by"]) == (200, "v2")
+    assert router.reports == [("v1", "http_5xx")]
