@@ -31,7 +31,6 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, MutableMapping
-from http.cookiejar import CookieJar
 from typing import Any, Protocol
 
 import anyio
@@ -67,30 +66,12 @@ class Metrics(Protocol):
     def gateway_request(self, version: str, outcome: str) -> None: ...
 
 
-def new_client(*, attempt_timeout: float = 2.0, max_connections: int = 128,
-               transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-    """The pooled backend client: at most ``max_connections`` per version, keep-alive shorter
-    than uvicorn's 5 s (so a backend never closes a connection just as it is reused), no
-    cookies kept, no redirects followed, on the lean transport of :mod:`monitor.gateway.transport`
-    (or on ``transport``)."""
-    return httpx.AsyncClient(
-        transport=transport or UpstreamTransport(max_connections=max_connections,
-                                                 keepalive_expiry=4.0),
-        timeout=httpx.Timeout(attempt_timeout),
-        cookies=_NoCookies(),
-        follow_redirects=False,
-        trust_env=False,
-    )
-
-
-class _NoCookies(CookieJar):
-    """A proxy keeps no cookies: Set-Cookie is the client's, not the gateway's."""
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        pass
-
-    def add_cookie_header(self, request: Any) -> None:
-        pass
+def new_transport(*, max_connections: int = 128) -> httpx.AsyncBaseTransport:
+    """The pooled backend transport: at most ``max_connections`` per version, keep-alive
+    shorter than a backend's 5 s (so a backend never closes a connection just as it is
+    reused). Requests go to the transport directly, not through an httpx.AsyncClient: no
+    cookies kept, no redirects followed, no auth, and none of the client's per-request cost."""
+    return UpstreamTransport(max_connections=max_connections, keepalive_expiry=4.0)
 
 
 class _BodyTooLarge(Exception):
@@ -100,13 +81,14 @@ class _BodyTooLarge(Exception):
 class Gateway:
     """The ASGI app; see the module docstring. Built by :func:`create_gateway`."""
 
-    def __init__(self, router: Router, *, client: httpx.AsyncClient | None, deadline: float,
+    def __init__(self, router: Router, *, transport: httpx.AsyncBaseTransport | None,
+                 deadline: float,
                  attempt_timeout: float, max_body: int, metrics: Metrics | None,
                  rng: Callable[[], float], clock: Callable[[], float],
                  timeouts: AttemptTimeouts, hedge: bool) -> None:
         self.router = router
-        self.client = client
-        self._owns_client = client is None
+        self.transport = transport
+        self._owns_transport = transport is None
         self.deadline = deadline
         self.attempt_timeout = attempt_timeout
         self.max_body = max_body
@@ -125,17 +107,17 @@ class Gateway:
             await self._lifespan(receive, send)
 
     async def aclose(self) -> None:
-        """Close the backend client if the gateway created it."""
-        if self._owns_client and self.client is not None:
-            await self.client.aclose()
-            self.client = None
+        """Close the backend transport if the gateway created it."""
+        if self._owns_transport and self.transport is not None:
+            await self.transport.aclose()
+            self.transport = None
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                if self.client is None:
-                    self.client = new_client(attempt_timeout=self.attempt_timeout)
+                if self.transport is None:
+                    self.transport = new_transport()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
@@ -143,8 +125,8 @@ class Gateway:
                 return
 
     async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if self.client is None:  # mounted without lifespan: create the client on first use
-            self.client = new_client(attempt_timeout=self.attempt_timeout)
+        if self.transport is None:  # mounted without lifespan: create it on first use
+            self.transport = new_transport()
         if not _book_api(scope.get("raw_path") or scope["path"].encode()):
             await _send_json(send, 404, {"error": "not found",
                                          "detail": "the gateway forwards only /books"})
@@ -284,10 +266,10 @@ class Gateway:
         A small body is read here, so a backend dying mid-answer is still a retryable failure;
         a response with a retryable status comes back open next to its failure."""
         response = None
-        assert self.client is not None
+        assert self.transport is not None
         try:
             async with asyncio.timeout(max(0.0, min(limit, deadline - self.clock()))):
-                response = await self.client.send(request, stream=True)
+                response = await self.transport.handle_async_request(request)
                 failure = retry.failure_of_status(response.status_code)
                 body = None
                 length = response.headers.get("content-length", "")
@@ -432,15 +414,15 @@ async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-def create_gateway(router: Router, *, client: httpx.AsyncClient | None = None,
+def create_gateway(router: Router, *, transport: httpx.AsyncBaseTransport | None = None,
                    deadline: float = 10.0, attempt_timeout: float = 2.0,
                    max_body: int = 1_000_000, metrics: Metrics | None = None,
                    rng: Callable[[], float] = random.random,
                    clock: Callable[[], float] = time.monotonic,
                    attempt_floor: float = 0.1, hedge: bool = False) -> Gateway:
-    """Build the gateway ASGI app. Without ``client`` it creates its pooled client at lifespan
-    startup (or on first request when run without lifespan) and closes it at shutdown."""
-    return Gateway(router, client=client, deadline=deadline, attempt_timeout=attempt_timeout,
+    """Build the gateway ASGI app. Without ``transport`` it creates its pooled transport at
+    lifespan startup (or on first request when run without lifespan), closed at shutdown."""
+    return Gateway(router, transport=transport, deadline=deadline, attempt_timeout=attempt_timeout,
                    max_body=max_body, metrics=metrics, rng=rng, clock=clock,
                    timeouts=AttemptTimeouts(floor=min(attempt_floor, attempt_timeout),
                                             ceiling=attempt_timeout), hedge=hedge)

@@ -103,6 +103,10 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             pool.slots.release()
             raise
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     async def aclose(self) -> None:
         self._closed = True
         for pool in self._pools.values():

@@ -13,6 +13,7 @@ from monitor.gateway import retry
 from monitor.gateway.app import create_gateway
 from monitor.gateway.headers import forward_headers, response_headers
 from monitor.gateway.retry import Failure
+from monitor.gateway.transport import UpstreamTransport
 
 URLS = {"v1": "http://v1.test:8001", "v2": "http://v2.test:8002", "v3": "http://v3.test:8003"}
 
@@ -162,8 +163,8 @@ def on_the_wire(response: httpx.Response) -> httpx.Response:
 
 def gateway_client(router, behaviour, *, metrics=None, **options):
     transport, seen = backends(behaviour)
-    upstream = httpx.AsyncClient(transport=transport)
-    app = create_gateway(router, client=upstream, metrics=metrics, rng=lambda: 0.0, **options)
+    app = create_gateway(router, transport=transport, metrics=metrics, rng=lambda: 0.0,
+                         **options)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("192.0.2.9", 5000)),
                                base_url="http://gateway.test")
     return client, seen
@@ -336,13 +337,11 @@ async def test_it_drops_hop_by_hop_headers_end_to_end():
 
 
 async def test_it_passes_cookies_to_the_client_and_keeps_none_itself():
-    from monitor.gateway.app import new_client
-
     def answer(request):
         return httpx.Response(200, content=b"{}", headers={"Set-Cookie": "session=abc"})
 
     transport, seen = backends({"v1": answer})
-    app = create_gateway(FakeRouter(), client=new_client(transport=transport))
+    app = create_gateway(FakeRouter(), transport=transport)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://gateway.test") as client:
         first = await client.get("/books")
@@ -366,7 +365,7 @@ async def test_it_streams_a_large_response_before_the_backend_has_finished():
         return httpx.Response(200, content=body(), headers={"Content-Type": "text/plain"})
 
     transport, _ = backends({"v1": answer})
-    app = create_gateway(FakeRouter(), client=httpx.AsyncClient(transport=transport))
+    app = create_gateway(FakeRouter(), transport=transport)
     received: list[dict] = []
 
     async def send(message):
@@ -389,14 +388,14 @@ async def test_it_streams_a_large_response_before_the_backend_has_finished():
     assert len(bodies) > 2 and not bodies[-1].get("more_body", False)
 
 
-async def test_it_owns_its_client_from_startup_to_shutdown():
+async def test_it_owns_its_transport_from_startup_to_shutdown():
     app = create_gateway(FakeRouter())
     messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
     sent: list[str] = []
-    clients: list[httpx.AsyncClient | None] = []
+    clients: list[httpx.AsyncBaseTransport | None] = []
 
     async def receive():
-        clients.append(app.client)
+        clients.append(app.transport)
         return next(messages)
 
     async def send(message):
@@ -405,8 +404,8 @@ async def test_it_owns_its_client_from_startup_to_shutdown():
     await app({"type": "lifespan"}, receive, send)
     owned = clients[1]
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
-    assert clients[0] is None and isinstance(owned, httpx.AsyncClient)
-    assert owned.is_closed and app.client is None
+    assert clients[0] is None and isinstance(owned, UpstreamTransport)
+    assert owned.closed and app.transport is None
 
 
 
@@ -433,15 +432,13 @@ async def test_it_refuses_a_target_that_is_not_a_plain_path(target):
 async def test_it_gives_the_backend_connection_back_when_a_request_is_cancelled():
     import asyncio
 
-    from monitor.gateway.transport import UpstreamTransport
     from tests.gateway.test_transport import OK, Backend
 
     stalled = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf"  # small: read in the attempt
     backend = Backend(lambda c, r, req: stalled if c == 0 else OK)
     async with backend as url:
-        http = httpx.AsyncClient(transport=UpstreamTransport(max_connections=1),
-                                 timeout=httpx.Timeout(2.0, pool=0.5))
-        gateway = create_gateway(FakeRouter(), client=http)
+        http = UpstreamTransport(max_connections=1)
+        gateway = create_gateway(FakeRouter(), transport=http)
         attempt = asyncio.create_task(
             gateway._attempt(httpx.Request("GET", f"{url}/stalls"), gateway.clock() + 5, 5.0))
         await asyncio.sleep(0.1)
