@@ -45,6 +45,11 @@ def wait_until(predicate, *, timeout: float, every: float = 0.02):
     raise AssertionError(f"not within {timeout}s")
 
 
+def mostly(served: list[str], version: str) -> bool:
+    """Served by ``version``, apart from the few hedged to the next version (p95 and slower)."""
+    return served.count(version) > 0.8 * len(served)
+
+
 def pids(data_dir) -> dict[str, int]:
     return {p.stem: json.loads(p.read_text())["pid"] for p in (data_dir / "run").glob("*.pid")}
 
@@ -81,7 +86,8 @@ def test_it_loses_no_request_across_a_monitor_stop_and_start_with_its_own_gatewa
                                       MONITOR_GATEWAY_PORT=str(monitor.gateway_port))
             load.wait_for_answers(100, after=time.monotonic(), timeout=20)
         assert load.errors == []
-        assert {by for _, _, by in load.answers} == {"v1"}
+        assert mostly([by for _, _, by in load.answers], "v1")
+        assert held_route(tmp_path)["active"] == "v1" and held_route(tmp_path)["epoch"] == 0
         assert gateway.poll() is None
     finally:
         if restarted:
@@ -123,7 +129,7 @@ def test_it_keeps_serving_through_a_monitor_kill_9_and_the_restart_adopts_the_ch
         assert {v["name"]: v["process"]["pid"] for v in status["versions"]} == \
             {v: before[v] for v in ("v1", "v2", "v3")}
         after_kill = [by for at, _, by in load.answers if at > killed]
-        assert set(after_kill) == {"v2"}  # the route survived the monitor
+        assert mostly(after_kill, "v2")  # the route survived the monitor
         assert held_route(tmp_path)["epoch"] == 1
     finally:
         if restarted:
@@ -158,7 +164,7 @@ def test_it_applies_a_failover_made_while_the_feed_was_cut_within_a_second_of_it
         assert applied - restored <= 1.0
         assert held_route(tmp_path)["active"] == "v2"
         assert cut_answers >= 0 and load.errors == []
-        assert {by for at, _, by in load.answers if at > applied + 0.1} == {"v2"}
+        assert mostly([by for at, _, by in load.answers if at > applied + 0.1], "v2")
     finally:
         monitor.stop()
 
