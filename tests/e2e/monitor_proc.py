@@ -162,6 +162,17 @@ def start_monitor(data_dir: Path, *, services: dict[str, str] | None = None,
     raise AssertionError(f"monitor not ready within {ready_timeout}s: {monitor.text}")
 
 
+def wait_until(check, timeout: float, every: float = 0.02):
+    """Poll ``check()`` until it returns something true (returned), failing after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(every)
+    raise AssertionError(f"not within {timeout}s")
+
+
 def all_versions_up(status: dict) -> bool:
     return all(v["state"] == "up" for v in status["versions"])
 

@@ -16,8 +16,8 @@ import time
 
 import httpx
 import psutil
-import pytest
 
+from tests.e2e import test_failover
 from tests.e2e.load import Load
 from tests.e2e.monitor_proc import (
     ROOT,
@@ -25,24 +25,16 @@ from tests.e2e.monitor_proc import (
     free_ports,
     monitor_env,
     start_monitor,
+    wait_until,
 )
-from tests.e2e.procs import start_service, stop_process
+from tests.e2e.procs import stop_process
+from tests.e2e.test_failover import TOKEN
 
-TOKEN = "e2e-dataplane-token-0123456789abcdef"
+services = test_failover.services  # the fixture: v1..v3 processes accepting TOKEN
 
 
 def held_route(data_dir) -> dict:
     return json.loads((data_dir / "gateway-route.json").read_text())
-
-
-def wait_until(predicate, *, timeout: float, every: float = 0.02):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"not within {timeout}s")
 
 
 def mostly(served: list[str], version: str) -> bool:
@@ -52,16 +44,6 @@ def mostly(served: list[str], version: str) -> bool:
 
 def pids(data_dir) -> dict[str, int]:
     return {p.stem: json.loads(p.read_text())["pid"] for p in (data_dir / "run").glob("*.pid")}
-
-
-@pytest.fixture
-def services():
-    ports = free_ports(3)
-    procs = {v: start_service(v, p, TOKEN) for v, p in zip(("v1", "v2", "v3"), ports,
-                                                          strict=True)}
-    yield {v: f"http://127.0.0.1:{p}" for v, p in zip(procs, ports, strict=True)}
-    for proc in procs.values():
-        stop_process(proc)
 
 
 def test_it_loses_no_request_across_a_monitor_stop_and_start_with_its_own_gateway(

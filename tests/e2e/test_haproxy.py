@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.e2e.load import Load
-from tests.e2e.monitor_proc import ROOT, all_versions_up, free_ports, start_monitor
+from tests.e2e.monitor_proc import ROOT, all_versions_up, free_ports, start_monitor, wait_until
 from tests.e2e.procs import start_service, stop_process
 
 TOKEN = "e2e-haproxy-token-0123456789abcdef-xyz"
@@ -65,15 +65,6 @@ def audit_rows(data_dir: Path, action: str) -> list[tuple[str, str]]:
                           (action,)).fetchall()
 
 
-def wait_until(predicate, timeout: float):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout}s")
-
-
 @pytest.fixture
 def stack(tmp_path):
     ports = dict(zip(("v1", "v2", "v3"), free_ports(3), strict=True))
@@ -84,7 +75,7 @@ def stack(tmp_path):
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     monitor = None
     try:
-        wait_until(lambda: (tmp_path / "haproxy.sock").exists(), 10)
+        wait_until(lambda: (tmp_path / "haproxy.sock").exists(), timeout=10)
         data = tmp_path / "data"
         monitor = start_monitor(
             data, services={v: f"http://127.0.0.1:{p}" for v, p in ports.items()},
@@ -113,7 +104,7 @@ def test_it_loses_no_get_through_haproxy_when_the_active_version_crashes(stack):
                    headers={"Authorization": f"Bearer {TOKEN}"})
         crashed = time.monotonic()
         stack["monitor"].wait_for(lambda s: s["active"] == "v2", timeout=15)
-        wait_until(lambda: admin_states(stack["socket"])["v1"] == "maint", 10)
+        wait_until(lambda: admin_states(stack["socket"])["v1"] == "maint", timeout=10)
         load.wait_for_answers(100, after=time.monotonic(), timeout=20)
     assert load.errors == []
     versions = [by for _, _, by in load.answers]
@@ -125,11 +116,11 @@ def test_it_loses_no_get_through_haproxy_when_the_active_version_crashes(stack):
 
 def test_it_restores_a_server_state_changed_by_hand_and_audits_it(stack):
     sock = stack["socket"]
-    wait_until(lambda: admin_states(sock)["v2"] == "ready", 10)
+    wait_until(lambda: admin_states(sock)["v2"] == "ready", timeout=10)
     assert runtime_api(sock, "set server books/v2 state maint").strip() == ""
     assert admin_states(sock)["v2"] == "maint"
-    wait_until(lambda: admin_states(sock)["v2"] == "ready", 10)
-    rows = wait_until(lambda: audit_rows(stack["data"], "haproxy.drift"), 10)
+    wait_until(lambda: admin_states(sock)["v2"] == "ready", timeout=10)
+    rows = wait_until(lambda: audit_rows(stack["data"], "haproxy.drift"), timeout=10)
     assert rows[0][0] == "books" and "v2" in rows[0][1]
 
 
@@ -145,5 +136,5 @@ def test_it_shows_an_unreachable_haproxy_in_readyz_and_emails_once(stack, tmp_pa
         notices = db.execute("SELECT kind FROM notice WHERE kind = 'dataplane'").fetchall()
     assert len(rows) == 1 and len(notices) == 1
     (tmp_path / "moved.sock").rename(tmp_path / "haproxy.sock")
-    wait_until(lambda: httpx.get(f"{monitor.url}/readyz").status_code == 200, 15)
+    wait_until(lambda: httpx.get(f"{monitor.url}/readyz").status_code == 200, timeout=15)
     assert len(audit_rows(stack["data"], "haproxy.reachable")) == 1

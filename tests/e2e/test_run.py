@@ -7,7 +7,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
@@ -19,6 +18,7 @@ from tests.e2e.monitor_proc import (
     free_ports,
     monitor_env,
     start_monitor,
+    wait_until,
 )
 
 
@@ -32,16 +32,6 @@ def audit_rows(data_dir, action: str) -> list[tuple]:
     with sqlite3.connect(data_dir / "monitor.db") as db:
         return db.execute("SELECT seq, target, reason FROM audit WHERE action=?",
                           (action,)).fetchall()
-
-
-def wait_until(check, timeout: float, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(every)
-    raise AssertionError(f"not within {timeout}s")
 
 
 def test_it_runs_supervises_fails_over_and_stops_cleanly(tmp_path):
