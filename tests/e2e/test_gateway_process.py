@@ -166,3 +166,24 @@ def _answers(url: str) -> bool:
         return httpx.get(f"{url}/books", params={"q": "whale"}, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_it_serves_with_several_workers_and_stops_them_all_on_sigterm(tmp_path, services):
+    monitor = start_monitor(tmp_path, services=services, MONITOR_CHAOS_TOKEN=TOKEN,
+                            MONITOR_SPAWN_GATEWAY="0")
+    env = {**monitor.env, "MONITOR_GATEWAY_WORKERS": "2"}
+    gateway = subprocess.Popen([sys.executable, "-m", "monitor", "gateway"], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: _answers(monitor.gateway), timeout=15)
+        workers = wait_until(lambda: len(psutil.Process(gateway.pid).children()) == 2
+                             and psutil.Process(gateway.pid).children(), timeout=10)
+        with httpx.Client(base_url=monitor.gateway, timeout=5) as client:
+            answers = [client.get("/books", params={"q": "whale"}) for _ in range(20)]
+        assert all(a.status_code == 200 for a in answers)
+        gateway.send_signal(signal.SIGTERM)
+        assert gateway.wait(timeout=15) == 0
+        assert not any(w.is_running() and w.status() != psutil.STATUS_ZOMBIE for w in workers)
+    finally:
+        monitor.stop()
+        stop_process(gateway)
