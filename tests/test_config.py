@@ -27,6 +27,12 @@ def clean_env(monkeypatch, tmp_path):
       "smtp_to": "c@d"}, "plain is allowed only for a loopback"),
     ({"smtp_host": "127.0.0.1"}, "MONITOR_SMTP_FROM"),
     ({"trusted_proxies": "127.0.0.1,nginx.local"}, "MONITOR_TRUSTED_PROXIES"),
+    ({"dataplane": "nginx"}, "MONITOR_DATAPLANE"),
+    ({"dataplane": "haproxy"}, "MONITOR_HAPROXY_SOCKET is required"),
+    ({"gateway_workers": 0}, "MONITOR_GATEWAY_WORKERS"),
+    ({"gateway_max_header": 10}, "MONITOR_GATEWAY_MAX_HEADER"),
+    ({"gateway_conns_per_ip": 0}, "MONITOR_GATEWAY_CONNS_PER_IP"),
+    ({"spawn_gateway": "maybe"}, "MONITOR_SPAWN_GATEWAY"),
 ])
 def test_it_names_the_bad_setting(overrides, named):
     with pytest.raises(ConfigError, match=named):
