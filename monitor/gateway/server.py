@@ -30,6 +30,7 @@ import logging
 import socket
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
+from http import HTTPStatus
 from typing import Any, cast
 from urllib.parse import unquote_to_bytes
 
@@ -57,10 +58,7 @@ class Limits:
     keepalive: float = 5.0
 
 
-_REASONS = {400: b"Bad Request", 404: b"Not Found", 408: b"Request Timeout",
-            413: b"Content Too Large", 431: b"Request Header Fields Too Large",
-            500: b"Internal Server Error", 502: b"Bad Gateway", 503: b"Service Unavailable",
-            504: b"Gateway Timeout"}
+_REASONS = {s.value: s.phrase.encode("ascii") for s in HTTPStatus}
 
 
 def error_response(status: int, error: str, detail: str) -> bytes:
@@ -297,7 +295,7 @@ class _Connection(asyncio.Protocol):
                     headers.append((b"connection", b"close"))
                 if state["chunked"]:
                     headers.append((b"transfer-encoding", b"chunked"))
-                lines = [b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b"OK"))]
+                lines = [b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b""))]
                 lines += [n + b": " + v for n, v in headers]
                 transport.write(b"\r\n".join(lines) + b"\r\n\r\n")
                 state["started"] = True
