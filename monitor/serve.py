@@ -153,7 +153,7 @@ class _DataPlane:
         self.publisher = RoutePublisher(settings.data_dir, key, lambda: route_from(
             runtime.watchdog.state.epoch, runtime.route_candidates(), runtime.urls, time.time()))
         self.receiver = Receiver(settings.data_dir, key, time.time,
-                                 runtime.report_gateway_failure)
+                                 runtime.report_gateway_failure, _counter(runtime.metrics))
         self.gateway: Supervisor | None = None
         self.haproxy = _haproxy_sync(settings, runtime, self.publisher.current) \
             if settings.dataplane == "haproxy" else None
@@ -198,6 +198,14 @@ class _DataPlane:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self.receiver.stop()
+
+
+def _counter(metrics):  # noqa: ANN001, ANN202 - monitor.ops.metrics.Metrics
+    """The gateway's outcome counts into the monitor's `monitor_gateway_requests`."""
+    def add(counts: list[tuple[str, str, int]]) -> None:
+        for version, outcome, requests in counts:
+            metrics.gateway_requests.labels(version=version, outcome=outcome).inc(requests)
+    return add
 
 
 async def _wait_listening(host: str, port: int, *, timeout: float) -> None:

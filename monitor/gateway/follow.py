@@ -48,6 +48,10 @@ class RouteFollower:
         if self.sender is not None:
             self.sender.report(version, failure)
 
+    def report_counts(self, counts: list[tuple[str, str, int]]) -> None:
+        if self.sender is not None and counts:
+            self.sender.report_counts(counts)
+
     # Following ----------------------------------------------------------------------------
     def load(self) -> None:
         """Hold the newer of the persisted copy and the feed file (either may be missing)."""

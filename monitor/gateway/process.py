@@ -11,6 +11,7 @@ and restarts a worker that dies. SIGTERM/SIGINT: stop accepting, finish requests
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import os
@@ -18,6 +19,7 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Callable
 
 from monitor.config import Settings
 from monitor.gateway.app import create_gateway
@@ -65,23 +67,48 @@ def _serve_one(settings: Settings, key: bytes, sock: socket.socket) -> int:
 async def _serve(settings: Settings, key: bytes, sock: socket.socket) -> int:
     follower = make_follower(settings.data_dir, key, time.time)
     follower.load()
-    app = create_gateway(follower, max_body=settings.gateway_max_body,
+    outcomes = Outcomes()
+    app = create_gateway(follower, max_body=settings.gateway_max_body, metrics=outcomes,
                          attempt_timeout=settings.gateway_attempt_max,
                          hedge=settings.gateway_hedge)
     server = GatewayServer(app, limits_from(settings))
     await server.start(sock)
     following = asyncio.create_task(follower.run())
+    counting = asyncio.create_task(outcomes.run(follower.report_counts))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     await server.shutdown(GRACE_S)
-    following.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await following
+    for task in (following, counting):
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    follower.report_counts(outcomes.take())
     await app.aclose()
     return 0
+
+
+class Outcomes:
+    """Request outcomes counted here and sent to the monitor once a second (its metrics)."""
+
+    def __init__(self) -> None:
+        self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
+
+    def gateway_request(self, version: str, outcome: str) -> None:
+        self.counts[version, outcome] += 1
+
+    def take(self) -> list[tuple[str, str, int]]:
+        taken = [(v, o, n) for (v, o), n in self.counts.items()]
+        self.counts.clear()
+        return taken
+
+    async def run(self, send: Callable[[list[tuple[str, str, int]]], None]) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            if self.counts:
+                send(self.take())
 
 
 def _supervise_workers(settings: Settings, key: bytes, sockets: list[socket.socket]) -> int:

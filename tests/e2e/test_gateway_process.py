@@ -69,6 +69,10 @@ def test_it_loses_no_request_across_a_monitor_stop_and_start_with_its_own_gatewa
             load.wait_for_answers(100, after=time.monotonic(), timeout=20)
         assert load.errors == []
         assert mostly([by for _, _, by in load.answers], "v1")
+        # the gateway's outcomes reach the monitor's metrics (once a second)
+        with restarted.client() as client:
+            served = wait_until(lambda: _served_ok(client.get("/metrics").text), timeout=10)
+        assert served > 0
         assert held_route(tmp_path)["active"] == "v1" and held_route(tmp_path)["epoch"] == 0
         assert gateway.poll() is None
     finally:
@@ -159,6 +163,11 @@ def test_it_refuses_to_start_a_gateway_without_the_monitors_key(tmp_path):
     assert done.returncode == 2
     assert "secret.key does not exist" in done.stderr
     assert not os.path.exists(tmp_path / "empty" / "secret.key")
+
+
+def _served_ok(metrics: str) -> float:
+    return sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+               if line.startswith("monitor_gateway_requests_total{") and 'outcome="ok"' in line)
 
 
 def _answers(url: str) -> bool:

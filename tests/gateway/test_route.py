@@ -181,21 +181,36 @@ def test_it_believes_only_fresh_signed_evidence(raw_of, now, believed):
     assert evidence.unpack(raw_of(), KEY, now) == believed
 
 
+@pytest.mark.parametrize("counts, believed", [
+    ([("v1", "ok", 3), ("v2", "retried", 1)], True),
+    ([("v1", "ok", 0)], False),
+    ([("v1", "ok", -5)], False),
+])
+def test_it_believes_only_positive_signed_counts(counts, believed):
+    raw = evidence.pack_counts(counts, 100.0, KEY)
+    assert (evidence.unpack_counts(raw, KEY, 100.0) == counts) is believed
+    assert evidence.unpack_counts(raw, b"o" * 32, 100.0) is None
+    assert evidence.unpack(raw, KEY, 100.0) is None  # counts are not a failure report
+
+
 async def test_it_carries_evidence_from_the_gateway_to_the_monitor(tmp_path):
     got: list[tuple[str, str]] = []
+    counted: list[list[tuple[str, str, int]]] = []
     receiver = evidence.Receiver(tmp_path, KEY, lambda: 100.0,
-                                 lambda v, f: got.append((v, f)))
+                                 lambda v, f: got.append((v, f)), counted.append)
     receiver.start()
     sender = evidence.Sender(tmp_path, KEY, lambda: 100.0)
     try:
         sender.report("v1", "refused")
         sender.report("v2", "timeout")
+        sender.report_counts([("v1", "ok", 7)])
         for _ in range(100):
-            if len(got) == 2:
+            if len(got) == 2 and counted:
                 break
             await asyncio.sleep(0.01)
     finally:
         receiver.stop()
     assert got == [("v1", "refused"), ("v2", "timeout")]
+    assert counted == [[("v1", "ok", 7)]]
     sender.report("v1", "refused")  # the monitor is gone: dropped, never raised
     sender.close()
