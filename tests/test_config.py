@@ -35,6 +35,12 @@ def clean_env(monkeypatch, tmp_path):
     ({"host": "192.0.2.10"}, "MONITOR_ALLOW_PLAIN_HTTP=1"),
     ({"allowed_hosts": "good.example, bad host!"}, "MONITOR_ALLOWED_HOSTS"),
     ({"audit_checkpoint_url": "file:///tmp/x"}, "MONITOR_AUDIT_CHECKPOINT_URL"),
+    ({"dataplane": "nginx"}, "MONITOR_DATAPLANE"),
+    ({"dataplane": "haproxy"}, "MONITOR_HAPROXY_SOCKET is required"),
+    ({"gateway_workers": 0}, "MONITOR_GATEWAY_WORKERS"),
+    ({"gateway_max_header": 10}, "MONITOR_GATEWAY_MAX_HEADER"),
+    ({"gateway_conns_per_ip": 0}, "MONITOR_GATEWAY_CONNS_PER_IP"),
+    ({"spawn_gateway": "maybe"}, "MONITOR_SPAWN_GATEWAY"),
 ])
 def test_it_names_the_bad_setting(overrides, named):
     with pytest.raises(ConfigError, match=named):
