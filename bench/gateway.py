@@ -415,7 +415,7 @@ async def one_fault(name: str, svc_ports: dict[str, int], gw_port: int, path: st
 
 def start_real_monitor(svc_ports: dict[str, int], token: str):
     """`python -m monitor run` watching the bench's services, with a fresh data directory."""
-    from tests.e2e.monitor_proc import FAST, all_versions_up, start_monitor
+    from bench.processes import FAST, all_versions_up, start_monitor
 
     data_dir = Path(tempfile.mkdtemp(prefix="bench-gateway-monitor-"))
     monitor = start_monitor(data_dir, MONITOR_CHAOS_TOKEN=token, services={
