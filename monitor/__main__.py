@@ -9,9 +9,14 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from monitor.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from monitor.storage.store import Store
 
 ROLES = ("viewer", "operator", "admin")
 
@@ -20,7 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
-        return args.handler(settings, args)
+        code: int = args.handler(settings, args)
+        return code
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -69,7 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(settings: Settings, _args) -> int:
+def _run(settings: Settings, _args: argparse.Namespace) -> int:
     from monitor.serve import serve
 
     return serve(settings)
@@ -91,7 +97,7 @@ def _check_config(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
-def _store(settings: Settings):
+def _store(settings: Settings) -> Store:
     from monitor.storage.store import Store
 
     store = Store(settings.db_url())
@@ -111,7 +117,8 @@ def _new_password(prompt: str) -> str:
     return sys.stdin.readline().rstrip("\n")
 
 
-def _user_action(fn, settings: Settings, *args, **kwargs) -> int:
+def _user_action(fn: Callable[..., object], settings: Settings, *args: Any,
+                 **kwargs: Any) -> int:
     from monitor.storage.keys import load_keys
     from monitor.storage.users import UserError
 
@@ -124,7 +131,7 @@ def _user_action(fn, settings: Settings, *args, **kwargs) -> int:
     return 0
 
 
-def _user_add(settings: Settings, args) -> int:
+def _user_add(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.storage.users import add_user
 
     code = _user_action(add_user, settings, args.name, args.role,
@@ -134,7 +141,7 @@ def _user_add(settings: Settings, args) -> int:
     return code
 
 
-def _user_passwd(settings: Settings, args) -> int:
+def _user_passwd(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.storage.users import set_password
 
     code = _user_action(set_password, settings, args.name,
@@ -144,7 +151,7 @@ def _user_passwd(settings: Settings, args) -> int:
     return code
 
 
-def _user_disable(settings: Settings, args) -> int:
+def _user_disable(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.storage.users import disable_user
 
     code = _user_action(disable_user, settings, args.name)
@@ -153,7 +160,7 @@ def _user_disable(settings: Settings, args) -> int:
     return code
 
 
-def _user_list(settings: Settings, _args) -> int:
+def _user_list(settings: Settings, _args: argparse.Namespace) -> int:
     from monitor.storage.users import list_users
 
     for user in list_users(_store(settings)):
@@ -162,7 +169,7 @@ def _user_list(settings: Settings, _args) -> int:
     return 0
 
 
-def _audit_verify(settings: Settings, args) -> int:
+def _audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.storage import audit
     from monitor.storage.keys import load_keys
     from monitor.storage.store import Store
@@ -180,7 +187,7 @@ def _audit_verify(settings: Settings, args) -> int:
     return 0 if report.ok else 1
 
 
-def _notify_test(settings: Settings, _args) -> int:
+def _notify_test(settings: Settings, _args: argparse.Namespace) -> int:
     from monitor.notices.delivery import NotifyError, send_test
 
     try:
@@ -191,7 +198,7 @@ def _notify_test(settings: Settings, _args) -> int:
     return 0
 
 
-def _canary_pin(settings: Settings, args) -> int:
+def _canary_pin(settings: Settings, args: argparse.Namespace) -> int:
     import httpx
 
     from monitor.actor import cli_actor
@@ -221,7 +228,7 @@ def _canary_pin(settings: Settings, args) -> int:
     return 0
 
 
-def _backup(settings: Settings, args) -> int:
+def _backup(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.storage.store import Store
 
     if args.path.exists():

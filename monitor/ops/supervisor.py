@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import psutil
 
@@ -97,7 +97,7 @@ class _Child:
     restarts: int = 0
     given_up: bool = False
     last_exit: str | None = None
-    task: asyncio.Task | None = None
+    task: asyncio.Task[None] | None = None
     log_file: IO[bytes] | None = None
 
     @property
@@ -177,10 +177,10 @@ class Supervisor:
             self._close_log(child)
         self._started = False
 
-    def status(self) -> dict[str, dict]:
+    def status(self) -> dict[str, dict[str, Any]]:
         return {
             name: {
-                "pid": c.process.pid if c.running else None,
+                "pid": c.process.pid if c.process and c.running else None,
                 "running": c.running,
                 "restarts": c.restarts,
                 "given_up": c.given_up,
