@@ -203,7 +203,7 @@ def _canary_pin(settings: Settings, args: argparse.Namespace) -> int:
 
     from monitor.actor import cli_actor
     from monitor.failover.canary import PinError, env_lines, read_canary, write_env
-    from monitor.storage import audit
+    from monitor.recorder import Recorder
     from monitor.storage.keys import load_keys
 
     store = _store(settings)
@@ -217,12 +217,10 @@ def _canary_pin(settings: Settings, args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     write_env(args.env_file, env_lines(canary))
-    actor = cli_actor()
-    with store.write() as session:
-        audit.append(session, load_keys(settings).audit, now=time.time(), action="canary.pin",
-                     actor=actor.name, role=actor.role, target=active,
-                     params={"query": canary.query, "book_id": canary.book_id,
-                             "digest": canary.digest, "env_file": str(args.env_file)})
+    Recorder(store, load_keys(settings).audit, time.time).record(
+        cli_actor(), "canary.pin", target=active,
+        params={"query": canary.query, "book_id": canary.book_id, "digest": canary.digest,
+                "env_file": str(args.env_file)})
     print(f"canary pinned from {active}: book {canary.book_id} digest {canary.digest} "
           f"written to {args.env_file}; restart the monitor to use it")
     return 0
