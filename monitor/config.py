@@ -35,7 +35,8 @@ class Settings(BaseSettings):
     """Every knob of the monitor. See `.env.example` for one line per field."""
 
     model_config = SettingsConfigDict(
-        env_prefix="MONITOR_", env_file=".env", extra="ignore", validate_default=True
+        env_prefix="MONITOR_", env_file=".env", extra="ignore", validate_default=True,
+        env_ignore_empty=True,  # `MONITOR_TLS_CERTFILE=` means unset, not the path "."
     )
 
     host: str = "127.0.0.1"
