@@ -1,5 +1,6 @@
 """CLI: run (default) | check-config | user add/passwd/list/disable | audit verify | notify test |
-canary pin | backup PATH. Every failure is one clear line on stderr and a non-zero exit code."""
+canary pin | backup PATH | apply -f SPEC [--dry-run] | get. Every failure is one clear line on
+stderr and a non-zero exit code."""
 
 from __future__ import annotations
 
@@ -72,6 +73,9 @@ def _parser() -> argparse.ArgumentParser:
     backup = sub.add_parser("backup", help="consistent copy of the database while running")
     backup.add_argument("path", type=Path)
     backup.set_defaults(handler=_backup)
+    from monitor.desired.cli import register
+
+    register(sub)
     return parser
 
 
@@ -232,14 +236,15 @@ def _backup(settings: Settings, args: argparse.Namespace) -> int:
     if args.path.exists():
         print(f"error: {args.path} exists; choose a new file", file=sys.stderr)
         return 1
-    Store(settings.db_url()).backup(args.path)
-    print(f"backup written to {args.path}")
     checkpoints = settings.data_dir / "audit.checkpoints"
     if checkpoints.exists():
-        # the checkpoints must match the copied log, or a restore looks truncated
+        # checkpoints first: copied after the database, they could name rows the copy lacks,
+        # and a restore would look truncated
         copy = args.path.with_name(args.path.name + ".checkpoints")
         copy.write_bytes(checkpoints.read_bytes())
         print(f"audit checkpoints written to {copy}")
+    Store(settings.db_url()).backup(args.path)
+    print(f"backup written to {args.path}")
     return 0
 
 

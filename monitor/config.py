@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -75,6 +76,9 @@ class Settings(BaseSettings):
     tls_keyfile: Path | None = None
     public_url: str = ""
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+    allow_plain_http: bool = False
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    audit_checkpoint_url: str = ""
 
     smtp_host: str = ""
     smtp_port: int = Field(587, ge=1, le=65535)
@@ -99,6 +103,23 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"{address!r} is not an IP address") from None
         return addresses
+
+    @field_validator("audit_checkpoint_url")
+    @classmethod
+    def _checkpoint_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if value.strip() and (parts.scheme not in ("http", "https") or not parts.netloc):
+            raise ValueError(f"expected an http(s) URL, got {value[:80]!r}")
+        return value.strip()
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _host_names(cls, value: Any) -> tuple[str, ...]:
+        names = tuple(n.lower() for n in _items(value))
+        for name in names:
+            if not re.fullmatch(r"(\*\.)?[a-z0-9.:\[\]-]{1,253}", name):
+                raise ValueError(f"{name[:80]!r} is not a host name or address")
+        return names
 
     @field_validator("smtp_to", mode="before")
     @classmethod
@@ -131,6 +152,10 @@ class Settings(BaseSettings):
             raise ValueError("MONITOR_SMTP_FROM and MONITOR_SMTP_TO are required with SMTP_HOST")
         if bool(self.tls_certfile) != bool(self.tls_keyfile):
             raise ValueError("MONITOR_TLS_CERTFILE and MONITOR_TLS_KEYFILE go together")
+        if not _is_loopback(self.host) and not self.tls_certfile and not self.allow_plain_http:
+            raise ValueError(
+                f"MONITOR_HOST {self.host} is not a loopback address: serving the dashboard "
+                "there needs TLS (MONITOR_TLS_CERTFILE/_KEYFILE) or MONITOR_ALLOW_PLAIN_HTTP=1")
         ports = [self.port, self.gateway_port]
         if not self.services:
             ports += self.service_ports
@@ -160,6 +185,20 @@ class Settings(BaseSettings):
     def dashboard_url(self) -> str:
         scheme = "https" if self.tls_certfile else "http"
         return self.public_url or f"{scheme}://{self.host}:{self.port}"
+
+    def host_names(self) -> list[str]:
+        """Host header values the dashboard answers (DNS-rebinding defence): the configured
+        list, else the bound address, loopback names on a loopback bind, and the public URL's
+        host."""
+        if self.allowed_hosts:
+            return list(self.allowed_hosts)
+        names = [] if self.host in ("0.0.0.0", "::") else [self.host.lower()]  # noqa: S104
+        if _is_loopback(self.host):
+            names += ["127.0.0.1", "localhost", "::1", "[::1]"]
+        public = urlsplit(self.public_url).hostname if self.public_url else None
+        if public:
+            names.append(public.lower())
+        return list(dict.fromkeys(names))
 
     def smtp_recipients(self) -> list[str]:
         return list(self.smtp_to)
@@ -198,7 +237,14 @@ def parse_services(value: str) -> dict[str, str]:
 
 
 def _is_loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.")
+    """Only `localhost` or a literal loopback address: `127.attacker.example` is a DNS name
+    anyone can point anywhere."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class ConfigError(Exception):

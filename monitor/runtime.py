@@ -35,7 +35,7 @@ from monitor.notices import delivery
 from monitor.ops.metrics import Metrics
 from monitor.ops.supervisor import ChildSpec, Supervisor
 from monitor.recorder import Notice, Recorder
-from monitor.storage import audit
+from monitor.storage import audit, checkpoints
 from monitor.storage.keys import Keys, load_keys
 from monitor.storage.store import AuditRow, Store
 
@@ -86,6 +86,8 @@ class Runtime:
         self.started = False
         self._checkpointed_seq = 0
         self._tasks: set[asyncio.Task[None]] = set()  # strong references until each is done
+        self.checkpoint_sink = checkpoints.sink_for(settings.audit_checkpoint_url)
+        store.after_security_commit = self.checkpoint_now  # a checkpoint per security row
         self.watchdog.load()
 
     # Lifecycle ----------------------------------------------------------------------------
@@ -166,11 +168,16 @@ class Runtime:
 
     async def checkpoint(self) -> None:
         def write() -> None:
-            entry = audit.write_checkpoint(self.store, self.keys.audit, self.checkpoint_path,
-                                           now=self.clock()) if self._head_moved() else None
-            if entry:
-                self._checkpointed_seq = entry["seq"]
+            if self._head_moved():
+                self.checkpoint_now()
         await asyncio.to_thread(write)
+
+    def checkpoint_now(self) -> None:
+        """Blocking: append a checkpoint of the audit head (file, anchor, second sink)."""
+        entry = audit.write_checkpoint(self.store, self.keys.audit, self.checkpoint_path,
+                                       now=self.clock(), sink=self.checkpoint_sink)
+        if entry:
+            self._checkpointed_seq = entry["seq"]
 
     def _head_moved(self) -> bool:
         with self.store.read() as session:

@@ -27,10 +27,41 @@ def clean_env(monkeypatch, tmp_path):
       "smtp_to": "c@d"}, "plain is allowed only for a loopback"),
     ({"smtp_host": "127.0.0.1"}, "MONITOR_SMTP_FROM"),
     ({"trusted_proxies": "127.0.0.1,nginx.local"}, "MONITOR_TRUSTED_PROXIES"),
+    ({"smtp_host": "127.attacker.example", "smtp_mode": "plain", "smtp_from": "a@b",
+      "smtp_to": "c@d"}, "plain is allowed only for a loopback"),
+    ({"smtp_host": "localhost.attacker.example", "smtp_mode": "plain", "smtp_from": "a@b",
+      "smtp_to": "c@d"}, "plain is allowed only for a loopback"),
+    ({"host": "0.0.0.0"}, "needs TLS"),
+    ({"host": "192.0.2.10"}, "MONITOR_ALLOW_PLAIN_HTTP=1"),
+    ({"allowed_hosts": "good.example, bad host!"}, "MONITOR_ALLOWED_HOSTS"),
+    ({"audit_checkpoint_url": "file:///tmp/x"}, "MONITOR_AUDIT_CHECKPOINT_URL"),
 ])
 def test_it_names_the_bad_setting(overrides, named):
     with pytest.raises(ConfigError, match=named):
         load_settings(**overrides)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"smtp_host": "127.0.0.1", "smtp_mode": "plain", "smtp_from": "a@b", "smtp_to": "c@d"},
+    {"smtp_host": "::1", "smtp_mode": "plain", "smtp_from": "a@b", "smtp_to": "c@d"},
+    {"smtp_host": "localhost", "smtp_mode": "plain", "smtp_from": "a@b", "smtp_to": "c@d"},
+    {"host": "0.0.0.0", "allow_plain_http": True},
+    {"host": "::1"},
+])
+def test_it_accepts_literal_loopback_and_an_explicit_plain_http_opt_in(overrides):
+    assert load_settings(**overrides)
+
+
+@pytest.mark.parametrize("overrides, names", [
+    ({}, ["127.0.0.1", "localhost", "::1", "[::1]"]),
+    ({"public_url": "https://mon.example.org/"},
+     ["127.0.0.1", "localhost", "::1", "[::1]", "mon.example.org"]),
+    ({"host": "0.0.0.0", "allow_plain_http": True, "public_url": "http://mon.example.org:8000"},
+     ["mon.example.org"]),
+    ({"allowed_hosts": "A.example, b.example"}, ["a.example", "b.example"]),
+])
+def test_it_derives_the_allowed_hosts_from_the_bound_names(overrides, names):
+    assert load_settings(**overrides).host_names() == names
 
 
 def test_it_reads_the_environment_and_derives_urls(monkeypatch):

@@ -9,14 +9,18 @@ transactions, so a page never takes the write lock.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import Index, UniqueConstraint, event, text
 from sqlalchemy.engine import Engine
 from sqlmodel import Field, Session, SQLModel, create_engine, delete, select
+
+log = logging.getLogger("monitor.storage")
+SECURITY_ROW = "security_row"  # session.info flag set by audit.append
 
 
 class ProbeRow(SQLModel, table=True):
@@ -72,6 +76,7 @@ class AuditRow(SQLModel, table=True):
         Index("ix_audit_actor_seq", "actor", "seq"),
         Index("ix_audit_action_seq", "action", "seq"),
         Index("ix_audit_ts", "ts"),
+        Index("ix_audit_mac", "mac"),  # verification's look-up of a tampered row's neighbour
     )
     seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     ts: str
@@ -132,6 +137,17 @@ class User(SQLModel, table=True):
     created_at: float = 0.0
 
 
+class AuditAnchor(SQLModel, table=True):
+    """How many checkpoint lines were written and the last one's signature (MAC'd), so a
+    missing or shortened checkpoint file is caught (storage.checkpoints)."""
+
+    __tablename__ = "audit_anchor"
+    id: int = Field(default=1, primary_key=True)
+    lines: int = 0
+    last_sig: str = ""
+    mac: str = ""
+
+
 class StaleEpoch(Exception):
     """Another writer switched first: the compare-and-set on `epoch` failed."""
 
@@ -141,6 +157,9 @@ class Store:
 
     def __init__(self, url: str, *, busy_timeout_ms: int = 5000) -> None:
         self.url = url
+        # Called (in the writing thread) after a commit that appended a security-relevant
+        # audit row (audit.SECURITY_ACTIONS): the runtime writes a checkpoint there.
+        self.after_security_commit: Callable[[], None] | None = None
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite and url.startswith("sqlite:///") and ":memory:" not in url:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -161,7 +180,9 @@ class Store:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            # FULL for the writer: a committed (and emailed, checkpointed) decision must survive
+            # a power cut; readers never commit, NORMAL costs them nothing.
+            cur.execute(f"PRAGMA synchronous={'FULL' if immediate else 'NORMAL'}")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -172,6 +193,8 @@ class Store:
 
     def create_all(self) -> None:
         SQLModel.metadata.create_all(self.writer)
+        for index in AuditRow.__table__.indexes:  # type: ignore[attr-defined]
+            index.create(self.writer, checkfirst=True)  # indexes added to existing tables
 
     def dispose(self) -> None:
         self.writer.dispose()
@@ -183,6 +206,11 @@ class Store:
         with Session(self.writer, expire_on_commit=False) as session:
             with session.begin():
                 yield session
+            if session.info.get(SECURITY_ROW) and self.after_security_commit is not None:
+                try:
+                    self.after_security_commit()
+                except Exception:  # noqa: BLE001 - committed; the minute's checkpoint follows
+                    log.exception("checkpoint after a security-relevant row failed")
 
     @contextmanager
     def read(self) -> Iterator[Session]:

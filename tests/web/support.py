@@ -24,6 +24,7 @@ CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
 
 
 def make_settings(tmp_path, **overrides) -> Settings:
+    overrides.setdefault("allowed_hosts", "testserver")
     return Settings(_env_file=None, data_dir=tmp_path, services=UNREACHABLE, **overrides)
 
 
@@ -31,8 +32,11 @@ def auth(role: str) -> tuple[str, str]:
     return (role, PASSWORDS[role])
 
 
-def token(runtime, user: str) -> str:
-    return csrf.issue(runtime.keys.csrf, user, now=runtime.clock())
+def token(app, user: str) -> str:
+    """A CSRF token as the dashboard at `app` (an app or a TestClient) issues it to `user`."""
+    state = getattr(app, "app", app).state.web
+    return csrf.issue(state.runtime.keys.csrf, user, now=state.now(),
+                      nonce=state.nonces.get(user))
 
 
 def token_from(html: str) -> str:
@@ -44,10 +48,20 @@ def token_from(html: str) -> str:
 def post_form(client, runtime, path: str, role: str, data: dict | None = None,
               headers: dict | None = None):
     """A POST as the dashboard's own form would send it (valid token, same origin)."""
-    body = {"csrf_token": token(runtime, role), **(data or {})}
+    body = {"csrf_token": token(client, role), **(data or {})}
     return client.post(path, data=body, auth=auth(role), follow_redirects=False,
                        headers=SAME_ORIGIN if headers is None else headers)
 
 
 def audit_rows(runtime, action: str | None = None) -> list[AuditRow]:
     return support.audit_rows(runtime.store, action)
+
+
+def flush_failures(app) -> None:
+    """Write the failed-login rows the dashboard is still aggregating (as its shutdown does)."""
+    import asyncio
+
+    from monitor.web.security.gate import write_failures
+
+    state = getattr(app, "app", app).state.web
+    asyncio.run(write_failures(state, state.failures.drain()))

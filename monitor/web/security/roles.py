@@ -30,6 +30,9 @@ ROUTE_ROLES: dict[str, str] = {
     "/api/notices": "viewer",
     "/api/audit/verify": "admin",
     "/api/users": "admin",
+    "/api/spec": "viewer",
+    "/api/events": "viewer",
+    "/api/apply": "admin",
     # actions (POST only, CSRF checked)
     "/actions/chaos/{version}/{fault}": "operator",
     "/actions/failover": "operator",
@@ -37,6 +40,8 @@ ROUTE_ROLES: dict[str, str] = {
     "/actions/pause": "operator",
     "/actions/resume": "operator",
     "/logout": "viewer",
+    # every user's own password (GET the form, POST it with CSRF and the current password)
+    "/account/password": "viewer",
 }
 
 # A request that matches no route still needs a viewer, so anonymous callers cannot map the app.
