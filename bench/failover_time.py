@@ -25,8 +25,14 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.monitor_proc import FAST, all_versions_up, free_ports, start_monitor  # noqa: E402
-from tests.e2e.procs import start_service  # noqa: E402
+from bench.processes import (  # noqa: E402
+    FAST,
+    all_versions_up,
+    free_ports,
+    inject_fault,
+    start_monitor,
+    start_service,
+)
 
 TOKEN = "bench-chaos-token-0123456789abcdef-xyz"
 FAULTS = {
@@ -41,17 +47,6 @@ def bound() -> float:
     """interval + (fall-1)*fast_interval + timeout + 1 s (the issue's bound)."""
     return (float(FAST["MONITOR_INTERVAL"]) + 2 * float(FAST["MONITOR_FAST_INTERVAL"])
             + float(FAST["MONITOR_TIMEOUT"]) + 1.0)
-
-
-def inject(url: str, fault: str, body: dict) -> float:
-    at = time.time()
-    try:
-        httpx.post(f"{url}/chaos/{fault}", json=body, timeout=2.0,
-                   headers={"Authorization": f"Bearer {TOKEN}"})
-    except httpx.HTTPError:
-        if fault != "crash":
-            raise
-    return at
 
 
 def switched_at(db: Path, timeout: float) -> float | None:
@@ -95,7 +90,7 @@ def trial(services: Services, fault: str) -> float | None:
         monitor.wait_for(all_versions_up, timeout=20)
         time.sleep(float(FAST["MONITOR_STARTUP_GRACE"]))
         name, body = FAULTS[fault]
-        at = inject(services.urls()["v1"], name, body)
+        at = inject_fault(services.urls()["v1"], TOKEN, name, body)
         done = switched_at(data_dir / "monitor.db", timeout=bound() * 4)
         return None if done is None else done - at
     finally:

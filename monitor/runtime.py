@@ -10,7 +10,9 @@ scheduler; `await runtime.stop()` undoes it in reverse, leaving a checkpoint and
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import ssl
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -40,6 +42,13 @@ from monitor.storage.store import AuditRow, Store
 log = logging.getLogger("monitor.runtime")
 
 
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One verifying TLS context per process, for https service URLs: loading the CA bundle
+    costs about 0.1 s, too much to repeat for every runtime a test builds."""
+    return httpx.create_ssl_context()
+
+
 def policy_from(settings: Settings) -> Policy:
     return Policy(
         versions=tuple(settings.service_urls()), fall=settings.fall, rise=settings.rise,
@@ -58,7 +67,7 @@ class Runtime:
         self.metrics = Metrics()
         self.client = http_client or httpx.AsyncClient(
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
-            timeout=settings.timeout)
+            timeout=settings.timeout, verify=tls_context())
         self.recorder = Recorder(store, keys.audit, clock)
         self.notifier = delivery.Notifier(settings, store, clock=clock)
         self.watchdog = Watchdog(

@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import httpx
 
-FAULTS = ("cpu", "latency", "errors", "corrupt", "hang", "crash", "flap", "reset")
+
+class Fault(StrEnum):
+    """The services' chaos faults (DESIGN §4); `reset` clears them all."""
+
+    CPU = "cpu"
+    LATENCY = "latency"
+    ERRORS = "errors"
+    CORRUPT = "corrupt"
+    HANG = "hang"
+    CRASH = "crash"
+    FLAP = "flap"
+    RESET = "reset"
+
+
+FAULTS = tuple(Fault)
 
 
 @dataclass(frozen=True)
@@ -28,7 +43,7 @@ async def inject(client: httpx.AsyncClient, base_url: str, token: str, fault: st
                                      headers={"Authorization": f"Bearer {token}"},
                                      timeout=timeout)
     except httpx.HTTPError as exc:
-        if fault == "crash" and isinstance(exc, httpx.RemoteProtocolError):
+        if fault == Fault.CRASH and isinstance(exc, httpx.RemoteProtocolError):
             return ChaosOutcome(True, None, "crash injected (connection closed)")
         return ChaosOutcome(False, None, f"service unreachable: {type(exc).__name__}")
     try:

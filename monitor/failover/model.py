@@ -104,7 +104,7 @@ class Observation:
     ok: bool
     at: float
     latency_ms: float | None = None
-    failure: Failure | str | None = None  # a Failure; str for rows read back
+    failure: Failure | None = None
     status: int | None = None
     detail: str = ""
     passive: bool = False

@@ -14,7 +14,7 @@ import httpx
 
 from monitor.actor import Actor
 from monitor.failover import engine
-from monitor.failover.chaos import FAULTS, inject
+from monitor.failover.chaos import FAULTS, Fault, inject
 from monitor.failover.model import Policy
 from monitor.failover.watchdog import Watchdog
 from monitor.recorder import Recorder
@@ -91,7 +91,7 @@ class Operations:
         faults = self.watchdog.faults
         if isinstance(reported, dict):
             faults[version] = reported
-        elif fault == "reset":
+        elif fault == Fault.RESET:
             faults[version] = {}
         else:
             faults[version] = {**faults.get(version, {}), fault: params}
