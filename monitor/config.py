@@ -69,6 +69,7 @@ class Settings(BaseSettings):
     auto_failback_after: float = Field(DEFAULT_POLICY.auto_failback_after, ge=0, le=86400)
     retention_hours: float = Field(24.0, gt=0, le=24 * 365)
     restart_delay: float = Field(5.0, ge=0, le=300)
+    spec: Path | None = None  # desired-state YAML applied at start (MONITOR_SPEC)
 
     # The canary (monitor/failover/canary.py); defaults match the shipped catalog.
     canary_query: str = Field("Pride and Prejudice", min_length=1, max_length=200)

@@ -26,6 +26,7 @@ from sqlmodel import select
 
 from monitor.actor import SYSTEM, Actor
 from monitor.config import Settings
+from monitor.desired.service import DesiredService, LiveUrls
 from monitor.failover.model import Policy
 from monitor.failover.operations import ActionResult, Operations
 from monitor.failover.scheduler import Scheduler
@@ -40,6 +41,7 @@ from monitor.storage.keys import Keys, load_keys
 from monitor.storage.store import AuditRow, Store
 
 log = logging.getLogger("monitor.runtime")
+DESIRED_SYNC_S = 1.0  # replica probes, autoscaling and new spec revisions, once a second
 
 
 @functools.cache
@@ -49,9 +51,11 @@ def tls_context() -> ssl.SSLContext:
     return httpx.create_ssl_context()
 
 
-def policy_from(settings: Settings) -> Policy:
+def policy_from(settings: Settings, versions: tuple[str, ...] | None = None) -> Policy:
+    """The failover policy of the settings, for `versions` (the settings' own by default)."""
     return Policy(
-        versions=tuple(settings.service_urls()), fall=settings.fall, rise=settings.rise,
+        versions=versions or tuple(settings.service_urls()), fall=settings.fall,
+        rise=settings.rise,
         cooldown=settings.cooldown, startup_grace=settings.startup_grace,
         auto_failback_after=settings.auto_failback_after, interval=settings.interval,
         fast_interval=settings.fast_interval, down_interval=settings.down_interval)
@@ -61,14 +65,20 @@ class Runtime:
     def __init__(self, settings: Settings, *, keys: Keys, store: Store, clock: Callable[[], float],
                  http_client: httpx.AsyncClient | None) -> None:
         self.settings, self.keys, self.store, self.clock = settings, keys, store, clock
-        self.urls = settings.service_urls()
-        self.policy = policy_from(settings)
-        self.checkpoint_path: Path = settings.data_dir / "audit.checkpoints"
         self.metrics = Metrics()
         self.client = http_client or httpx.AsyncClient(
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
             timeout=settings.timeout, verify=tls_context())
         self.recorder = Recorder(store, keys.audit, clock)
+        self.desired = DesiredService(
+            settings, store=store, audit_key=keys.audit, client=self.client,
+            record=self._record_replica, env={"SERVICE_CHAOS_TOKEN": keys.chaos_token},
+            clock=clock, on_exit=self._replica_exited)
+        self.desired.load()  # MONITOR_SPEC and the spec in force decide the versions
+        fixed = self.desired.versions(settings.service_urls())
+        self.urls = LiveUrls(fixed, self.desired)
+        self.policy = policy_from(settings, tuple(fixed))
+        self.checkpoint_path: Path = settings.data_dir / "audit.checkpoints"
         self.notifier = delivery.Notifier(settings, store, clock=clock)
         self.watchdog = Watchdog(
             policy=self.policy, urls=self.urls, store=store, audit_key=keys.audit,
@@ -79,7 +89,7 @@ class Runtime:
         self.watchdog.on_hurry = self.scheduler.hurry
         self.operations = Operations(watchdog=self.watchdog, policy=self.policy, urls=self.urls,
                                      client=self.client, chaos_token=keys.chaos_token,
-                                     recorder=self.recorder)
+                                     recorder=self.recorder, killer=self.desired.kill)
         self.reads = StatusReader(watchdog=self.watchdog, policy=self.policy, urls=self.urls,
                                   store=store, clock=clock, processes=self._processes)
         self.supervisor: Supervisor | None = None
@@ -92,7 +102,8 @@ class Runtime:
 
     # Lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
-        if self.settings.local_services:
+        await self.desired.start()
+        if self.settings.local_services and self.desired.spec is None:
             self.supervisor = Supervisor(self._child_specs(), on_event=self._on_child_event,
                                          log_dir=self.settings.data_dir / "logs",
                                          pid_dir=self.settings.data_dir / "run",
@@ -111,6 +122,8 @@ class Runtime:
         self.scheduler.every(10.0, self._refresh_gauges, "gauges")
         self.scheduler.every(60.0, self.checkpoint, "checkpoint")
         self.scheduler.every(600.0, self._retention, "retention")
+        if self.desired.controller is not None:
+            self.scheduler.every(DESIRED_SYNC_S, self.desired.sync, "desired")
         self.started = True
 
     async def stop(self) -> None:
@@ -128,6 +141,7 @@ class Runtime:
                                params={"active": self.watchdog.state.active})
             await self.checkpoint()
         finally:
+            await self.desired.stop()
             if self.supervisor:
                 await self.supervisor.stop()
             await self.client.aclose()
@@ -160,6 +174,19 @@ class Runtime:
         if kind == "restart":
             self.metrics.supervisor_restart(name)
         self._spawn(self.arecord(SYSTEM, f"supervisor.{kind}", target=name, reason=reason))
+
+    async def _record_replica(self, action: str, target: str, params: dict[str, Any],
+                              reason: str) -> None:
+        await self.arecord(SYSTEM, action, target=target, params=params, reason=reason)
+
+    def _replica_exited(self, version: str) -> None:
+        """A replica's process exited: when no ready replica of the version is left, that is
+        certain evidence (no probes to wait for)."""
+        if not self.desired.endpoints().get(version):
+            self._spawn(self._exited(version))
+
+    async def _exited(self, version: str) -> None:
+        await self.watchdog.report_exit(version, "every ready replica's process exited")
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` in the background, keeping a reference so it is not collected mid-way."""
@@ -219,7 +246,10 @@ class Runtime:
         return await self.operations.chaos(actor, version, fault, params)
 
     def status(self) -> dict[str, Any]:
-        return self.reads.status()
+        view = self.reads.status()
+        for item in view["versions"]:
+            item["replicas"] = self.desired.replicas(item["name"])
+        return view
 
     def latency_series(self, minutes: int = 15) -> LatencySeries:
         return self.reads.latency_series(minutes)

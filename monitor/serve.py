@@ -164,7 +164,8 @@ class _DataPlane:
         self.settings = settings
         key = runtime.keys.derive(PURPOSE)
         self.publisher = RoutePublisher(settings.data_dir, key, lambda: route_from(
-            runtime.watchdog.state.epoch, runtime.route_candidates(), runtime.urls, time.time()))
+            runtime.watchdog.state.epoch, runtime.route_candidates(), runtime.urls, time.time(),
+            replicas=runtime.desired.endpoints()))
         self.receiver = Receiver(settings.data_dir, key, time.time,
                                  runtime.report_gateway_failure, _counter(runtime.metrics))
         self.gateway: Supervisor | None = None

@@ -20,8 +20,10 @@ class Fault(StrEnum):
     CRASH = "crash"
     FLAP = "flap"
     RESET = "reset"
+    KILL = "kill"  # SIGKILL replica processes: done by the monitor, not by the service
 
 
+KILL = Fault.KILL
 FAULTS = tuple(Fault)
 
 
@@ -36,7 +38,7 @@ class ChaosOutcome:
 async def inject(client: httpx.AsyncClient, base_url: str, token: str, fault: str,
                  params: dict[str, Any], *, timeout: float = 5.0) -> ChaosOutcome:
     """POST one fault to a service; refusals and errors come back as data, never raised."""
-    if fault not in FAULTS:
+    if fault not in FAULTS or fault == KILL:
         return ChaosOutcome(False, None, f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
     try:
         response = await client.post(f"{base_url}/chaos/{fault}", json=params,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
@@ -27,6 +27,7 @@ from monitor.failover.health import shown_state
 from monitor.failover.model import (
     EngineError,
     Event,
+    Failure,
     MonitorState,
     Observation,
     Policy,
@@ -47,7 +48,7 @@ T = TypeVar("T")
 
 
 class Watchdog:
-    def __init__(self, *, policy: Policy, urls: dict[str, str], store: Store, audit_key: bytes,
+    def __init__(self, *, policy: Policy, urls: Mapping[str, str], store: Store, audit_key: bytes,
                  client: httpx.AsyncClient, clock: Callable[[], float], canary: Canary,
                  timeout: float, slow_ms: float = 0.0, enqueue: Enqueue | None = None,
                  metrics: Metrics | None = None) -> None:
@@ -139,6 +140,15 @@ class Watchdog:
             return
         self._passive_at[version] = now
         self.expedite(version)
+
+    async def report_exit(self, version: str, detail: str) -> list[Event]:
+        """Every ready replica of `version` exited: certain evidence, DOWN at once (the
+        failover still waits for its confirming probe of the target)."""
+        if version not in self.urls:
+            return []
+        seen = Observation(version=version, ok=False, at=self.clock(), failure=Failure.EXITED,
+                           detail=detail[:200], certain=True)
+        return await self.observe(seen)
 
     def expedite(self, version: str) -> None:
         self.hurry.add(version)
