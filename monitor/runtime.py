@@ -103,6 +103,7 @@ class Runtime:
     # Lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         await self.desired.start()
+        await self.desired.wait_ready(timeout=30.0)
         if self.settings.local_services and self.desired.spec is None:
             self.supervisor = Supervisor(self._child_specs(), on_event=self._on_child_event,
                                          log_dir=self.settings.data_dir / "logs",

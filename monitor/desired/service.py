@@ -15,7 +15,9 @@ Versions keep one URL each for the probes and for chaos (the first ready replica
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
@@ -108,6 +110,18 @@ class DesiredService:
                                      restart_delay=self.settings.restart_delay,
                                      on_exit=self._on_exit)
         await self.controller.sync(self.clock())
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Sync until every managed version has a ready replica (bounded), so the first
+        probes are fair and a slow start is not mistaken for a failure."""
+        if self.controller is None:
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not all(
+                self.controller.endpoints(v) for v in self._managed
+                if self.controller.wanted(v) > 0):
+            await asyncio.sleep(0.2)
+            await self.controller.sync(self.clock())
 
     async def sync(self) -> None:
         if self.controller is None:
