@@ -36,7 +36,8 @@ NO_REPLICA = "http://127.0.0.1:1"  # refused at once: a managed version with no 
 
 class LiveUrls(Mapping[str, str]):
     """Version -> base URL, in priority order; a managed version's URL is its first ready
-    replica (or its first replica while none is ready)."""
+    replica. With fewer than `minReady` ready replicas it is a replica that is not ready (or
+    none), so the version's probes fail and it goes DOWN by the usual rules."""
 
     def __init__(self, fixed: Mapping[str, str], desired: DesiredService) -> None:
         self._fixed = dict(fixed)
@@ -49,10 +50,11 @@ class LiveUrls(Mapping[str, str]):
         if controller is None or not self._desired.manages(version):
             return self._fixed[version]
         ready = controller.endpoints(version)
-        if ready:
+        spec = self._desired.spec
+        if ready and (spec is None or len(ready) >= spec.spec.min_ready):
             return ready[0]
-        started = controller.replicas(version)
-        return f"http://127.0.0.1:{started[0]['port']}" if started else NO_REPLICA
+        unready = [r for r in controller.replicas(version) if not r["ready"]]
+        return f"http://127.0.0.1:{unready[0]['port']}" if unready else NO_REPLICA
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._fixed)
