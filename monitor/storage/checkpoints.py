@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlmodel import select
+from sqlmodel import col, select
 
 from monitor.storage.datadir import fsync_dir
 from monitor.storage.store import AuditAnchor, AuditRow, Store
@@ -88,7 +88,8 @@ def write_checkpoint(store: Store, key: bytes, path: Path, *, now: float,
     and send it to the sink. None when the log is empty. Thread-safe per file."""
     with _path_locks[path]:
         with store.read() as session:
-            head = session.exec(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1)).first()
+            newest = select(AuditRow).order_by(col(AuditRow.seq).desc()).limit(1)
+            head = session.exec(newest).first()
         if head is None:
             return None
         number, prev = _last_line(path)

@@ -14,10 +14,11 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
 from sqlalchemy import Index, UniqueConstraint, event, text
-from sqlalchemy.engine import Engine
-from sqlmodel import Field, Session, SQLModel, create_engine, delete, select
+from sqlalchemy.engine import Connection, CursorResult, Engine
+from sqlmodel import Field, Session, SQLModel, col, create_engine, delete, select
 
 log = logging.getLogger("monitor.storage")
 SECURITY_ROW = "security_row"  # session.info flag set by audit.append
@@ -174,7 +175,7 @@ class Store:
         )
 
         @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record):
+        def _pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
             dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
@@ -186,7 +187,7 @@ class Store:
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _begin(conn):
+        def _begin(conn: Connection) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
@@ -221,19 +222,20 @@ class Store:
         """True when a write transaction can be opened now (for /readyz)."""
         try:
             with self.write() as session:
-                session.exec(text("SELECT 1"))
+                session.execute(text("SELECT 1"))
             return True
         except Exception:  # noqa: BLE001 - readiness reports any failure as not ready
             return False
 
     # Monitor state ------------------------------------------------------------------------
-    def load_state(self) -> dict | None:
+    def load_state(self) -> dict[str, Any] | None:
         with self.read() as session:
             row = session.get(StateRow, 1)
-            return None if row is None else json.loads(row.record)
+            return None if row is None else cast(dict[str, Any], json.loads(row.record))
 
     @staticmethod
-    def save_state(session: Session, record: dict, *, expected_epoch: int | None, now: float):
+    def save_state(session: Session, record: dict[str, Any], *, expected_epoch: int | None,
+                   now: float) -> None:
         """Compare-and-set the state row on `epoch`; `expected_epoch=None` creates it."""
         data = json.dumps(record, sort_keys=True)
         if expected_epoch is None:
@@ -249,7 +251,7 @@ class Store:
             {"epoch": record["epoch"], "active": record["active"], "record": data, "now": now,
              "expected": expected_epoch},
         )
-        if result.rowcount != 1:
+        if cast(CursorResult[Any], result).rowcount != 1:
             raise StaleEpoch(f"epoch is no longer {expected_epoch}")
 
     # Probes -------------------------------------------------------------------------------
@@ -259,7 +261,7 @@ class Store:
             query = select(ProbeRow).where(ProbeRow.at >= since)
             if version:
                 query = query.where(ProbeRow.version == version)
-            query = query.order_by(ProbeRow.at.desc()).offset(offset).limit(limit)
+            query = query.order_by(col(ProbeRow.at).desc()).offset(offset).limit(limit)
             return list(session.exec(query))
 
     def roll_up(self, *, now: float, retention_s: float, batch: int = 5000) -> int:
@@ -273,8 +275,8 @@ class Store:
         while True:
             with self.write() as session:
                 rows = list(session.exec(
-                    select(ProbeRow).where(ProbeRow.at < cutoff).order_by(ProbeRow.id).limit(batch)
-                ))
+                    select(ProbeRow).where(col(ProbeRow.at) < cutoff)
+                    .order_by(col(ProbeRow.id)).limit(batch)))
                 if not rows:
                     return folded
                 buckets: dict[tuple[str, float], ProbeRollup] = {}
@@ -290,7 +292,7 @@ class Store:
                     rollup.latency_max = max(rollup.latency_max, latency)
                 for rollup in buckets.values():
                     session.add(rollup)
-                session.exec(delete(ProbeRow).where(ProbeRow.id.in_([r.id for r in rows])))
+                session.exec(delete(ProbeRow).where(col(ProbeRow.id).in_([r.id for r in rows])))
                 folded += len(rows)
 
     def backup(self, path: Path) -> None:

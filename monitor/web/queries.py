@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import or_, select
+from sqlmodel import col, or_, select
 
 from monitor.storage import audit
 from monitor.storage.store import AuditRow, Notice, Store
@@ -28,7 +28,7 @@ class AuditFilter:
     since: str = ""  # canonical UTC ISO strings, comparable with AuditRow.ts
     until: str = ""
 
-    def as_query(self) -> dict:
+    def as_query(self) -> dict[str, str]:
         return {k: v for k, v in vars(self).items() if v}
 
 
@@ -60,25 +60,26 @@ def audit_page(store: Store, where: AuditFilter, *, before: int | None,
     """
     query = select(AuditRow)
     if where.actor:
-        query = query.where(AuditRow.actor == where.actor)
+        query = query.where(col(AuditRow.actor) == where.actor)
     if where.action:
-        query = query.where(or_(AuditRow.action == where.action,
-                                AuditRow.action.startswith(where.action + ".", autoescape=True)))
+        query = query.where(or_(col(AuditRow.action) == where.action,
+                                col(AuditRow.action).startswith(where.action + ".",
+                                                                autoescape=True)))
     if where.since:
-        query = query.where(AuditRow.ts >= where.since)
+        query = query.where(col(AuditRow.ts) >= where.since)
     if where.until:
-        query = query.where(AuditRow.ts <= where.until)
+        query = query.where(col(AuditRow.ts) <= where.until)
     if before is not None:
-        query = query.where(AuditRow.seq < before)
+        query = query.where(col(AuditRow.seq) < before)
     with store.read() as session:
-        rows = list(session.exec(query.order_by(AuditRow.seq.desc()).limit(size + 1)))
+        rows = list(session.exec(query.order_by(col(AuditRow.seq).desc()).limit(size + 1)))
     return page_rows(rows, size)
 
 
 def notices_page(store: Store, *, offset: int, size: int) -> tuple[list[Notice], bool]:
     with store.read() as session:
-        rows = list(session.exec(select(Notice).order_by(Notice.created_at.desc(),
-                                                         Notice.id.desc())
+        rows = list(session.exec(select(Notice).order_by(col(Notice.created_at).desc(),
+                                                         col(Notice.id).desc())
                                  .offset(offset).limit(size + 1)))
     return page_rows(rows, size)
 
@@ -90,9 +91,9 @@ def verifier_for(runtime: Any) -> Verifier:
     return Verifier(runtime.store, runtime.keys.audit, runtime.checkpoint_path)
 
 
-def audit_json(row: AuditRow) -> dict:
+def audit_json(row: AuditRow) -> dict[str, Any]:
     return row.model_dump()
 
 
-def notice_json(row: Notice) -> dict:
+def notice_json(row: Notice) -> dict[str, Any]:
     return row.model_dump()
