@@ -164,8 +164,10 @@ class Store:
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite and url.startswith("sqlite:///") and ":memory:" not in url:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.busy_timeout_ms = busy_timeout_ms
         self.writer = self._engine(immediate=True, busy_timeout_ms=busy_timeout_ms)
         self.reader = self._engine(immediate=False, busy_timeout_ms=busy_timeout_ms)
+        self._bounded: dict[int, Engine] = {}  # writers with a shorter busy timeout
 
     def _engine(self, *, immediate: bool, busy_timeout_ms: int) -> Engine:
         if not self.is_sqlite:
@@ -200,11 +202,25 @@ class Store:
     def dispose(self) -> None:
         self.writer.dispose()
         self.reader.dispose()
+        for engine in self._bounded.values():
+            engine.dispose()
+
+    def _writer(self, busy_timeout_ms: int | None) -> Engine:
+        if busy_timeout_ms is None or busy_timeout_ms >= self.busy_timeout_ms \
+                or not self.is_sqlite:
+            return self.writer
+        if busy_timeout_ms not in self._bounded:
+            self._bounded[busy_timeout_ms] = self._engine(immediate=True,
+                                                          busy_timeout_ms=busy_timeout_ms)
+        return self._bounded[busy_timeout_ms]
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """One write transaction; commits on success, rolls back on any exception."""
-        with Session(self.writer, expire_on_commit=False) as session:
+    def write(self, *, busy_timeout_ms: int | None = None) -> Iterator[Session]:
+        """One write transaction; commits on success, rolls back on any exception.
+
+        `busy_timeout_ms` bounds how long it waits for another writer's lock (the watchdog's
+        decision path: a short wait, then the transaction is queued and journaled)."""
+        with Session(self._writer(busy_timeout_ms), expire_on_commit=False) as session:
             with session.begin():
                 yield session
             if session.info.get(SECURITY_ROW) and self.after_security_commit is not None:

@@ -72,11 +72,15 @@ async def healthz() -> dict[str, Any]:
 @router.get("/readyz")
 async def readyz(state: Web = Depends(web)) -> JSONResponse:
     """Readiness: the scheduler runs and the database takes writes (checked at most every
-    READY_CACHE_S of app.py, one check shared by concurrent requests: this route is public)."""
+    READY_CACHE_S of app.py, one check shared by concurrent requests: this route is public).
+    "degraded": ready, but decisions are still queued (journaled) for the database."""
     started = bool(state.runtime.started)
     writable = bool((await state.ready.get()).value)
     ready = started and writable
-    return JSONResponse({"ready": ready, "started": started, "writable": writable},
+    queued = int(getattr(state.runtime.metrics, "queued_writes", 0))
+    status = "degraded" if ready and queued else "ready" if ready else "not ready"
+    return JSONResponse({"ready": ready, "status": status, "started": started,
+                         "writable": writable, "queued_writes": queued},
                         status_code=200 if ready else 503)
 
 
