@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from fastapi import Query
 from sqlmodel import col, or_, select
 
 from monitor.storage import audit
@@ -19,6 +20,15 @@ from monitor.web.forms import FormError
 from monitor.web.views import page_rows
 
 VERIFY_CACHE_S = 60.0
+# Upper bounds of numeric query parameters: SQLite integers are 64-bit, and a bigger number
+# must be a 422, never an OverflowError (500).
+MAX_SEQ = 2**62
+MAX_OFFSET = 1_000_000
+MAX_TIME = 1e11  # seconds since 1970: year 5138
+# since/until of the audit filters: ISO 8601 date-times (the HTML form sends datetime-local)
+def time_query() -> Any:
+    """A fresh Query per parameter (FastAPI must not share one between two parameters)."""
+    return Query("", json_schema_extra={"format": "date-time"})
 
 
 @dataclass(frozen=True)

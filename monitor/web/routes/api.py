@@ -22,8 +22,10 @@ async def api_status(state: Web = Depends(web)) -> dict[str, Any]:
 
 
 @router.get("/api/audit")
-async def api_audit(actor: str = "", action: str = "", since: str = "", until: str = "",
-                    before: int | None = Query(None, ge=1), limit: int = Query(50, ge=1, le=500),
+async def api_audit(actor: str = "", action: str = "", since: str = queries.time_query(),
+                    until: str = queries.time_query(),
+                    before: int | None = Query(None, ge=1, le=queries.MAX_SEQ),
+                    limit: int = Query(50, ge=1, le=500),
                     state: Web = Depends(web)) -> dict[str, Any]:
     where = queries.audit_filter(actor, action, since, until)
     rows, has_next = await asyncio.to_thread(queries.audit_page, state.runtime.store, where,
@@ -33,8 +35,9 @@ async def api_audit(actor: str = "", action: str = "", since: str = "", until: s
 
 
 @router.get("/api/probes")
-async def api_probes(version: str = "", since: float = Query(0.0, ge=0),
-                     limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
+async def api_probes(version: str = "", since: float = Query(0.0, ge=0, le=queries.MAX_TIME),
+                     limit: int = Query(100, ge=1, le=1000),
+                     offset: int = Query(0, ge=0, le=queries.MAX_OFFSET),
                      state: Web = Depends(web)) -> dict[str, Any]:
     rows = await asyncio.to_thread(state.runtime.store.probes, version or None, since=since,
                                    limit=limit + 1, offset=offset)
@@ -42,7 +45,8 @@ async def api_probes(version: str = "", since: float = Query(0.0, ge=0),
 
 
 @router.get("/api/notices")
-async def api_notices(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
+async def api_notices(limit: int = Query(50, ge=1, le=500),
+                      offset: int = Query(0, ge=0, le=queries.MAX_OFFSET),
                       state: Web = Depends(web)) -> dict[str, Any]:
     rows, has_next = await asyncio.to_thread(queries.notices_page, state.runtime.store,
                                              offset=offset, size=limit)

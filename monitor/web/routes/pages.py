@@ -40,8 +40,9 @@ async def chart_partial(request: Request, state: Web = Depends(web)) -> Response
 
 
 @router.get("/audit", response_class=HTMLResponse)
-async def audit_page(request: Request, actor: str = "", action: str = "", since: str = "",
-                     until: str = "", before: int | None = Query(None, ge=1),
+async def audit_page(request: Request, actor: str = "", action: str = "",
+                     since: str = queries.time_query(), until: str = queries.time_query(),
+                     before: int | None = Query(None, ge=1, le=queries.MAX_SEQ),
                      state: Web = Depends(web)) -> Response:
     where = queries.audit_filter(actor, action, since, until)
     rows, has_next = await asyncio.to_thread(queries.audit_page, state.runtime.store, where,
