@@ -22,6 +22,7 @@ from sqlmodel import Field, Session, SQLModel, col, create_engine, delete, selec
 
 log = logging.getLogger("monitor.storage")
 SECURITY_ROW = "security_row"  # session.info flag set by audit.append
+READY_BUSY_MS = 200
 
 
 class ProbeRow(SQLModel, table=True):
@@ -235,9 +236,10 @@ class Store:
             yield session
 
     def writable(self) -> bool:
-        """True when a write transaction can be opened now (for /readyz)."""
+        """True when a write transaction can be opened now (for /readyz): waits at most
+        READY_BUSY_MS, so a locked database makes readiness false, not slow."""
         try:
-            with self.write() as session:
+            with self.write(busy_timeout_ms=READY_BUSY_MS) as session:
                 session.execute(text("SELECT 1"))
             return True
         except Exception:  # noqa: BLE001 - readiness reports any failure as not ready
