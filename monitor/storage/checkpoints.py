@@ -202,3 +202,26 @@ def _anchor_problems(key: bytes, store: Store, lines: list[str], path: Path) -> 
 
 def sink_for(url: str) -> HttpSink | None:
     return HttpSink(url) if url else None
+
+
+def match_backup(live: Path, copy: Path, backup_db: Path) -> int | None:
+    """Make a backup's checkpoint copy hold exactly the lines its database's anchor counts.
+
+    The live file only grows, so its first `anchor.lines` lines are the ones written before the
+    database copy was taken: a restore then neither names rows the copy lacks nor looks
+    shortened. Returns the number of lines kept; None for a database without an anchor (the
+    copy taken before the database is kept as it is)."""
+    import sqlite3
+
+    connection = sqlite3.connect(f"file:{backup_db}?mode=ro", uri=True)
+    try:
+        row = connection.execute("SELECT lines FROM audit_anchor WHERE id = 1").fetchone()
+    except sqlite3.OperationalError:  # no anchor table: a database from before anchors
+        row = None
+    finally:
+        connection.close()
+    if row is None:
+        return None
+    lines = live.read_text(encoding="utf-8").splitlines(keepends=True)[: int(row[0])]
+    copy.write_text("".join(lines), encoding="utf-8")
+    return len(lines)
