@@ -70,6 +70,9 @@ def document(app: FastAPI) -> dict[str, Any]:
             if path == "/metrics":
                 responses["200"] = {"description": "Prometheus text exposition format",
                                     "content": {"text/plain": _STRING}}
+            if path == "/api/events":
+                responses["200"] = {"description": "Server-Sent Events (status changes)",
+                                    "content": {"text/event-stream": {"schema": {}}}}
             if path == "/readyz":
                 responses["503"] = {"description": "Not ready: not started or the database "
                                                    "refuses writes", **ERROR}
