@@ -260,6 +260,11 @@ def _backup(settings: Settings, args: argparse.Namespace) -> int:
         print(f"audit checkpoints written to {copy}")
     Store(settings.db_url()).backup(args.path)
     print(f"backup written to {args.path}")
+    if checkpoints.exists():
+        from monitor.storage.checkpoints import match_backup
+
+        match_backup(checkpoints, args.path.with_name(args.path.name + ".checkpoints"),
+                     args.path)
     return 0
 
 

@@ -37,6 +37,7 @@ from monitor.ops.metrics import Metrics
 from monitor.ops.supervisor import ChildSpec, Supervisor
 from monitor.recorder import Notice, Recorder
 from monitor.storage import audit, checkpoints
+from monitor.storage.journal import Journal
 from monitor.storage.keys import Keys, load_keys
 from monitor.storage.store import AuditRow, Store
 
@@ -83,7 +84,8 @@ class Runtime:
         self.watchdog = Watchdog(
             policy=self.policy, urls=self.urls, store=store, audit_key=keys.audit,
             client=self.client, clock=clock, canary=settings.canary(), timeout=settings.timeout,
-            slow_ms=settings.slow_ms, enqueue=delivery.enqueue, metrics=self.metrics)
+            slow_ms=settings.slow_ms, enqueue=delivery.enqueue, metrics=self.metrics,
+            journal=Journal(settings.data_dir / "decisions.journal"))
         self.scheduler = Scheduler(cycle=self.watchdog.cycle, versions=self.policy.versions,
                                    first_delay=min(settings.interval, 1.0))
         self.watchdog.on_hurry = self.scheduler.hurry

@@ -3,7 +3,10 @@
 The engine decides; the watchdog only moves data. Every decision is written in ONE transaction
 together with the state it produced, its audit rows and its notices. While the database refuses
 writes (locked, full disk), decisions still take effect and their transactions wait in memory,
-in order, until a write succeeds, so failover keeps working and no audit row is lost. All
+in order, until a write succeeds, so failover keeps working and no audit row is lost; each
+waiting transaction is also journaled to an fsynced file (storage.journal) and replayed at
+the next start. A write waits at most DECISION_BUSY_MS for another writer's lock, so a locked
+database never delays a decision (or the other versions' probes) by more than that. All
 database work runs on one worker thread, so the event loop never waits on SQLite and the
 watchdog's writes keep their order.
 """
@@ -21,7 +24,8 @@ from typing import Any, TypeVar
 import httpx
 
 from monitor.actor import SYSTEM, Actor
-from monitor.failover import engine
+from monitor.failover import engine, pending
+from monitor.failover.backlog import Backlog, Queued
 from monitor.failover.canary import Canary
 from monitor.failover.health import shown_state
 from monitor.failover.model import (
@@ -39,10 +43,11 @@ from monitor.failover.probe import ProbeResult, probe
 from monitor.failover.recording import Enqueue, failover_label, write_event
 from monitor.ops.metrics import Metrics
 from monitor.storage import audit
+from monitor.storage.journal import Journal
 from monitor.storage.store import ProbeRow, StaleEpoch, Store
 
 log = logging.getLogger("monitor.failover.watchdog")
-MAX_BACKLOG = 100_000  # queued writes kept while the database refuses them
+DECISION_BUSY_MS = 100  # the longest a decision's write waits for another writer's lock
 Step = Callable[[MonitorState, float], tuple[MonitorState, list[Event]]]
 T = TypeVar("T")
 
@@ -51,7 +56,7 @@ class Watchdog:
     def __init__(self, *, policy: Policy, urls: Mapping[str, str], store: Store, audit_key: bytes,
                  client: httpx.AsyncClient, clock: Callable[[], float], canary: Canary,
                  timeout: float, slow_ms: float = 0.0, enqueue: Enqueue | None = None,
-                 metrics: Metrics | None = None) -> None:
+                 metrics: Metrics | None = None, journal: Journal | None = None) -> None:
         self.policy, self.urls, self.store = policy, urls, store
         self.audit_key, self.client, self.clock = audit_key, client, clock
         self.canary, self.timeout, self.slow_ms = canary, timeout, slow_ms
@@ -64,14 +69,16 @@ class Watchdog:
         self._lock = asyncio.Lock()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watchdog-db")
         self._passive_at: dict[str, float] = {}
-        self._backlog: list[tuple[Callable[[], None], bool]] = []  # writes not yet committed
-        self._failing = False
+        self.journal = journal
+        self._backlog = Backlog(journal, metrics)  # writes not yet committed, oldest first
 
     # Lifecycle ----------------------------------------------------------------------------
     def load(self) -> MonitorState:
-        """Resume the persisted state, or create and persist the first one."""
+        """Replay the journal, then resume the persisted state (or the last journaled one
+        while the database still refuses it), or create and persist the first one."""
         now = self.clock()
-        record = self.store.load_state()
+        journaled = self._backlog.replay(self._apply)
+        record = journaled or self.store.load_state()
         if record is None:
             state = initial_state(self.policy, now)
             with self.store.write() as session:
@@ -164,8 +171,11 @@ class Watchdog:
             try:
                 new, events = step(self.state, now)
             except EngineError as exc:
+                why = str(exc)
                 await self._persist(partial(self._write_refusal, actor, action, target,
-                                            params, reason, str(exc), now), droppable=False)
+                                            params, reason, why, now), droppable=False,
+                                    entry=partial(pending.refusal_entry, actor, action, target,
+                                                  params, reason, why, now))
                 return False, str(exc)
             if not await self._commit(new, events, now, actor=actor, params=params):
                 return False, "the state changed meanwhile; nothing changed, try again"
@@ -182,8 +192,10 @@ class Watchdog:
         """Persist a decision, then let it take effect; False only when another writer moved
         the state on (the decision is void and the state is reloaded)."""
         job = partial(self._write, self.state, new, events, now, row, actor, params)
+        entry = partial(pending.decision_entry, self.state, new, events, now, row, actor, params)
         try:
-            await self._persist(job, droppable=row is not None and not events and not actor)
+            await self._persist(job, droppable=row is not None and not events and not actor,
+                                entry=entry)
         except asyncio.CancelledError:
             self.state = new  # written or queued: either way the decision stands
             raise
@@ -195,9 +207,12 @@ class Watchdog:
         self.state = new
         return True
 
-    async def _persist(self, job: Callable[[], None], *, droppable: bool) -> None:
+    async def _persist(self, job: Callable[[], None], *, droppable: bool,
+                       entry: Callable[[], dict[str, Any]] | None = None) -> None:
         """Run `job` on the database thread after every earlier write still queued."""
-        write = asyncio.get_running_loop().run_in_executor(self._db, self._drain, job, droppable)
+        queued = Queued(job, droppable, entry)
+        write = asyncio.get_running_loop().run_in_executor(self._db, self._backlog.drain,
+                                                           queued)
         try:
             await asyncio.shield(write)
         except asyncio.CancelledError:
@@ -208,48 +223,36 @@ class Watchdog:
 
     async def flush(self) -> int:
         """Try once more to write what the database refused; returns what is still queued."""
-        await self._run(self._drain, None, False)
+        await self._run(self._backlog.drain, None)
         return len(self._backlog)
 
-    def _drain(self, job: Callable[[], None] | None, droppable: bool) -> None:
-        """Database thread only. Writes queue up in order while the database refuses them
-        (locked, full, gone), so the monitor keeps deciding and failing over and no audit row
-        or notice is lost; they are written, oldest first, as soon as a write succeeds. When
-        the queue is full, plain probe rows are dropped first, decisions never."""
-        if job is not None:
-            self._backlog.append((job, droppable))
-            if len(self._backlog) > MAX_BACKLOG:
-                plain = next((i for i, (_, d) in enumerate(self._backlog) if d), None)
-                if plain is not None:
-                    del self._backlog[plain]
-        while self._backlog:
-            try:
-                self._backlog[0][0]()
-            except StaleEpoch:
-                self._backlog.clear()  # decisions built on a state that is no longer current
-                raise
-            except Exception as exc:  # noqa: BLE001 - any database failure: keep it queued
-                if not self._failing:
-                    log.error("database write failed (%s); keeping decisions in memory "
-                              "until it can be written", exc)
-                self._failing = True
-                return
-            self._backlog.pop(0)
-        if self._failing:
-            log.warning("database writable again; queued decisions written")
-            self._failing = False
+    def _apply(self, entry: dict[str, Any]) -> None:
+        """Write one journaled transaction as its process would have."""
+        now = float(entry["now"])
+        actor = pending.actor_of(entry.get("actor"))
+        if entry["type"] == pending.REFUSAL:
+            assert actor is not None
+            self._write_refusal(actor, entry["action"], entry["target"], entry["params"],
+                                entry["reason"], entry["why"], now)
+            return
+        old = from_record(entry["old"], self.policy, now)
+        new = from_record(entry["new"], self.policy, now)
+        events = [pending.event_of(e) for e in entry["events"]]
+        self._write(old, new, events, now, pending.probe_of(entry["row"]), actor,
+                    entry["params"], records=(entry["old"], entry["new"]))
 
     def _write(self, old: MonitorState, new: MonitorState, events: list[Event], now: float,
                row: ProbeResult | None, actor: Actor | None,
-               params: dict[str, Any] | None) -> None:
-        with self.store.write() as session:
+               params: dict[str, Any] | None,
+               records: tuple[dict[str, Any], dict[str, Any]] | None = None) -> None:
+        old_record, record = records or (to_record(old), to_record(new))
+        with self.store.write(busy_timeout_ms=DECISION_BUSY_MS) as session:
             if row is not None:
                 session.add(ProbeRow(version=row.version, at=row.at, ok=row.ok,
                                      latency_ms=row.latency_ms, status=row.status,
                                      failure=row.failure, detail=row.detail[:500]))
-            record = to_record(new)
-            if record != to_record(old):
-                self.store.save_state(session, record, expected_epoch=old.epoch,
+            if record != old_record:
+                self.store.save_state(session, record, expected_epoch=old_record["epoch"],
                                       now=now)
             for event in events:
                 write_event(session, self.audit_key, event, new, now, actor=actor,
@@ -258,7 +261,7 @@ class Watchdog:
     def _write_refusal(self, actor: Actor, action: str, target: str,
                        params: dict[str, Any] | None, reason: str, why: str,
                        now: float) -> None:
-        with self.store.write() as session:
+        with self.store.write(busy_timeout_ms=DECISION_BUSY_MS) as session:
             audit.append(session, self.audit_key, now=now, action=action,
                          **actor.audit_fields(), target=target,
                          params={**(params or {}), "reason": reason},

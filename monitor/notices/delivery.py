@@ -32,10 +32,11 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from email.message import EmailMessage
 from typing import Protocol
 
-from sqlalchemy import func, update
-from sqlmodel import Session, select
+from sqlalchemy import ColumnElement, func, update
+from sqlmodel import Session, col, select
 
 from monitor.config import Settings
 from monitor.notices.outbox import (
@@ -64,7 +65,7 @@ MAX_BATCHES_PER_RUN = 10
 
 
 class Transport(Protocol):
-    def send(self, message) -> str: ...
+    def send(self, message: EmailMessage) -> str: ...
 
 
 def backoff(attempts: int, rng: random.Random) -> float:
@@ -151,18 +152,19 @@ class Notifier:
 
     def _anything_due(self, now: float) -> bool:
         """A cheap read, so an idle or backing-off outbox never takes the write lock."""
+        where: ColumnElement[bool]
         if not self.configured:
-            where = Notice.status.in_(("pending", "sending"))
+            where = col(Notice.status).in_(("pending", "sending"))
         else:
-            where = Notice.status.in_(OPEN) & (
-                Notice.batch_id.is_(None) | (Notice.next_attempt_at <= now)
-                | (Notice.created_at <= now - self.settings.notify_give_up_after))
+            where = col(Notice.status).in_(OPEN) & (
+                col(Notice.batch_id).is_(None) | (col(Notice.next_attempt_at) <= now)
+                | (col(Notice.created_at) <= now - self.settings.notify_give_up_after))
         with self.store.read() as session:
-            return session.exec(select(Notice.id).where(where).limit(1)).first() is not None
+            return session.exec(select(col(Notice.id)).where(where).limit(1)).first() is not None
 
     def _mark_unconfigured(self) -> None:
         with self.store.write() as session:
-            session.execute(update(Notice).where(Notice.status.in_(("pending", "sending")))
+            session.execute(update(Notice).where(col(Notice.status).in_(("pending", "sending")))
                             .values(status="unsent", last_error=NOT_CONFIGURED))
 
     def _claim(self, now: float) -> list[Notice]:
@@ -178,13 +180,13 @@ class Notifier:
 
     def _give_up(self, session: Session, now: float) -> None:
         cutoff = now - self.settings.notify_give_up_after
-        old = list(session.exec(select(Notice).where(Notice.status.in_(OPEN),
-                                                     Notice.created_at <= cutoff)))
+        old = list(session.exec(select(Notice).where(col(Notice.status).in_(OPEN),
+                                                     col(Notice.created_at) <= cutoff)))
         batch_ids = {n.batch_id for n in old if n.batch_id}
         if batch_ids:  # a batch gives up as a whole, so no member is sent without the others
-            old += session.exec(select(Notice).where(Notice.batch_id.in_(batch_ids),
-                                                     Notice.status.in_(OPEN),
-                                                     Notice.created_at > cutoff))
+            old += session.exec(select(Notice).where(col(Notice.batch_id).in_(batch_ids),
+                                                     col(Notice.status).in_(OPEN),
+                                                     col(Notice.created_at) > cutoff))
         after = duration(self.settings.notify_give_up_after)
         for notice in old:
             notice.status = "failed"
@@ -193,23 +195,24 @@ class Notifier:
 
     def _due_batch(self, session: Session, now: float) -> list[Notice]:
         first = session.exec(
-            select(Notice).where(Notice.batch_id.is_not(None), Notice.status.in_(OPEN),
-                                 Notice.next_attempt_at <= now)
-            .order_by(Notice.next_attempt_at, Notice.id).limit(1)
+            select(Notice).where(col(Notice.batch_id).is_not(None), col(Notice.status).in_(OPEN),
+                                 col(Notice.next_attempt_at) <= now)
+            .order_by(col(Notice.next_attempt_at), col(Notice.id)).limit(1)
         ).first()
         if first is None:
             return []
         return list(session.exec(
-            select(Notice).where(Notice.batch_id == first.batch_id, Notice.status.in_(OPEN))
-            .order_by(Notice.created_at, Notice.id)
+            select(Notice).where(col(Notice.batch_id) == first.batch_id,
+                                 col(Notice.status).in_(OPEN))
+            .order_by(col(Notice.created_at), col(Notice.id))
         ))
 
     def _new_batch(self, session: Session, now: float) -> list[Notice]:
         waiting = list(session.exec(
-            select(Notice).where(Notice.batch_id.is_(None),
-                                 Notice.status.in_(("pending", "unsent")),
-                                 Notice.created_at <= now)
-            .order_by(Notice.created_at, Notice.id).limit(MAX_PER_EMAIL)
+            select(Notice).where(col(Notice.batch_id).is_(None),
+                                 col(Notice.status).in_(("pending", "unsent")),
+                                 col(Notice.created_at) <= now)
+            .order_by(col(Notice.created_at), col(Notice.id)).limit(MAX_PER_EMAIL)
         ))
         if not waiting or now - waiting[0].created_at < self.settings.notify_group_window:
             return []
@@ -228,9 +231,10 @@ class Notifier:
                               recipients=self.settings.smtp_recipients(),
                               subject=rendered.subject, message_id=first.message_id, date=now,
                               text=rendered.text, html=rendered.html)
+            assert self.transport is not None  # only called when configured
             reply = self.transport.send(message)
         except NotifyError as exc:
-            error = exc
+            error: NotifyError | None = exc
         except Exception as exc:  # noqa: BLE001 - a bug must not stop the outbox; retried
             log.exception("notice batch %s: unexpected error", first.message_id)
             error = NotifyError(f"unexpected error: {exc!r}", permanent=False)
@@ -242,7 +246,8 @@ class Notifier:
                         "permanent" if error.permanent else "will retry", error)
         done = self.clock()
         with self.store.write() as session:
-            rows = list(session.exec(select(Notice).where(Notice.id.in_([n.id for n in batch]))))
+            ids = [n.id for n in batch]
+            rows = list(session.exec(select(Notice).where(col(Notice.id).in_(ids))))
             retry_at = done + backoff(max((n.attempts for n in rows), default=0) + 1, self.rng)
             for notice in rows:
                 self._record(session, notice, done, error, retry_at=retry_at)
@@ -252,6 +257,7 @@ class Notifier:
     def _record(session: Session, notice: Notice, now: float, error: NotifyError | None,
                 *, retry_at: float = 0.0) -> None:
         notice.attempts += 1
+        assert notice.id is not None  # a stored row
         session.add(NoticeAttempt(notice_id=notice.id, at=now, ok=error is None,
                                   error=str(error or "")))
         if error is None:
@@ -270,15 +276,16 @@ class Notifier:
             return 0
         now = self.clock()
         with self.store.read() as session:
-            due = session.exec(select(Incident.id).where(
-                Incident.closed_at.is_(None),
-                func.coalesce(Incident.last_reminder_at, Incident.opened_at) <= now - every,
+            due = session.exec(select(col(Incident.id)).where(
+                col(Incident.closed_at).is_(None),
+                func.coalesce(col(Incident.last_reminder_at),
+                              col(Incident.opened_at)) <= now - every,
             ).limit(1)).first()
         if due is None:
             return 0
         queued = 0
         with self.store.write() as session:
-            for incident in session.exec(select(Incident).where(Incident.closed_at.is_(None))):
+            for incident in session.exec(select(Incident).where(col(Incident.closed_at).is_(None))):
                 if now - (incident.last_reminder_at or incident.opened_at) < every:
                     continue
                 what = re.sub(r"[\r\n]+", " ", incident.summary or incident.kind)

@@ -10,9 +10,10 @@ import re
 import socket
 import uuid
 from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import func
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from monitor.storage.store import Notice, Store
 
@@ -29,7 +30,7 @@ def message_domain() -> str:
     return name or "failover-monitor"
 
 
-def enqueue(session: Session, *, kind: str, subject: str, payload: dict, now: float,
+def enqueue(session: Session, *, kind: str, subject: str, payload: dict[str, Any], now: float,
             incident_id: int | None = None) -> Notice:
     """Add one notice to the outbox inside the caller's write transaction.
 
@@ -53,7 +54,8 @@ def enqueue(session: Session, *, kind: str, subject: str, payload: dict, now: fl
 def counts(store: Store) -> dict[str, int]:
     """Number of notices per status (every status present, zero when none), for metrics."""
     with store.read() as session:
-        rows = session.exec(select(Notice.status, func.count()).group_by(Notice.status)).all()
+        rows = session.exec(select(col(Notice.status), func.count())
+                            .group_by(col(Notice.status))).all()
     result = dict.fromkeys(STATUSES, 0)
     result.update({status: number for status, number in rows})
     return result
@@ -62,5 +64,5 @@ def counts(store: Store) -> dict[str, int]:
 def recent(store: Store, *, limit: int = 100, offset: int = 0) -> list[Notice]:
     """Newest notices first, for the dashboard's notices page."""
     with store.read() as session:
-        query = select(Notice).order_by(Notice.created_at.desc(), Notice.id.desc())
+        query = select(Notice).order_by(col(Notice.created_at).desc(), col(Notice.id).desc())
         return list(session.exec(query.offset(offset).limit(limit)))

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -51,7 +52,7 @@ class Item:
 
     kind: str
     subject: str
-    payload: dict
+    payload: dict[str, Any]
     created_at: float
     message_id: str = ""
     incident_id: int | None = None
@@ -98,7 +99,7 @@ def subject_for(items: Sequence[Item]) -> str:
     return f"{SUBJECT_PREFIX} {first}{more}"
 
 
-def view(item: Item) -> dict:
+def view(item: Item) -> dict[str, Any]:
     payload = item.payload if isinstance(item.payload, dict) else {}
     evidence = payload.get("evidence")
     if not isinstance(evidence, list):
@@ -123,7 +124,7 @@ def view(item: Item) -> dict:
     }
 
 
-def _probe(probe: dict) -> dict:
+def _probe(probe: dict[str, Any]) -> dict[str, Any]:
     latency = probe.get("latency_ms")
     return {
         "version": probe.get("version", "?"),

@@ -20,8 +20,12 @@ import email.utils
 import smtplib
 import ssl
 from email.message import EmailMessage
+from typing import TYPE_CHECKING
 
 from monitor.config import Settings
+
+if TYPE_CHECKING:
+    from typing_extensions import Buffer  # the stubs' type of smtplib.SMTP.data's argument
 
 
 class NotifyError(Exception):
@@ -57,18 +61,18 @@ def compose(*, sender: str, recipients: list[str], subject: str, message_id: str
     return message
 
 
-class _RepliesRecorded:
+class _RepliesRecorded(smtplib.SMTP):
     """Keeps the server's answer to DATA, which `send_message` otherwise throws away."""
 
     last_reply = ""
 
-    def data(self, msg):
+    def data(self, msg: Buffer | str) -> tuple[int, bytes]:
         code, resp = super().data(msg)
         self.last_reply = f"{code} {resp.decode('utf-8', 'replace')}"
         return code, resp
 
 
-class _SMTP(_RepliesRecorded, smtplib.SMTP):
+class _SMTP(_RepliesRecorded):
     pass
 
 
@@ -134,7 +138,7 @@ class SmtpTransport:
             reply += f" (refused: {_answers(refused)})"
         return reply
 
-    def _connect(self) -> smtplib.SMTP:
+    def _connect(self) -> _RepliesRecorded:
         if self.mode == "ssl":
             return _SMTPSSL(self.host, self.port, timeout=self.timeout,
                             context=self._tls_context())
@@ -159,7 +163,7 @@ def _answer(exc: smtplib.SMTPResponseException) -> str:
     return f"{exc.smtp_code} {text}"
 
 
-def _answers(recipients: dict) -> str:
+def _answers(recipients: dict[str, tuple[int, bytes]]) -> str:
     return "; ".join(
         f"{rcpt}: {code} {msg.decode('utf-8', 'replace') if isinstance(msg, bytes) else msg}"
         for rcpt, (code, msg) in recipients.items()

@@ -52,10 +52,18 @@ class Metrics:
             ["version", "outcome"], registry=r)
         self.version_up = Gauge(
             "monitor_version_up", "1 when the version is UP, else 0", ["version"], registry=r)
+        self.write_queue = Gauge(
+            "monitor_write_queue", "Decisions and probe rows waiting for the database "
+            "(journaled); above 0 the monitor is degraded", registry=r)
+        self.queued_writes = 0
         for reason in FAILOVER_REASONS:
             self.failovers.labels(reason=reason)
         for status in NOTICE_STATUSES:
             self.notices.labels(status=status).set(0)
+
+    def set_write_queue(self, length: int) -> None:
+        self.queued_writes = length
+        self.write_queue.set(length)
 
     def probe(self, version: str, ok: bool, failure: str | None,
               latency_ms: float | None) -> None:

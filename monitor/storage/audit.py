@@ -13,11 +13,12 @@ import hashlib
 import hmac
 import json
 import re
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from monitor.storage.checkpoints import write_checkpoint as write_checkpoint
 from monitor.storage.store import SECURITY_ROW, AuditRow, Store
@@ -45,12 +46,12 @@ def clean(value: object) -> str:
     return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text[:MAX_FIELD])
 
 
-def canonical(fields: dict) -> bytes:
+def canonical(fields: Mapping[str, Any]) -> bytes:
     return json.dumps({k: fields[k] for k in CHAINED}, sort_keys=True, separators=(",", ":"),
                       ensure_ascii=True).encode()
 
 
-def compute_mac(key: bytes, fields: dict) -> str:
+def compute_mac(key: bytes, fields: Mapping[str, Any]) -> str:
     return hmac.new(key, canonical(fields), hashlib.sha256).hexdigest()
 
 
@@ -61,12 +62,12 @@ def utc_iso(now: datetime | float) -> str:
 
 def append(session: Session, key: bytes, *, now: datetime | float, action: str,
            actor: str = "monitor", role: str = "system", source_ip: str = "",
-           user_agent: str = "", target: str = "", params: dict | None = None,
+           user_agent: str = "", target: str = "", params: Mapping[str, Any] | None = None,
            outcome: str = "ok", reason: str = "", request_id: str = "",
-           evidence: list | None = None) -> AuditRow:
+           evidence: list[Any] | None = None) -> AuditRow:
     """Append one row to the chain inside the caller's (write) transaction."""
-    head = session.exec(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1)).first()
-    fields = {
+    head = session.exec(select(AuditRow).order_by(col(AuditRow.seq).desc()).limit(1)).first()
+    fields: dict[str, Any] = {
         "seq": (head.seq + 1) if head else 1,
         "ts": utc_iso(now),
         "actor": clean(actor), "role": clean(role), "source_ip": clean(source_ip),

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlmodel import select
+from sqlmodel import col, select
 
 from monitor.storage.datadir import fsync_dir
 from monitor.storage.store import AuditAnchor, AuditRow, Store
@@ -88,7 +88,8 @@ def write_checkpoint(store: Store, key: bytes, path: Path, *, now: float,
     and send it to the sink. None when the log is empty. Thread-safe per file."""
     with _path_locks[path]:
         with store.read() as session:
-            head = session.exec(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1)).first()
+            newest = select(AuditRow).order_by(col(AuditRow.seq).desc()).limit(1)
+            head = session.exec(newest).first()
         if head is None:
             return None
         number, prev = _last_line(path)
@@ -201,3 +202,26 @@ def _anchor_problems(key: bytes, store: Store, lines: list[str], path: Path) -> 
 
 def sink_for(url: str) -> HttpSink | None:
     return HttpSink(url) if url else None
+
+
+def match_backup(live: Path, copy: Path, backup_db: Path) -> int | None:
+    """Make a backup's checkpoint copy hold exactly the lines its database's anchor counts.
+
+    The live file only grows, so its first `anchor.lines` lines are the ones written before the
+    database copy was taken: a restore then neither names rows the copy lacks nor looks
+    shortened. Returns the number of lines kept; None for a database without an anchor (the
+    copy taken before the database is kept as it is)."""
+    import sqlite3
+
+    connection = sqlite3.connect(f"file:{backup_db}?mode=ro", uri=True)
+    try:
+        row = connection.execute("SELECT lines FROM audit_anchor WHERE id = 1").fetchone()
+    except sqlite3.OperationalError:  # no anchor table: a database from before anchors
+        row = None
+    finally:
+        connection.close()
+    if row is None:
+        return None
+    lines = live.read_text(encoding="utf-8").splitlines(keepends=True)[: int(row[0])]
+    copy.write_text("".join(lines), encoding="utf-8")
+    return len(lines)

@@ -14,13 +14,15 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any, cast
 
 from sqlalchemy import Index, UniqueConstraint, event, text
-from sqlalchemy.engine import Engine
-from sqlmodel import Field, Session, SQLModel, create_engine, delete, select
+from sqlalchemy.engine import Connection, CursorResult, Engine
+from sqlmodel import Field, Session, SQLModel, col, create_engine, delete, select
 
 log = logging.getLogger("monitor.storage")
 SECURITY_ROW = "security_row"  # session.info flag set by audit.append
+READY_BUSY_MS = 200
 
 
 class ProbeRow(SQLModel, table=True):
@@ -163,8 +165,10 @@ class Store:
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite and url.startswith("sqlite:///") and ":memory:" not in url:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.busy_timeout_ms = busy_timeout_ms
         self.writer = self._engine(immediate=True, busy_timeout_ms=busy_timeout_ms)
         self.reader = self._engine(immediate=False, busy_timeout_ms=busy_timeout_ms)
+        self._bounded: dict[int, Engine] = {}  # writers with a shorter busy timeout
 
     def _engine(self, *, immediate: bool, busy_timeout_ms: int) -> Engine:
         if not self.is_sqlite:
@@ -174,7 +178,7 @@ class Store:
         )
 
         @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record):
+        def _pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
             dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
@@ -186,7 +190,7 @@ class Store:
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _begin(conn):
+        def _begin(conn: Connection) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
@@ -199,11 +203,25 @@ class Store:
     def dispose(self) -> None:
         self.writer.dispose()
         self.reader.dispose()
+        for engine in self._bounded.values():
+            engine.dispose()
+
+    def _writer(self, busy_timeout_ms: int | None) -> Engine:
+        if busy_timeout_ms is None or busy_timeout_ms >= self.busy_timeout_ms \
+                or not self.is_sqlite:
+            return self.writer
+        if busy_timeout_ms not in self._bounded:
+            self._bounded[busy_timeout_ms] = self._engine(immediate=True,
+                                                          busy_timeout_ms=busy_timeout_ms)
+        return self._bounded[busy_timeout_ms]
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """One write transaction; commits on success, rolls back on any exception."""
-        with Session(self.writer, expire_on_commit=False) as session:
+    def write(self, *, busy_timeout_ms: int | None = None) -> Iterator[Session]:
+        """One write transaction; commits on success, rolls back on any exception.
+
+        `busy_timeout_ms` bounds how long it waits for another writer's lock (the watchdog's
+        decision path: a short wait, then the transaction is queued and journaled)."""
+        with Session(self._writer(busy_timeout_ms), expire_on_commit=False) as session:
             with session.begin():
                 yield session
             if session.info.get(SECURITY_ROW) and self.after_security_commit is not None:
@@ -218,22 +236,24 @@ class Store:
             yield session
 
     def writable(self) -> bool:
-        """True when a write transaction can be opened now (for /readyz)."""
+        """True when a write transaction can be opened now (for /readyz): waits at most
+        READY_BUSY_MS, so a locked database makes readiness false, not slow."""
         try:
-            with self.write() as session:
-                session.exec(text("SELECT 1"))
+            with self.write(busy_timeout_ms=READY_BUSY_MS) as session:
+                session.execute(text("SELECT 1"))
             return True
         except Exception:  # noqa: BLE001 - readiness reports any failure as not ready
             return False
 
     # Monitor state ------------------------------------------------------------------------
-    def load_state(self) -> dict | None:
+    def load_state(self) -> dict[str, Any] | None:
         with self.read() as session:
             row = session.get(StateRow, 1)
-            return None if row is None else json.loads(row.record)
+            return None if row is None else cast(dict[str, Any], json.loads(row.record))
 
     @staticmethod
-    def save_state(session: Session, record: dict, *, expected_epoch: int | None, now: float):
+    def save_state(session: Session, record: dict[str, Any], *, expected_epoch: int | None,
+                   now: float) -> None:
         """Compare-and-set the state row on `epoch`; `expected_epoch=None` creates it."""
         data = json.dumps(record, sort_keys=True)
         if expected_epoch is None:
@@ -249,7 +269,7 @@ class Store:
             {"epoch": record["epoch"], "active": record["active"], "record": data, "now": now,
              "expected": expected_epoch},
         )
-        if result.rowcount != 1:
+        if cast(CursorResult[Any], result).rowcount != 1:
             raise StaleEpoch(f"epoch is no longer {expected_epoch}")
 
     # Probes -------------------------------------------------------------------------------
@@ -259,7 +279,7 @@ class Store:
             query = select(ProbeRow).where(ProbeRow.at >= since)
             if version:
                 query = query.where(ProbeRow.version == version)
-            query = query.order_by(ProbeRow.at.desc()).offset(offset).limit(limit)
+            query = query.order_by(col(ProbeRow.at).desc()).offset(offset).limit(limit)
             return list(session.exec(query))
 
     def roll_up(self, *, now: float, retention_s: float, batch: int = 5000) -> int:
@@ -273,8 +293,8 @@ class Store:
         while True:
             with self.write() as session:
                 rows = list(session.exec(
-                    select(ProbeRow).where(ProbeRow.at < cutoff).order_by(ProbeRow.id).limit(batch)
-                ))
+                    select(ProbeRow).where(col(ProbeRow.at) < cutoff)
+                    .order_by(col(ProbeRow.id)).limit(batch)))
                 if not rows:
                     return folded
                 buckets: dict[tuple[str, float], ProbeRollup] = {}
@@ -290,7 +310,7 @@ class Store:
                     rollup.latency_max = max(rollup.latency_max, latency)
                 for rollup in buckets.values():
                     session.add(rollup)
-                session.exec(delete(ProbeRow).where(ProbeRow.id.in_([r.id for r in rows])))
+                session.exec(delete(ProbeRow).where(col(ProbeRow.id).in_([r.id for r in rows])))
                 folded += len(rows)
 
     def backup(self, path: Path) -> None:

@@ -11,7 +11,7 @@ import re
 import secrets
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from argon2 import PasswordHasher
 from sqlmodel import Session, func, select
@@ -187,7 +187,7 @@ def _enabled_admins(session: Session) -> int:
 
 
 def _audit(session: Session, key: bytes, now: float, actor: Actor | str, action: str,
-           target: str, params: dict) -> None:
+           target: str, params: dict[str, Any]) -> None:
     who = Actor(actor, "system") if isinstance(actor, str) else actor
     audit.append(session, key, now=now, action=action, target=target, params=params,
                  **who.audit_fields())

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import exists
-from sqlmodel import select
+from sqlmodel import col, select
 
 from monitor.storage.audit import CHAINED, GENESIS, compute_mac
 from monitor.storage.checkpoints import read_checkpoints
@@ -84,11 +84,11 @@ class InDatabase:
 
     def has_seq(self, seq: int) -> bool:
         with self.store.read() as session:
-            return bool(session.exec(select(exists().where(AuditRow.seq == seq))).one())
+            return bool(session.exec(select(exists().where(col(AuditRow.seq) == seq))).one())
 
     def has_mac(self, mac: str) -> bool:
         with self.store.read() as session:
-            return bool(session.exec(select(exists().where(AuditRow.mac == mac))).one())
+            return bool(session.exec(select(exists().where(col(AuditRow.mac) == mac))).one())
 
 
 def _fields(row: AuditRow, seq: int | None = None) -> dict[str, Any]:
@@ -220,9 +220,9 @@ def _checkpointed(key: bytes, path: Path | None) -> set[int]:
 
 
 def _stream(store: Store, after: int | None) -> Iterator[AuditRow]:
-    query = select(AuditRow).order_by(AuditRow.seq).execution_options(yield_per=BATCH)
+    query = select(AuditRow).order_by(col(AuditRow.seq)).execution_options(yield_per=BATCH)
     if after is not None:
-        query = query.where(AuditRow.seq > after)
+        query = query.where(col(AuditRow.seq) > after)
     with store.read() as session:
         yield from session.exec(query)
 

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp
@@ -122,7 +123,8 @@ def add_routes(app: FastAPI, router: APIRouter) -> None:
     """Register a module's routes directly on the app rather than with include_router, so
     `app.routes` stays flat: the access gate and the route-table test see every route."""
     for route in router.routes:
-        app.add_api_route(route.path, route.endpoint, methods=sorted(route.methods),
+        assert isinstance(route, APIRoute)
+        app.add_api_route(route.path, route.endpoint, methods=sorted(route.methods or ()),
                           name=route.name, response_class=route.response_class)
 
 
@@ -131,7 +133,8 @@ def _wants_json(request: Request) -> bool:
         "application/json" in request.headers.get("accept", "")
 
 
-def _error(request: Request, status: int, message: str, headers: dict | None = None):
+def _error(request: Request, status: int, message: str,
+           headers: Mapping[str, str] | None = None) -> Response:
     if _wants_json(request) or not hasattr(request.state, "principal"):
         return JSONResponse({"detail": message}, status, headers=headers)
     response = render(request, "error.html", {"status": status, "message": message},
@@ -140,15 +143,17 @@ def _error(request: Request, status: int, message: str, headers: dict | None = N
     return response
 
 
-async def _http_error(request: Request, exc: StarletteHTTPException):
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
     return _error(request, exc.status_code, str(exc.detail), getattr(exc, "headers", None))
 
 
-async def _validation_error(request: Request, exc: RequestValidationError):
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
     problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}"
                          for e in exc.errors())
     return _error(request, 422, f"Invalid input: {problems}")
 
 
-async def _form_error(request: Request, exc: FormError):
+async def _form_error(request: Request, exc: Exception) -> Response:
     return _error(request, 422, f"Invalid input: {exc}")

@@ -9,11 +9,12 @@ import hashlib
 import hmac
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader
 from starlette.requests import Request
+from starlette.responses import HTMLResponse
 from starlette.templating import Jinja2Templates
 
 from monitor.actor import Actor
@@ -57,7 +58,7 @@ def make_templates() -> Jinja2Templates:
 
 
 def web(request: Request) -> Web:
-    return request.app.state.web
+    return cast(Web, request.app.state.web)
 
 
 def principal(request: Request) -> Principal:
@@ -75,7 +76,8 @@ def actor_for(request: Request, who: Principal | None = None) -> Actor:
                  request_id=getattr(request.state, "request_id", ""))
 
 
-def render(request: Request, name: str, context: dict, status_code: int = 200):
+def render(request: Request, name: str, context: dict[str, Any],
+           status_code: int = 200) -> HTMLResponse:
     state: Web = request.app.state.web
     who = principal(request)
     base = {
@@ -105,7 +107,7 @@ def flash_url(state: Web, path: str, ok: bool, message: str) -> str:
     return f"{path}?{query}"
 
 
-def read_flash(state: Web, request: Request) -> dict | None:
+def read_flash(state: Web, request: Request) -> dict[str, Any] | None:
     message = request.query_params.get("msg")
     flag = request.query_params.get("ok", "")
     sig = request.query_params.get("sig", "")
@@ -133,7 +135,7 @@ def format_seconds(value: float | None) -> str:
     return f"{value:.0f} s" if value >= 10 else f"{value:.1f} s"
 
 
-def format_faults(faults: dict | None) -> str:
+def format_faults(faults: dict[str, Any] | None) -> str:
     """`{"latency": {"ms": 500}}` -> `latency(ms=500)`; JS formats the same way."""
     if not faults:
         return "none"

@@ -72,11 +72,11 @@ def parse_failover(form: Mapping[str, str], versions: list[str]) -> tuple[str, s
     return target, parse_reason(form, required=True), parse_bool(form, "force")
 
 
-def parse_chaos(fault: str, form: Mapping[str, str]) -> dict:
+def parse_chaos(fault: str, form: Mapping[str, str]) -> dict[str, float | int | bool]:
     """The parameters of one chaos fault, typed and within bounds."""
     if fault not in FAULTS:
         raise FormError(f"fault: unknown fault {fault[:40]!r}, one of {', '.join(FAULTS)}")
-    params: dict = {}
+    params: dict[str, float | int | bool] = {}
     for param in FAULTS[fault]:
         if param.kind == "bool":
             params[param.name] = parse_bool(form, param.name)

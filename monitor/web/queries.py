@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlmodel import or_, select
+from fastapi import Query
+from sqlmodel import col, or_, select
 
 from monitor.storage import audit
 from monitor.storage.store import AuditRow, Notice, Store
@@ -19,6 +20,15 @@ from monitor.web.forms import FormError
 from monitor.web.views import page_rows
 
 VERIFY_CACHE_S = 60.0
+# Upper bounds of numeric query parameters: SQLite integers are 64-bit, and a bigger number
+# must be a 422, never an OverflowError (500).
+MAX_SEQ = 2**62
+MAX_OFFSET = 1_000_000
+MAX_TIME = 1e11  # seconds since 1970: year 5138
+# since/until of the audit filters: ISO 8601 date-times (the HTML form sends datetime-local)
+def time_query() -> Any:
+    """A fresh Query per parameter (FastAPI must not share one between two parameters)."""
+    return Query("", json_schema_extra={"format": "date-time"})
 
 
 @dataclass(frozen=True)
@@ -28,7 +38,7 @@ class AuditFilter:
     since: str = ""  # canonical UTC ISO strings, comparable with AuditRow.ts
     until: str = ""
 
-    def as_query(self) -> dict:
+    def as_query(self) -> dict[str, str]:
         return {k: v for k, v in vars(self).items() if v}
 
 
@@ -60,25 +70,26 @@ def audit_page(store: Store, where: AuditFilter, *, before: int | None,
     """
     query = select(AuditRow)
     if where.actor:
-        query = query.where(AuditRow.actor == where.actor)
+        query = query.where(col(AuditRow.actor) == where.actor)
     if where.action:
-        query = query.where(or_(AuditRow.action == where.action,
-                                AuditRow.action.startswith(where.action + ".", autoescape=True)))
+        query = query.where(or_(col(AuditRow.action) == where.action,
+                                col(AuditRow.action).startswith(where.action + ".",
+                                                                autoescape=True)))
     if where.since:
-        query = query.where(AuditRow.ts >= where.since)
+        query = query.where(col(AuditRow.ts) >= where.since)
     if where.until:
-        query = query.where(AuditRow.ts <= where.until)
+        query = query.where(col(AuditRow.ts) <= where.until)
     if before is not None:
-        query = query.where(AuditRow.seq < before)
+        query = query.where(col(AuditRow.seq) < before)
     with store.read() as session:
-        rows = list(session.exec(query.order_by(AuditRow.seq.desc()).limit(size + 1)))
+        rows = list(session.exec(query.order_by(col(AuditRow.seq).desc()).limit(size + 1)))
     return page_rows(rows, size)
 
 
 def notices_page(store: Store, *, offset: int, size: int) -> tuple[list[Notice], bool]:
     with store.read() as session:
-        rows = list(session.exec(select(Notice).order_by(Notice.created_at.desc(),
-                                                         Notice.id.desc())
+        rows = list(session.exec(select(Notice).order_by(col(Notice.created_at).desc(),
+                                                         col(Notice.id).desc())
                                  .offset(offset).limit(size + 1)))
     return page_rows(rows, size)
 
@@ -90,9 +101,9 @@ def verifier_for(runtime: Any) -> Verifier:
     return Verifier(runtime.store, runtime.keys.audit, runtime.checkpoint_path)
 
 
-def audit_json(row: AuditRow) -> dict:
+def audit_json(row: AuditRow) -> dict[str, Any]:
     return row.model_dump()
 
 
-def notice_json(row: Notice) -> dict:
+def notice_json(row: Notice) -> dict[str, Any]:
     return row.model_dump()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 CHART_WIDTH = 960
 CHART_HEIGHT = 200
@@ -21,7 +24,8 @@ def nice_ceiling(value: float) -> float:
 
 
 def chart(series: dict[str, list[tuple[float, float | None]]], *, now: float,
-          minutes: int = 15, width: int = CHART_WIDTH, height: int = CHART_HEIGHT) -> dict:
+          minutes: int = 15, width: int = CHART_WIDTH,
+          height: int = CHART_HEIGHT) -> dict[str, Any]:
     """Polylines for an inline SVG: one per version, broken where a probe failed.
 
     Failed probes (latency None) become tick marks on the x axis instead of points, so an
@@ -41,7 +45,9 @@ def chart(series: dict[str, list[tuple[float, float | None]]], *, now: float,
 
     lines = []
     for index, (name, points) in enumerate(series.items()):
-        segments, current, failures = [], [], []
+        segments: list[list[tuple[float, float]]] = []
+        current: list[tuple[float, float]] = []
+        failures: list[float] = []
         for t, ms in points:
             if t < start or t > now:
                 continue
@@ -86,6 +92,6 @@ class Pager:
         return self.page > 1
 
 
-def page_rows(rows: list, size: int) -> tuple[list, bool]:
+def page_rows(rows: list[T], size: int) -> tuple[list[T], bool]:
     """Split the `size + 1` rows of a query into the page and whether another page follows."""
     return rows[:size], len(rows) > size

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from services.bookservice import contract
 from services.bookservice.books import books_router
 from services.bookservice.catalog import DATA_FILE, Catalog
 from services.bookservice.chaos import chaos_router
@@ -68,4 +69,5 @@ def create_app(
     app.include_router(chaos_router(service))
     app.add_middleware(FaultMiddleware, service=service)
     app.add_middleware(VersionHeaderMiddleware, version=version)
+    contract.install(app)
     return app

@@ -88,18 +88,19 @@ def books_router(service: Service) -> APIRouter:
             "items": books[offset : offset + limit],
         }
 
-    @router.get("/books/{book_id}")
-    async def get_book(book_id: str) -> dict:
-        book = service.catalog.get(book_id)
-        if book is None:
-            raise HTTPException(status_code=404, detail="book not found")
-        return book
-
+    # before /books/{book_id}: a 405 for /books/search must name POST in `Allow`
     @router.post("/books/search")
     async def search_books(request: SearchRequest) -> dict:
         keywords = pick_keywords(request.description, service.frequencies)
         ids = rank_by_keywords([service.strategy.search(word) for word in keywords])
         books = [book for book in map(service.catalog.get, ids) if book is not None]
         return {"total": len(books), "keywords": keywords, "items": books[: request.limit]}
+
+    @router.get("/books/{book_id}")
+    async def get_book(book_id: str) -> dict:
+        book = service.catalog.get(book_id)
+        if book is None:
+            raise HTTPException(status_code=404, detail="book not found")
+        return book
 
     return router

@@ -12,7 +12,7 @@ import logging
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from services.bookservice.faults import (
     CorruptFault,
@@ -33,14 +33,22 @@ class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
 
+def _whole(value: object) -> object:
+    """1600.0 is an integer to JSON Schema (and JSON): accept it, still refuse 1600.5."""
+    return int(value) if isinstance(value, float) and value.is_integer() else value
+
+
+WholeNumber = Annotated[int, BeforeValidator(_whole)]
+
+
 class CpuIn(_Body):
     seconds: float = Field(ge=1, le=60)
-    workers: int = Field(1, ge=1, le=2)
+    workers: WholeNumber = Field(1, ge=1, le=2)
 
 
 class LatencyIn(_Body):
-    ms: int = Field(ge=0, le=10_000)
-    jitter_ms: int = Field(0, ge=0, le=5_000)
+    ms: WholeNumber = Field(ge=0, le=10_000)
+    jitter_ms: WholeNumber = Field(0, ge=0, le=5_000)
 
 
 class ErrorsIn(_Body):

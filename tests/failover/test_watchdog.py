@@ -217,9 +217,9 @@ def test_it_probes_a_version_at_once_on_gateway_failures_but_never_fails_over(st
 
 async def test_it_drops_plain_probe_rows_first_when_the_queue_is_full(store, services, tmp_path,
                                                                      monkeypatch):
-    from monitor.failover import watchdog
+    from monitor.failover import backlog
 
-    monkeypatch.setattr(watchdog, "MAX_BACKLOG", 4)
+    monkeypatch.setattr(backlog, "MAX_BACKLOG", 4)
     clock = FakeClock(1000.0)
     dog = make_watchdog(store, services, clock)
     await probe_all(dog, clock, rounds=2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 from sqlalchemy import text
@@ -70,11 +71,43 @@ def test_it_copies_the_checkpoints_before_the_database(tmp_path, monkeypatch):
     target = tmp_path / "backup.db"
     seen: list[bool] = []
 
-    def backup(self: Store, path: os.PathLike[str]) -> None:
+    real = Store.backup
+
+    def backup(self: Store, path: Path) -> None:
         seen.append((tmp_path / "backup.db.checkpoints").exists())
+        real(self, path)
 
     monkeypatch.setattr(Store, "backup", backup)
     monkeypatch.setenv("MONITOR_DATA_DIR", str(data))
     monkeypatch.chdir(tmp_path)
     assert main(["backup", str(target)]) == 0
     assert seen == [True]
+
+
+def test_it_keeps_exactly_the_checkpoint_lines_the_backup_database_counts(tmp_path):
+    """A checkpoint written between copying the file and copying the database must not make
+    the restored log look shortened (or name rows it lacks)."""
+    from monitor.storage import audit, checkpoints
+    from monitor.storage.verification import verify
+
+    key = b"k" * 32
+    store = Store(f"sqlite:///{tmp_path / 'live.db'}")
+    store.create_all()
+    live = tmp_path / "audit.checkpoints"
+    for n in range(2):
+        with store.write() as session:
+            audit.append(session, key, now=1000.0 + n, action="test.step")
+        audit.write_checkpoint(store, key, live, now=1000.0 + n)
+    copy = tmp_path / "backup.db.checkpoints"
+    copy.write_text(live.read_text())  # copied first ...
+    with store.write() as session:
+        audit.append(session, key, now=1003.0, action="test.step")
+    audit.write_checkpoint(store, key, live, now=1003.0)  # ... a checkpoint in between ...
+    store.backup(tmp_path / "backup.db")  # ... then the database
+    assert checkpoints.match_backup(live, copy, tmp_path / "backup.db") == 3
+    restored = Store(f"sqlite:///{tmp_path / 'backup.db'}")
+    try:
+        assert verify(restored, key, copy).ok
+    finally:
+        restored.dispose()
+        store.dispose()

@@ -50,7 +50,17 @@ def test_it_shows_an_open_incident_banner(client, runtime):
 def test_it_is_ready_only_when_started_and_writable(client, runtime):
     assert client.get("/readyz").status_code == 503
     runtime.started = True
-    assert client.get("/readyz").json() == {"ready": True, "started": True, "writable": True}
+    assert client.get("/readyz").json() == {"ready": True, "status": "ready", "started": True,
+                                            "writable": True, "queued_writes": 0}
+
+
+def test_it_reports_degraded_while_decisions_wait_for_the_database(client, runtime):
+    runtime.started = True
+    runtime.metrics.set_write_queue(3)
+    answer = client.get("/readyz")
+    assert answer.status_code == 200
+    assert (answer.json()["status"], answer.json()["queued_writes"]) == ("degraded", 3)
+    assert "monitor_write_queue 3.0" in client.get("/metrics", auth=auth("viewer")).text
 
 
 def test_it_checks_the_write_lock_for_readyz_at_most_every_two_seconds(client, runtime,

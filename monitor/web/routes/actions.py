@@ -7,6 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse
 
+from monitor.failover.operations import ActionResult
 from monitor.web.deps import Web, actor_for, flash_url, principal, web
 from monitor.web.forms import (
     FAULTS,
@@ -33,7 +34,7 @@ def allowed_origins(request: Request, state: Web) -> set[str]:
 
 
 async def checked_form(request: Request, state: Web = Depends(web),
-                       who: Principal = Depends(principal)) -> dict:
+                       who: Principal = Depends(principal)) -> dict[str, str]:
     """The submitted form, once the request has proven it comes from our own page.
 
     A rejection is audited and answered 403 before anything is parsed further or changed.
@@ -52,7 +53,7 @@ async def checked_form(request: Request, state: Web = Depends(web),
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
-def _done(state: Web, result) -> RedirectResponse:
+def _done(state: Web, result: ActionResult) -> RedirectResponse:
     return RedirectResponse(flash_url(state, "/", result.ok, result.message), status_code=303)
 
 
@@ -66,8 +67,9 @@ async def _invalid(request: Request, state: Web, exc: FormError, action: str,
 
 
 @router.post("/actions/chaos/{version}/{fault}")
-async def chaos(version: str, fault: str, request: Request, form: dict = Depends(checked_form),
-                state: Web = Depends(web)):
+async def chaos(version: str, fault: str, request: Request,
+                form: dict[str, str] = Depends(checked_form),
+                state: Web = Depends(web)) -> RedirectResponse:
     try:
         parse_version(version, state.versions)
         params = parse_chaos(fault, form)
@@ -79,8 +81,8 @@ async def chaos(version: str, fault: str, request: Request, form: dict = Depends
 
 
 @router.post("/actions/failover")
-async def failover(request: Request, form: dict = Depends(checked_form),
-                   state: Web = Depends(web)):
+async def failover(request: Request, form: dict[str, str] = Depends(checked_form),
+                   state: Web = Depends(web)) -> RedirectResponse:
     try:
         target, reason, force = parse_failover(form, state.versions)
     except FormError as exc:
@@ -91,28 +93,30 @@ async def failover(request: Request, form: dict = Depends(checked_form),
 
 
 @router.post("/actions/failback")
-async def failback(request: Request, form: dict = Depends(checked_form),
-                   state: Web = Depends(web)):
+async def failback(request: Request, form: dict[str, str] = Depends(checked_form),
+                   state: Web = Depends(web)) -> RedirectResponse:
     reason = await _reason(request, state, form, "failover.failback")
     return _done(state, await state.runtime.failback(actor_for(request), reason=reason))
 
 
 @router.post("/actions/pause")
-async def pause(request: Request, form: dict = Depends(checked_form), state: Web = Depends(web)):
+async def pause(request: Request, form: dict[str, str] = Depends(checked_form),
+                state: Web = Depends(web)) -> RedirectResponse:
     reason = await _reason(request, state, form, "failover.pause")
     return _done(state, await state.runtime.pause(actor_for(request), reason=reason))
 
 
 @router.post("/actions/resume")
-async def resume(request: Request, form: dict = Depends(checked_form),
-                 state: Web = Depends(web)):
+async def resume(request: Request, form: dict[str, str] = Depends(checked_form),
+                 state: Web = Depends(web)) -> RedirectResponse:
     reason = await _reason(request, state, form, "failover.resume")
     return _done(state, await state.runtime.resume(actor_for(request), reason=reason))
 
 
 @router.post("/logout")
-async def logout(request: Request, form: dict = Depends(checked_form),
-                 state: Web = Depends(web), who: Principal = Depends(principal)):
+async def logout(request: Request, form: dict[str, str] = Depends(checked_form),
+                 state: Web = Depends(web),
+                 who: Principal = Depends(principal)) -> PlainTextResponse:
     """401 plus Clear-Site-Data makes the browser forget the Basic credentials."""
     state.auth.forget(who.name)
     state.nonces.rotate(who.name)
@@ -122,7 +126,7 @@ async def logout(request: Request, form: dict = Depends(checked_form),
                                       "WWW-Authenticate": CHALLENGE})
 
 
-async def _reason(request: Request, state: Web, form: dict, action: str) -> str:
+async def _reason(request: Request, state: Web, form: dict[str, str], action: str) -> str:
     try:
         return parse_reason(form)
     except FormError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, Response
@@ -22,15 +23,17 @@ def dataplane_status(runtime: object) -> dict | None:
 
 
 @router.get("/api/status")
-async def api_status(state: Web = Depends(web)) -> dict:
+async def api_status(state: Web = Depends(web)) -> dict[str, Any]:
     status = await asyncio.to_thread(state.runtime.status)
     return {**status, "dataplane": dataplane_status(state.runtime)}
 
 
 @router.get("/api/audit")
-async def api_audit(actor: str = "", action: str = "", since: str = "", until: str = "",
-                    before: int | None = Query(None, ge=1), limit: int = Query(50, ge=1, le=500),
-                    state: Web = Depends(web)) -> dict:
+async def api_audit(actor: str = "", action: str = "", since: str = queries.time_query(),
+                    until: str = queries.time_query(),
+                    before: int | None = Query(None, ge=1, le=queries.MAX_SEQ),
+                    limit: int = Query(50, ge=1, le=500),
+                    state: Web = Depends(web)) -> dict[str, Any]:
     where = queries.audit_filter(actor, action, since, until)
     rows, has_next = await asyncio.to_thread(queries.audit_page, state.runtime.store, where,
                                              before=before, size=limit)
@@ -39,52 +42,58 @@ async def api_audit(actor: str = "", action: str = "", since: str = "", until: s
 
 
 @router.get("/api/probes")
-async def api_probes(version: str = "", since: float = Query(0.0, ge=0),
-                     limit: int = Query(100, ge=1, le=1000), offset: int = Query(0, ge=0),
-                     state: Web = Depends(web)) -> dict:
+async def api_probes(version: str = "", since: float = Query(0.0, ge=0, le=queries.MAX_TIME),
+                     limit: int = Query(100, ge=1, le=1000),
+                     offset: int = Query(0, ge=0, le=queries.MAX_OFFSET),
+                     state: Web = Depends(web)) -> dict[str, Any]:
     rows = await asyncio.to_thread(state.runtime.store.probes, version or None, since=since,
                                    limit=limit + 1, offset=offset)
     return {"rows": [r.model_dump() for r in rows[:limit]], "has_next": len(rows) > limit}
 
 
 @router.get("/api/notices")
-async def api_notices(limit: int = Query(50, ge=1, le=500), offset: int = Query(0, ge=0),
-                      state: Web = Depends(web)) -> dict:
+async def api_notices(limit: int = Query(50, ge=1, le=500),
+                      offset: int = Query(0, ge=0, le=queries.MAX_OFFSET),
+                      state: Web = Depends(web)) -> dict[str, Any]:
     rows, has_next = await asyncio.to_thread(queries.notices_page, state.runtime.store,
                                              offset=offset, size=limit)
     return {"rows": [queries.notice_json(r) for r in rows], "has_next": has_next}
 
 
 @router.get("/api/audit/verify")
-async def api_audit_verify(state: Web = Depends(web)) -> dict:
+async def api_audit_verify(state: Web = Depends(web)) -> dict[str, Any]:
     """The on-demand full verification; its result also refreshes the audit page's."""
     checked = await state.verification.refresh()
     return {**checked.value.as_dict(), "verified_at": checked.at}
 
 
 @router.get("/api/users")
-async def api_users(state: Web = Depends(web)) -> dict:
+async def api_users(state: Web = Depends(web)) -> dict[str, Any]:
     rows = await asyncio.to_thread(list_users, state.runtime.store)
     return {"rows": [{"name": u.name, "role": u.role, "disabled": u.disabled,
                       "created_at": u.created_at} for u in rows]}
 
 
 @router.get("/healthz")
-async def healthz() -> dict:
+async def healthz() -> dict[str, Any]:
     """Liveness: the process answers."""
     return {"status": "ok"}
 
 
 @router.get("/readyz")
-async def readyz(state: Web = Depends(web)):
+async def readyz(state: Web = Depends(web)) -> JSONResponse:
     """Readiness: the scheduler runs and the database takes writes (checked at most every
-    READY_CACHE_S of app.py, one check shared by concurrent requests: this route is public)."""
+    READY_CACHE_S of app.py, one check shared by concurrent requests: this route is public).
+    "degraded": ready, but decisions are still queued (journaled) for the database."""
     started = bool(state.runtime.started)
     writable = bool((await state.ready.get()).value)
     dataplane = dataplane_status(state.runtime)
     reachable = dataplane is None or dataplane["reachable"] is not False
     ready = started and writable and reachable
-    body = {"ready": ready, "started": started, "writable": writable}
+    queued = int(getattr(state.runtime.metrics, "queued_writes", 0))
+    status = "degraded" if ready and queued else "ready" if ready else "not ready"
+    body: dict[str, Any] = {"ready": ready, "status": status, "started": started,
+                            "writable": writable, "queued_writes": queued}
     if dataplane is not None:
         body["dataplane"] = {"kind": dataplane["kind"], "reachable": dataplane["reachable"]}
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from monitor.storage.users import list_users
 from monitor.web import queries
@@ -19,13 +20,13 @@ PAGE_SIZE = 50
 CHART_MINUTES = 15
 
 
-async def _chart(state: Web) -> dict:
+async def _chart(state: Web) -> dict[str, Any]:
     series = await asyncio.to_thread(state.runtime.latency_series, CHART_MINUTES)
     return chart(series, now=state.now(), minutes=CHART_MINUTES)
 
 
 @router.get("/", response_class=HTMLResponse)
-async def overview(request: Request, state: Web = Depends(web)):
+async def overview(request: Request, state: Web = Depends(web)) -> Response:
     status = await asyncio.to_thread(state.runtime.status)
     return render(request, "overview.html", {
         "status": status, "chart": await _chart(state), "faults": FAULTS,
@@ -34,15 +35,16 @@ async def overview(request: Request, state: Web = Depends(web)):
 
 
 @router.get("/partials/chart", response_class=HTMLResponse)
-async def chart_partial(request: Request, state: Web = Depends(web)):
+async def chart_partial(request: Request, state: Web = Depends(web)) -> Response:
     """The latency chart alone, for app.js to swap in without a full reload."""
     return render(request, "partials/chart.html", {"chart": await _chart(state)})
 
 
 @router.get("/audit", response_class=HTMLResponse)
-async def audit_page(request: Request, actor: str = "", action: str = "", since: str = "",
-                     until: str = "", before: int | None = Query(None, ge=1),
-                     state: Web = Depends(web)):
+async def audit_page(request: Request, actor: str = "", action: str = "",
+                     since: str = queries.time_query(), until: str = queries.time_query(),
+                     before: int | None = Query(None, ge=1, le=queries.MAX_SEQ),
+                     state: Web = Depends(web)) -> Response:
     where = queries.audit_filter(actor, action, since, until)
     rows, has_next = await asyncio.to_thread(queries.audit_page, state.runtime.store, where,
                                              before=before, size=PAGE_SIZE)
@@ -57,7 +59,7 @@ async def audit_page(request: Request, actor: str = "", action: str = "", since:
 
 @router.get("/health-log", response_class=HTMLResponse)
 async def health_log(request: Request, version: str = "", page: int = Query(1, ge=1, le=10_000),
-                     state: Web = Depends(web)):
+                     state: Web = Depends(web)) -> Response:
     versions = state.versions
     chosen = version if version in versions else ""
     pager = Pager(page, PAGE_SIZE, False)
@@ -70,7 +72,7 @@ async def health_log(request: Request, version: str = "", page: int = Query(1, g
 
 @router.get("/notices", response_class=HTMLResponse)
 async def notices(request: Request, page: int = Query(1, ge=1, le=10_000),
-                  state: Web = Depends(web)):
+                  state: Web = Depends(web)) -> Response:
     offset = (page - 1) * PAGE_SIZE
     rows, has_next = await asyncio.to_thread(queries.notices_page, state.runtime.store,
                                              offset=offset, size=PAGE_SIZE)
@@ -80,6 +82,6 @@ async def notices(request: Request, page: int = Query(1, ge=1, le=10_000),
 
 
 @router.get("/users", response_class=HTMLResponse)
-async def users(request: Request, state: Web = Depends(web)):
+async def users(request: Request, state: Web = Depends(web)) -> Response:
     rows = await asyncio.to_thread(list_users, state.runtime.store)
     return render(request, "users.html", {"rows": rows})

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,6 +25,7 @@ from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from monitor.actor import Actor
+from monitor.recorder import Notice
 from monitor.storage.audit import utc_iso
 from monitor.web.deps import Web, actor_for, client_ip, render
 from monitor.web.security import csrf
@@ -187,7 +189,7 @@ class AccessGate:
         await write_failures(self.web, self.web.failures.due(now))
         for lock in locks:
             detail = f"{lock.describe()} locked for {lock.seconds:.0f} s"
-            notice = ("lockout", f"Security: login lockout of {lock.describe()}",
+            notice: Notice = ("lockout", f"Security: login lockout of {lock.describe()}",
                       {"scope": str(lock.scope), "key": lock.key, "until": utc_iso(lock.until),
                        "source_ip": ip,
                        "reason": f"{reason}; locked after repeated failed logins"})
@@ -199,8 +201,8 @@ class AccessGate:
         return self._challenge(request, "Authentication failed")
 
     async def _audit(self, request: Request, who: Principal, action: str, reason: str,
-                     params: dict[str, object] | None = None,
-                     notice: tuple[str, str, dict[str, object]] | None = None) -> None:
+                     params: dict[str, Any] | None = None,
+                     notice: Notice | None = None) -> None:
         await self.web.runtime.arecord(
             actor_for(request, who), action, target=request.url.path, outcome="denied",
             reason=reason, params={"method": request.method, **(params or {})}, notice=notice)

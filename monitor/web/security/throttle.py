@@ -162,7 +162,7 @@ class Lockout:
         if now - last > self.strike_memory:
             strikes = 0
         self._strikes[key] = (strikes + 1, now)
-        return min(self.max_lock, self.lock_for * 2 ** min(strikes, 30))
+        return float(min(self.max_lock, self.lock_for * 2.0 ** min(strikes, 30)))
 
     def _release(self, attempt: Attempt) -> None:
         for key in self._keys(attempt.account, attempt.ip):
