@@ -96,6 +96,8 @@ class Runtime:
                                   store=store, clock=clock, processes=self._processes)
         self.supervisor: Supervisor | None = None
         self.started = False
+        # set by the data plane when HAProxy carries the traffic: its reachability, for /readyz
+        self.dataplane_status: Callable[[], dict[str, Any]] | None = None
         self._checkpointed_seq = 0
         self._tasks: set[asyncio.Task[None]] = set()  # strong references until each is done
         self.checkpoint_sink = checkpoints.sink_for(settings.audit_checkpoint_url)

@@ -22,8 +22,14 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from monitor.gateway.haproxy_sync import HAProxySync
+    from monitor.gateway.route import Route
+    from monitor.ops.metrics import Metrics
+    from monitor.runtime import Runtime
 
 import uvicorn
 
@@ -155,7 +161,7 @@ class _DataPlane:
     """The monitor's side of the client path: the route file, the evidence socket and the
     spawned gateway process."""
 
-    def __init__(self, settings: Settings, runtime) -> None:  # noqa: ANN001 - Runtime
+    def __init__(self, settings: Settings, runtime: Runtime) -> None:
         from monitor.gateway.evidence import Receiver
         from monitor.gateway.feed import RoutePublisher, route_from
         from monitor.gateway.route import PURPOSE
@@ -214,7 +220,7 @@ class _DataPlane:
         self.receiver.stop()
 
 
-def _counter(metrics):  # noqa: ANN001, ANN202 - monitor.ops.metrics.Metrics
+def _counter(metrics: Metrics) -> Callable[[list[tuple[str, str, int]]], None]:
     """The gateway's outcome counts into the monitor's `monitor_gateway_requests`."""
     def add(counts: list[tuple[str, str, int]]) -> None:
         for version, outcome, requests in counts:
@@ -238,13 +244,14 @@ async def _wait_listening(host: str, port: int, *, timeout: float) -> None:
     log.error("the gateway is not listening on %s:%d after %g s", host, port, timeout)
 
 
-def _haproxy_sync(settings: Settings, runtime, route):  # noqa: ANN001, ANN202
+def _haproxy_sync(settings: Settings, runtime: Runtime, route: Callable[[], Route]
+                  ) -> HAProxySync:
     """HAProxy driven through its Runtime API; its audit rows go through the runtime."""
     from monitor.actor import SYSTEM
     from monitor.gateway.haproxy import RuntimeAPI
-    from monitor.gateway.haproxy_sync import HAProxySync
+    from monitor.gateway.haproxy_sync import HAProxySync  # noqa: F811 - the runtime import
 
-    async def record(action: str, target: str, params: dict, outcome: str, reason: str,
+    async def record(action: str, target: str, params: dict[str, Any], outcome: str, reason: str,
                      notify: bool) -> None:
         notice = ("dataplane", f"HAProxy unreachable: {reason}"[:200],
                   {"target": target, "reason": reason}) if notify else None

@@ -16,7 +16,7 @@ from monitor.web.deps import Web, web
 router = APIRouter()
 
 
-def dataplane_status(runtime: object) -> dict | None:
+def dataplane_status(runtime: object) -> dict[str, Any] | None:
     """HAProxy's reachability when it carries the traffic (set by monitor.serve), else None."""
     status = getattr(runtime, "dataplane_status", None)
     return status() if callable(status) else None
