@@ -3,8 +3,9 @@
 Each row stores `seq`, `prev_mac` and `mac = HMAC-SHA256(audit_key, canonical JSON of the row
 including seq and prev_mac)`. Appends run inside the caller's write transaction (`BEGIN
 IMMEDIATE`), so the row lands atomically with the action it records and two writers can never
-fork the chain. Checkpoints of (seq, head mac) are kept in a file outside the database so a
-deleted tail is caught too.
+fork the chain (on PostgreSQL, `pg_advisory_xact_lock(AUDIT_LOCK)` serialises appends across
+monitors until the transaction ends). Checkpoints of (seq, head mac) are kept in a file outside
+the database so a deleted tail is caught too.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from sqlalchemy import text
 from sqlmodel import Session, select
 
 from monitor.storage.store import AuditRow, Store
@@ -27,6 +29,7 @@ CHAINED = ("seq", "ts", "actor", "role", "source_ip", "user_agent", "action", "t
            "outcome", "reason", "request_id", "evidence", "prev_mac")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_FIELD = 2000
+AUDIT_LOCK = 0x61756474  # PostgreSQL advisory lock key of the chain head ("audt")
 
 
 def clean(value: object) -> str:
@@ -55,6 +58,8 @@ def append(session: Session, key: bytes, *, now: datetime | float, action: str,
            outcome: str = "ok", reason: str = "", request_id: str = "",
            evidence: list | None = None) -> AuditRow:
     """Append one row to the chain inside the caller's (write) transaction."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK})
     head = session.exec(select(AuditRow).order_by(AuditRow.seq.desc()).limit(1)).first()
     fields = {
         "seq": (head.seq + 1) if head else 1,

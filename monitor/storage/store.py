@@ -1,16 +1,22 @@
-"""SQLModel tables and small repository functions on one SQLite (WAL) database.
+"""SQLModel tables and small repository functions on SQLite (WAL) or PostgreSQL (psycopg 3).
 
-Writes go through `Store.write()`: one transaction opened with `BEGIN IMMEDIATE` on SQLite, so
+Writes go through `Store.write()`: one transaction, opened with `BEGIN IMMEDIATE` on SQLite, so
 appends to the audit chain and compare-and-set on the monitor state are serialised even across
-processes (the CLI and the running monitor). Reads use a separate engine with deferred
+processes (the CLI and the running monitor); on PostgreSQL audit appends take a transaction
+advisory lock instead (`audit.append`). Reads use a separate engine with deferred
 transactions, so a page never takes the write lock.
+
+`write(fenced=True)` is for writes that act (state, decisions, chaos, notice claims,
+checkpoints): its first statement is the leader check of `Store.fence` (see
+`monitor.storage.lease`), in the same transaction, so a monitor that lost the lease writes
+nothing. Without a fence (SQLite, one monitor) it is a plain write.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -132,6 +138,22 @@ class User(SQLModel, table=True):
     created_at: float = 0.0
 
 
+def _without_nul(conn: object, cursor: object, statement: str, parameters: object,
+                 context: object, executemany: bool) -> tuple[str, object]:
+    """PostgreSQL text cannot hold NUL: a probe detail or a reason with one would make its
+    whole transaction (a decision) fail, so NUL becomes a space in every bound string."""
+    def scrub(values: object) -> object:
+        if isinstance(values, dict):
+            return {k: v.replace("\x00", " ") if isinstance(v, str) else v
+                    for k, v in values.items()}
+        if isinstance(values, (list, tuple)):
+            return type(values)(scrub(v) if isinstance(v, (dict, list, tuple)) else
+                                v.replace("\x00", " ") if isinstance(v, str) else v
+                                for v in values)
+        return values
+    return statement, scrub(parameters)
+
+
 class StaleEpoch(Exception):
     """Another writer switched first: the compare-and-set on `epoch` failed."""
 
@@ -146,10 +168,13 @@ class Store:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
         self.writer = self._engine(immediate=True, busy_timeout_ms=busy_timeout_ms)
         self.reader = self._engine(immediate=False, busy_timeout_ms=busy_timeout_ms)
+        self.fence: Callable[[Session], None] | None = None
 
     def _engine(self, *, immediate: bool, busy_timeout_ms: int) -> Engine:
         if not self.is_sqlite:
-            return create_engine(self.url, pool_pre_ping=True)
+            engine = create_engine(self.url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+            event.listen(engine, "before_cursor_execute", _without_nul, retval=True)
+            return engine
         engine = create_engine(
             self.url, connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
         )
@@ -171,17 +196,24 @@ class Store:
         return engine
 
     def create_all(self) -> None:
-        SQLModel.metadata.create_all(self.writer)
+        """Bring the schema to the newest migration (Alembic), on SQLite and PostgreSQL."""
+        from monitor.storage.schema import migrate
+
+        migrate(self)
 
     def dispose(self) -> None:
         self.writer.dispose()
         self.reader.dispose()
 
     @contextmanager
-    def write(self) -> Iterator[Session]:
-        """One write transaction; commits on success, rolls back on any exception."""
+    def write(self, *, fenced: bool = False) -> Iterator[Session]:
+        """One write transaction; commits on success, rolls back on any exception.
+
+        `fenced=True`: an acting write, refused (lease.Fenced) unless this monitor leads."""
         with Session(self.writer, expire_on_commit=False) as session:
             with session.begin():
+                if fenced and self.fence is not None:
+                    self.fence(session)
                 yield session
 
     @contextmanager
