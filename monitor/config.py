@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     auto_failback_after: float = Field(0.0, ge=0, le=86400)
     retention_hours: float = Field(24.0, gt=0, le=24 * 365)
     restart_delay: float = Field(5.0, ge=0, le=300)
+    lease_ttl: float = Field(5.0, ge=1.0, le=300)
+    lease_renew: float = Field(0.0, ge=0, le=150)  # 0 = lease_ttl / 3
 
     secret_key: SecretStr | None = None
     chaos_token: SecretStr | None = None
@@ -104,6 +106,9 @@ class Settings(BaseSettings):
             raise ValueError("MONITOR_SMTP_MODE=plain is allowed only for a loopback SMTP host")
         if self.smtp_host and (not self.smtp_from or not self.smtp_to):
             raise ValueError("MONITOR_SMTP_FROM and MONITOR_SMTP_TO are required with SMTP_HOST")
+        if self.lease_renew > self.lease_ttl / 2:
+            raise ValueError(f"MONITOR_LEASE_RENEW ({self.lease_renew}) must be at most half "
+                             f"of MONITOR_LEASE_TTL ({self.lease_ttl})")
         if bool(self.tls_certfile) != bool(self.tls_keyfile):
             raise ValueError("MONITOR_TLS_CERTFILE and MONITOR_TLS_KEYFILE go together")
         ports = [self.port, self.gateway_port]
@@ -127,6 +132,15 @@ class Settings(BaseSettings):
 
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'monitor.db'}"
+
+    def lease_renew_s(self) -> float:
+        """Seconds between lease renewals (and takeover attempts of followers)."""
+        return self.lease_renew or self.lease_ttl / 3
+
+    @property
+    def shared_database(self) -> bool:
+        """PostgreSQL: several monitors may share it, one leading by the lease."""
+        return self.db_url().startswith("postgresql")
 
     def dashboard_url(self) -> str:
         scheme = "https" if self.tls_certfile else "http"

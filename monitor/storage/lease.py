@@ -265,7 +265,7 @@ class Leadership:
         if self.term is not None:
             if await asyncio.to_thread(lease.renew, self.term):
                 self.valid_until = started + self.deadline
-            elif self.is_leader or self.term is not None:
+            else:
                 await self._lose("lease renewal refused")
             return
         term = await asyncio.to_thread(lease.acquire)
