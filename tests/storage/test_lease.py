@@ -10,7 +10,7 @@ import pytest
 from sqlmodel import select
 
 from monitor.storage import audit
-from monitor.storage.lease import RENEW_DEADLINE, Fenced, Lease, Leadership, acting
+from monitor.storage.lease import RENEW_DEADLINE, Fenced, Leadership, Lease, acting
 from monitor.storage.store import AuditRow, ProbeRow, Store
 from tests.storage.postgres import migrated_database
 
