@@ -27,10 +27,13 @@ from monitor.failover.probe import load_canary
 from monitor.failover.scheduler import Scheduler
 from monitor.failover.watchdog import Watchdog
 from monitor.notices import delivery
+from monitor.ops.leadership import LeaderDuties
 from monitor.ops.metrics import Metrics
 from monitor.ops.supervisor import ChildSpec, Supervisor
 from monitor.storage import audit
+from monitor.storage.commands import CommandKind
 from monitor.storage.keys import Keys, load_keys
+from monitor.storage.lease import Leadership, holder_id, leadership_for
 from monitor.storage.store import Incident, ProbeRow, Store
 
 UPTIME_CACHE_S = 5.0
@@ -68,8 +71,14 @@ def policy_from(settings: Settings) -> engine.Policy:
 
 class Runtime:
     def __init__(self, settings: Settings, *, keys: Keys, store: Store, clock: Callable[[], float],
-                 http_client: httpx.AsyncClient | None) -> None:
+                 http_client: httpx.AsyncClient | None,
+                 leadership: Leadership | None = None) -> None:
         self.settings, self.keys, self.store, self.clock = settings, keys, store, clock
+        self.leadership = leadership or Leadership.single()
+        store.fence = self.leadership.fence
+        self.duties = LeaderDuties(self)
+        self.leadership.on_elected = self.duties.on_elected
+        self.leadership.on_lost = self.duties.on_lost
         self.urls = settings.service_urls()
         self.policy = policy_from(settings)
         self.checkpoint_path: Path = settings.data_dir / "audit.checkpoints"
@@ -77,12 +86,13 @@ class Runtime:
         self.client = http_client or httpx.AsyncClient(
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
             timeout=settings.timeout)
-        self.notifier = delivery.Notifier(settings, store, clock=clock)
+        self.notifier = delivery.Notifier(settings, store, clock=clock,
+                                          may_send=lambda: self.leadership.is_leader)
         self.watchdog = Watchdog(
             policy=self.policy, urls=self.urls, store=store, audit_key=keys.audit,
             client=self.client, clock=clock, canary=load_canary(), timeout=settings.timeout,
             slow_ms=settings.slow_ms, enqueue=delivery.enqueue, metrics=self.metrics)
-        self.scheduler = Scheduler(cycle=self.watchdog.cycle, versions=self.policy.versions,
+        self.scheduler = Scheduler(cycle=self.duties.probe, versions=self.policy.versions,
                                    first_delay=min(settings.interval, 1.0))
         self.watchdog.on_hurry = self.scheduler.hurry
         self.supervisor: Supervisor | None = None
@@ -105,12 +115,17 @@ class Runtime:
                                    "services": self.urls})
         await self.checkpoint()
         self.scheduler.start()
-        self.scheduler.every(0.25, self.watchdog.tick, "tick")
-        self.scheduler.every(1.0, self.notifier.deliver_due, "notices")
-        self.scheduler.every(30.0, self.notifier.remind, "reminders")
+        gate = self.duties.gate  # only the leader acts (always the case with SQLite)
+        self.scheduler.every(0.25, gate(self.watchdog.tick), "tick")
+        self.scheduler.every(1.0, gate(self.notifier.deliver_due), "notices")
+        self.scheduler.every(30.0, gate(self.notifier.remind), "reminders")
         self.scheduler.every(10.0, self._refresh_gauges, "gauges")
-        self.scheduler.every(60.0, self.checkpoint, "checkpoint")
-        self.scheduler.every(600.0, self._retention, "retention")
+        self.scheduler.every(60.0, gate(self.checkpoint), "checkpoint")
+        self.scheduler.every(600.0, gate(self._retention), "retention")
+        if self.leadership.shared:
+            self.scheduler.every(0.25, gate(self.duties.apply_commands), "commands")
+            self.scheduler.every(1.0, self.duties.follow, "follow")
+            self.leadership.start()
         self.started = True
 
     async def stop(self) -> None:
@@ -126,6 +141,7 @@ class Runtime:
                                params={"active": self.watchdog.state.active})
             await self.checkpoint()
         finally:
+            await self.leadership.stop()  # releases the lease at once: a follower takes over
             if self.supervisor:
                 await self.supervisor.stop()
             await self.client.aclose()
@@ -163,7 +179,12 @@ class Runtime:
                                            now=self.clock()) if self._head_moved() else None
             if entry:
                 self._checkpointed_seq = entry["seq"]
-        await asyncio.to_thread(write)
+
+        def fenced_write() -> None:
+            with self.store.write(fenced=True):  # holds the lease row: no takeover meanwhile
+                write()
+        if self.leadership.is_leader:
+            await asyncio.to_thread(fenced_write if self.leadership.shared else write)
 
     def _head_moved(self) -> bool:
         with self.store.read() as session:
@@ -180,10 +201,10 @@ class Runtime:
     # Audit and notices --------------------------------------------------------------------
     def record(self, actor: Actor, action: str, *, target: str = "", params: dict | None = None,
                outcome: str = "ok", reason: str = "", evidence: list | None = None,
-               notice: tuple[str, str, dict] | None = None) -> None:
+               notice: tuple[str, str, dict] | None = None, fenced: bool = False) -> None:
         """One audit row (and optionally one notice) in its own write transaction."""
         now = self.clock()
-        with self.store.write() as session:
+        with self.store.write(fenced=fenced) as session:
             audit.append(session, self.keys.audit, now=now, action=action, actor=actor.name,
                          role=actor.role, source_ip=actor.source_ip,
                          user_agent=actor.user_agent, request_id=actor.request_id,
@@ -199,6 +220,9 @@ class Runtime:
     # Operator actions ---------------------------------------------------------------------
     async def failover(self, actor: Actor, target: str, *, reason: str,
                        force: bool = False) -> ActionResult:
+        if queued := await self.duties.queue(CommandKind.FAILOVER, actor, {
+                "target": target, "reason": reason, "force": force}):
+            return queued
         ok, message = await self.watchdog.act(
             lambda state, now: engine.manual_failover(state, target, self.policy, now,
                                                       reason=reason, force=force,
@@ -208,6 +232,8 @@ class Runtime:
         return ActionResult(ok, message if not ok else f"switched to {target}")
 
     async def failback(self, actor: Actor, *, reason: str) -> ActionResult:
+        if queued := await self.duties.queue(CommandKind.FAILBACK, actor, {"reason": reason}):
+            return queued
         ok, message = await self.watchdog.act(
             lambda state, now: engine.failback(state, self.policy, now, reason=reason,
                                                actor=actor.name),
@@ -216,18 +242,25 @@ class Runtime:
         return ActionResult(ok, message if not ok else f"failed back to {self.policy.versions[0]}")
 
     async def pause(self, actor: Actor, *, reason: str) -> ActionResult:
+        if queued := await self.duties.queue(CommandKind.PAUSE, actor, {"reason": reason}):
+            return queued
         ok, message = await self.watchdog.act(
             lambda state, now: engine.pause(state, now, reason=reason, actor=actor.name),
             actor=actor, action="failover.pause", reason=reason)
         return ActionResult(ok, message if not ok else "automatic failover paused")
 
     async def resume(self, actor: Actor, *, reason: str) -> ActionResult:
+        if queued := await self.duties.queue(CommandKind.RESUME, actor, {"reason": reason}):
+            return queued
         ok, message = await self.watchdog.act(
             lambda state, now: engine.resume(state, now, reason=reason, actor=actor.name),
             actor=actor, action="failover.resume", reason=reason)
         return ActionResult(ok, message if not ok else "automatic failover resumed")
 
     async def chaos(self, actor: Actor, version: str, fault: str, params: dict) -> ActionResult:
+        if queued := await self.duties.queue(CommandKind.CHAOS, actor, {
+                "version": version, "fault": fault, "params": params}):
+            return queued
         if version not in self.urls:
             outcome_ok, message, status = False, f"unknown version {version!r}", None
         else:
@@ -238,7 +271,7 @@ class Runtime:
                 self._remember_faults(version, fault, params, outcome.body)
         await self.arecord(actor, f"chaos.{fault}", target=version,
                            params={**params, "status": status},
-                           outcome="ok" if outcome_ok else "refused", reason=message)
+                           outcome="ok" if outcome_ok else "refused", reason=message, fenced=True)
         return ActionResult(outcome_ok, f"{version}: {message}")
 
     def _remember_faults(self, version: str, fault: str, params: dict, body: dict | None):
@@ -270,6 +303,7 @@ class Runtime:
             item["last_probe_at"] = audit.utc_iso(last.at) if last else None
             item["uptime_24h"] = uptime.get(item["name"])
         view["incident"] = self._open_incident()
+        view["leader"] = self.leadership.view()
         view["started_at"] = audit.utc_iso(self.watchdog.state.started_at)
         view["now"] = audit.utc_iso(now)
         return view
@@ -326,4 +360,8 @@ def create_runtime(settings: Settings, *, clock: Callable[[], float] = time.time
     keys = load_keys(settings)
     store = Store(settings.db_url())
     store.create_all()
-    return Runtime(settings, keys=keys, store=store, clock=clock, http_client=http_client)
+    leadership = leadership_for(
+        store, shared=settings.shared_database, holder=holder_id(settings.port),
+        ttl=settings.lease_ttl, renew=settings.lease_renew_s(), audit_key=keys.audit)
+    return Runtime(settings, keys=keys, store=store, clock=clock, http_client=http_client,
+                   leadership=leadership)

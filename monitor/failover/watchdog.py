@@ -15,15 +15,17 @@ import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import partial
 
 import httpx
+from sqlalchemy.exc import IntegrityError
 
 from monitor.failover import engine
 from monitor.failover.engine import Event, MonitorState, Observation, Policy
 from monitor.failover.probe import Canary, ProbeResult, probe
 from monitor.storage import audit
+from monitor.storage.lease import Fenced
 from monitor.storage.store import Incident, ProbeRow, StaleEpoch, Store
 
 log = logging.getLogger("monitor.failover.watchdog")
@@ -95,16 +97,35 @@ class Watchdog:
         record = self.store.load_state()
         if record is None:
             state = engine.initial_state(self.policy, now)
-            with self.store.write() as session:
-                self.store.save_state(session, engine.to_record(state), expected_epoch=None,
-                                      now=now)
-                audit.append(session, self.audit_key, now=now, action="monitor.state_created",
-                             target=state.active, params={"epoch": state.epoch})
+            try:
+                with self.store.write() as session:
+                    self.store.save_state(session, engine.to_record(state), expected_epoch=None,
+                                          now=now)
+                    audit.append(session, self.audit_key, now=now,
+                                 action="monitor.state_created", target=state.active,
+                                 params={"epoch": state.epoch})
+            except (StaleEpoch, IntegrityError):  # another monitor created it first
+                return self.load()
         else:
             state = engine.from_record(record, self.policy, now)
         self.state = state
         self._set_active_metric()
         return state
+
+    async def reload(self, *, takeover: bool = False) -> None:
+        """Read the state the leader wrote (a follower's view, or on becoming leader). A
+        takeover is not a start: no startup grace, but still no decision before every
+        version has been probed."""
+        async with self._lock:
+            record = await self._run(self.store.load_state)
+            if record is None:
+                return
+            now = self.clock()
+            state = engine.from_record(record, self.policy, now)
+            if takeover:
+                state = replace(state, started_at=now - self.policy.startup_grace)
+            self.state = state
+            self._set_active_metric()
 
     def close(self) -> None:
         self._db.shutdown(wait=True)
@@ -175,8 +196,11 @@ class Watchdog:
             try:
                 new, events = step(self.state, now)
             except engine.EngineError as exc:
-                await self._persist(partial(self._write_refusal, actor, action, target,
-                                            params, reason, str(exc), now), droppable=False)
+                try:
+                    await self._persist(partial(self._write_refusal, actor, action, target,
+                                                params, reason, str(exc), now), droppable=False)
+                except Fenced:
+                    return False, "this monitor no longer leads; nothing changed"
                 return False, str(exc)
             if not await self._commit(new, events, now, actor=actor, params=params):
                 return False, "the state changed meanwhile; nothing changed, try again"
@@ -197,6 +221,9 @@ class Watchdog:
         except asyncio.CancelledError:
             self.state = new  # written or queued: either way the decision stands
             raise
+        except Fenced as exc:
+            log.warning("decision not written: %s", exc)
+            return False
         except StaleEpoch as exc:
             log.warning("state changed elsewhere (%s); reloading", exc)
             record = await self._run(self.store.load_state)
@@ -235,8 +262,10 @@ class Watchdog:
         while self._backlog:
             try:
                 self._backlog[0][0]()
-            except StaleEpoch:
-                self._backlog.clear()  # decisions built on a state that is no longer current
+            except (StaleEpoch, Fenced):
+                # decisions built on a state that is no longer current, or by a monitor that
+                # no longer leads: none of them may be written
+                self._backlog.clear()
                 raise
             except Exception as exc:  # noqa: BLE001 - any database failure: keep it queued
                 if not self._failing:
@@ -251,7 +280,7 @@ class Watchdog:
 
     def _write(self, old: MonitorState, new: MonitorState, events: list[Event], now: float,
                row: ProbeResult | None, actor, params: dict | None) -> None:
-        with self.store.write() as session:
+        with self.store.write(fenced=True) as session:
             if row is not None:
                 session.add(ProbeRow(version=row.version, at=row.at, ok=row.ok,
                                      latency_ms=row.latency_ms, status=row.status,
@@ -302,7 +331,7 @@ class Watchdog:
         return open_incident.id if open_incident else None
 
     def _write_refusal(self, actor, action, target, params, reason, why, now) -> None:
-        with self.store.write() as session:
+        with self.store.write(fenced=True) as session:
             audit.append(session, self.audit_key, now=now, action=action, actor=actor.name,
                          role=actor.role, source_ip=actor.source_ip,
                          user_agent=actor.user_agent, request_id=actor.request_id,

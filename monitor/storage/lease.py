@@ -25,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -287,3 +289,17 @@ class Leadership:
         if term is not None:
             log.warning("stopped leading (term %d): %s", term, why)
             await self.on_lost(term)
+
+
+def holder_id(port: int) -> str:
+    """Who this monitor is in the lease: host, dashboard port and process."""
+    return f"{socket.gethostname()}:{port}:{os.getpid()}"
+
+
+def leadership_for(store: Store, *, shared: bool, holder: str, ttl: float, renew: float,
+                   audit_key: bytes) -> Leadership:
+    """A lease on PostgreSQL (several monitors may share it), a single leader on SQLite."""
+    if not shared:
+        return Leadership.single()
+    lease = Lease(store, holder, ttl=ttl, audit_key=audit_key)
+    return Leadership(lease, ttl=ttl, renew=renew)

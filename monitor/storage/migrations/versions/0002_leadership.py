@@ -16,7 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
+    op.create_table(  # one row (id 1), inserted here: see monitor.storage.lease
         "monitor_lease",
         sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
         sa.Column("holder", sa.String(), nullable=True),
@@ -27,6 +27,9 @@ def upgrade() -> None:
         sa.Column("released", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.PrimaryKeyConstraint("id"),
     )
+    lease = sa.table("monitor_lease", sa.column("id", sa.Integer()),
+                     sa.column("term", sa.BigInteger()), sa.column("released", sa.Boolean()))
+    op.bulk_insert(lease, [{"id": 1, "term": 0, "released": False}])
     op.create_table(
         "operator_command",
         sa.Column("id", sa.Integer(), nullable=False),
