@@ -75,7 +75,8 @@ class HaSystem:
                "MONITOR_SMTP_MODE": "plain", "MONITOR_SMTP_FROM": "monitor@example.test",
                "MONITOR_SMTP_TO": "oncall@example.test", "MONITOR_SMTP_TIMEOUT": "2",
                "MONITOR_NOTIFY_GROUP_WINDOW": "1", "PGAPPNAME": f"monitor-{name}", **extra}
-        monitor = start_monitor(self.root / name, services=self.services, **env)
+        monitor = start_monitor(self.root / f"{name}-{self.database}", services=self.services,
+                                **env)
         self.monitors[name] = monitor
         return monitor
 
@@ -126,11 +127,15 @@ class HaSystem:
                         "ORDER BY id", f"monitor-{name}", since)
 
     def crash(self, version: str) -> None:
+        self.chaos(version, "crash")
+
+    def chaos(self, version: str, fault: str, body: dict | None = None) -> None:
+        """Inject a fault straight at a service (as a game-day script would)."""
         try:
-            httpx.post(f"{self.services[version]}/chaos/crash", timeout=2.0,
+            httpx.post(f"{self.services[version]}/chaos/{fault}", json=body or {}, timeout=2.0,
                        headers={"Authorization": f"Bearer {TOKEN}"})
         except httpx.HTTPError:
-            pass
+            pass  # a crash closes the connection before answering
 
     def wait_mail(self, count: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -140,6 +145,24 @@ class HaSystem:
     def verify_audit(self, name: str) -> tuple[int, str]:
         result = self.monitors[name].cli("audit", "verify")
         return result.returncode, result.stdout + result.stderr
+
+
+    def start_pair(self, *, write_log: bool = True) -> None:
+        """A fresh database; monitor `a` started first (it leads), then `b` (it follows)."""
+        self.stop_monitors()
+        self.database = migrated_database(self.cluster)
+        if write_log:
+            self.install_write_log()
+        self.start("a")
+        self.wait_leader(timeout=30)
+        self.start("b")
+        self.monitors["a"].wait_for(all_versions_up, timeout=30)
+
+    def stop_monitors(self) -> None:
+        for monitor in self.monitors.values():
+            if monitor.proc.poll() is None:
+                monitor.stop(signal.SIGKILL)
+        self.monitors.clear()
 
 
 def wait(check: Callable[[], object], timeout: float, every: float = 0.05) -> object:
@@ -153,24 +176,15 @@ def wait(check: Callable[[], object], timeout: float, every: float = 0.05) -> ob
 
 
 @contextmanager
-def ha_system(cluster: Cluster, root: Path, *, ttl: float = 2.0,
-              write_log: bool = True) -> Iterator[HaSystem]:
-    """Services, SMTP and a fresh database; monitors `a` (leading) and `b` (following)."""
+def ha_system(cluster: Cluster, root: Path, *, ttl: float = 2.0) -> Iterator[HaSystem]:
+    """Three services and an SMTP server; `start_pair()` adds a database and two monitors."""
     with ExitStack() as stack:
         ports = dict(zip(("v1", "v2", "v3"), free_ports(3), strict=True))
         procs = {v: start_service(v, p, TOKEN) for v, p in ports.items()}
         stack.callback(lambda: [stop_process(p) for p in procs.values()])
         inbox = Inbox()
         smtp_port = stack.enter_context(smtp_server(inbox))
-        system = HaSystem(cluster, migrated_database(cluster),
-                          {v: f"http://127.0.0.1:{p}" for v, p in ports.items()}, inbox,
-                          smtp_port, root, ttl)
-        if write_log:
-            system.install_write_log()
-        stack.callback(lambda: [m.stop(signal.SIGKILL) if m.proc.poll() is None else None
-                                for m in system.monitors.values()])
-        system.start("a")
-        system.wait_leader(timeout=30)
-        system.start("b")
-        system.monitors["a"].wait_for(all_versions_up, timeout=30)
+        system = HaSystem(cluster, "", {v: f"http://127.0.0.1:{p}" for v, p in ports.items()},
+                          inbox, smtp_port, root, ttl)
+        stack.callback(system.stop_monitors)
         yield system

@@ -20,6 +20,7 @@ TTL = 2.0
 @pytest.fixture
 def ha(pg_cluster, tmp_path):
     with ha_system(pg_cluster, tmp_path, ttl=TTL) as system:
+        system.start_pair()
         yield system
 
 
