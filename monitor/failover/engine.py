@@ -209,6 +209,16 @@ def _fold(h: Health, seen: Observation, policy: Policy, now: float) -> Health:
     return replace(folded, state=state, changes=changes, up_since=since, decay_from=since)
 
 
+def replay(state: MonitorState, seen: Iterable[Observation], policy: Policy) -> MonitorState:
+    """Fold observations another monitor made (oldest first) into each version's health and
+    decide nothing: a follower's view of the leader's probes, or a takeover's starting point."""
+    for observation in seen:
+        if observation.version in state.versions and not observation.passive:
+            health = state.health_of(observation.version)
+            state = state.with_health(_fold(health, observation, policy, observation.at))
+    return state
+
+
 def _eject(h: Health, policy: Policy, now: float) -> Health:
     """Back-off for a version that went DOWN while active: base x count, capped."""
     count = h.ejections + 1

@@ -30,6 +30,7 @@ from monitor.storage.store import Incident, ProbeRow, StaleEpoch, Store
 
 log = logging.getLogger("monitor.failover.watchdog")
 MAX_BACKLOG = 100_000  # queued writes kept while the database refuses them
+REPLAY_PROBES, REPLAY_ROWS = 4, 300  # recent probe rows folded into a reloaded state
 
 AUDIT_ACTIONS = {
     "state_change": "version.state",
@@ -113,15 +114,20 @@ class Watchdog:
         return state
 
     async def reload(self, *, takeover: bool = False) -> None:
-        """Read the state the leader wrote (a follower's view, or on becoming leader). A
-        takeover is not a start: no startup grace, but still no decision before every
-        version has been probed."""
+        """Read the state the leader wrote and fold in the latest probes it stored (a
+        follower's view, or on becoming leader). A takeover is not a start: no startup grace,
+        and streaks continue from the previous leader's probes."""
         async with self._lock:
             record = await self._run(self.store.load_state)
             if record is None:
                 return
             now = self.clock()
-            state = engine.from_record(record, self.policy, now)
+            since = now - REPLAY_PROBES * self.policy.down_interval
+            rows = await self._run(partial(self.store.probes, since=since, limit=REPLAY_ROWS))
+            state = engine.replay(engine.from_record(record, self.policy, now), [
+                Observation(version=r.version, ok=r.ok, at=r.at, latency_ms=r.latency_ms,
+                            failure=r.failure, status=r.status, passive=r.passive)
+                for r in reversed(rows)], self.policy)
             if takeover:
                 state = replace(state, started_at=now - self.policy.startup_grace)
             self.state = state

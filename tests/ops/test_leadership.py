@@ -12,7 +12,7 @@ from monitor.config import Settings
 from monitor.runtime import Actor, Runtime, create_runtime
 from monitor.storage import commands
 from monitor.storage.lease import Fenced
-from monitor.storage.store import AuditRow
+from monitor.storage.store import AuditRow, ProbeRow
 from tests.storage.postgres import migrated_database
 
 URLS = "v1=http://v1.test,v2=http://v2.test,v3=http://v3.test"
@@ -128,3 +128,17 @@ async def test_it_always_leads_alone_on_sqlite(tmp_path):
         await runtime.client.aclose()
         runtime.watchdog.close()
         runtime.store.dispose()
+
+
+async def test_it_shows_the_leaders_probes_on_the_follower(pair):
+    a, b, _ = pair
+    await elect(a)
+    now = time.time()
+    with a.store.write(fenced=True) as session:  # what the leader's probes stored
+        for step in range(3):
+            session.add(ProbeRow(version="v1", at=now - 1 + step * 0.1, ok=True))
+            session.add(ProbeRow(version="v2", at=now - 1 + step * 0.1, ok=False,
+                                 failure="refused"))
+    await b.duties.follow()
+    states = {v["name"]: v["state"] for v in b.status()["versions"]}
+    assert states == {"v1": "up", "v2": "down", "v3": "unknown"}
