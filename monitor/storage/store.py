@@ -19,10 +19,11 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Index, UniqueConstraint, event, text
-from sqlalchemy.engine import Engine
-from sqlmodel import Field, Session, SQLModel, create_engine, delete, select
+from sqlalchemy.engine import Connection, CursorResult, Engine
+from sqlmodel import Field, Session, SQLModel, col, create_engine, delete, select
 
 
 class ProbeRow(SQLModel, table=True):
@@ -180,7 +181,7 @@ class Store:
         )
 
         @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_conn, _record):
+        def _pragmas(dbapi_conn: sqlite3.Connection, _record: object) -> None:
             dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA journal_mode=WAL")
@@ -190,7 +191,7 @@ class Store:
             cur.close()
 
         @event.listens_for(engine, "begin")
-        def _begin(conn):
+        def _begin(conn: Connection) -> None:
             conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
         return engine
@@ -225,19 +226,20 @@ class Store:
         """True when a write transaction can be opened now (for /readyz)."""
         try:
             with self.write() as session:
-                session.exec(text("SELECT 1"))
+                session.execute(text("SELECT 1"))
             return True
         except Exception:  # noqa: BLE001 - readiness reports any failure as not ready
             return False
 
     # Monitor state ------------------------------------------------------------------------
-    def load_state(self) -> dict | None:
+    def load_state(self) -> dict[str, Any] | None:
         with self.read() as session:
             row = session.get(StateRow, 1)
-            return None if row is None else json.loads(row.record)
+            return None if row is None else dict(json.loads(row.record))
 
     @staticmethod
-    def save_state(session: Session, record: dict, *, expected_epoch: int | None, now: float):
+    def save_state(session: Session, record: dict[str, Any], *, expected_epoch: int | None,
+                   now: float) -> None:
         """Compare-and-set the state row on `epoch`; `expected_epoch=None` creates it."""
         data = json.dumps(record, sort_keys=True)
         if expected_epoch is None:
@@ -247,7 +249,7 @@ class Store:
                                  updated_at=now))
             session.flush()
             return
-        result = session.execute(
+        result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
             text("UPDATE monitor_state SET epoch=:epoch, active=:active, record=:record, "
                  "updated_at=:now WHERE id=1 AND epoch=:expected"),
             {"epoch": record["epoch"], "active": record["active"], "record": data, "now": now,
@@ -263,7 +265,7 @@ class Store:
             query = select(ProbeRow).where(ProbeRow.at >= since)
             if version:
                 query = query.where(ProbeRow.version == version)
-            query = query.order_by(ProbeRow.at.desc()).offset(offset).limit(limit)
+            query = query.order_by(col(ProbeRow.at).desc()).offset(offset).limit(limit)
             return list(session.exec(query))
 
     def roll_up(self, *, now: float, retention_s: float, batch: int = 5000) -> int:
@@ -277,7 +279,8 @@ class Store:
         while True:
             with self.write() as session:
                 rows = list(session.exec(
-                    select(ProbeRow).where(ProbeRow.at < cutoff).order_by(ProbeRow.id).limit(batch)
+                    select(ProbeRow).where(ProbeRow.at < cutoff).order_by(col(ProbeRow.id))
+                    .limit(batch)
                 ))
                 if not rows:
                     return folded
@@ -294,7 +297,7 @@ class Store:
                     rollup.latency_max = max(rollup.latency_max, latency)
                 for rollup in buckets.values():
                     session.add(rollup)
-                session.exec(delete(ProbeRow).where(ProbeRow.id.in_([r.id for r in rows])))
+                session.exec(delete(ProbeRow).where(col(ProbeRow.id).in_([r.id for r in rows])))
                 folded += len(rows)
 
     def backup(self, path: Path) -> None:
