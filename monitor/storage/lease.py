@@ -40,6 +40,7 @@ from monitor.storage.store import Store
 
 log = logging.getLogger("monitor.storage.lease")
 RENEW_DEADLINE = 2 / 3  # of the TTL: client-go's 10 s renew deadline of a 15 s lease
+TAKEOVER_MARGIN_S = 0.02
 
 
 class LeaseRow(SQLModel, table=True):
@@ -78,6 +79,7 @@ class Lease:
                  clock: Callable[[], float] = time.time) -> None:
         self.store, self.holder, self.ttl = store, holder, ttl
         self.audit_key, self.clock = audit_key, clock
+        self.expires_in: float | None = None  # after a refused acquire: seconds left to it
 
     def ensure_row(self) -> None:
         with self.store.write() as session:
@@ -96,10 +98,12 @@ class Lease:
         with self.store.write() as session:
             row = session.execute(text(
                 "SELECT holder, term, released, expires_at <= clock_timestamp() AS expired, "
-                "expires_at FROM monitor_lease WHERE id = 1 FOR UPDATE")).first()
+                "expires_at, EXTRACT(EPOCH FROM expires_at - clock_timestamp()) AS remaining "
+                "FROM monitor_lease WHERE id = 1 FOR UPDATE")).first()
             if row is None:
                 raise RuntimeError("the lease row is missing (run migrations)")
             free = row.holder is None or row.released or row.expired or row.holder == self.holder
+            self.expires_in = None if free else float(row.remaining)
             if not free:
                 return None
             term = int(row.term) + 1
@@ -259,7 +263,15 @@ class Leadership:
                 log.warning("lease attempt failed: %s", exc)
             if self.term is not None and not self.is_leader:
                 await self._lose("renew deadline passed")
-            await asyncio.sleep(max(0.0, self.renew - (self.monotonic() - started)))
+            await asyncio.sleep(self._next_attempt_in(lease, self.monotonic() - started))
+
+    def _next_attempt_in(self, lease: Lease, elapsed: float) -> float:
+        """Every renew interval; a follower tries again just after the lease it saw expires
+        (database clock), so a dead leader is replaced within the TTL, not TTL + retry."""
+        delay = self.renew - elapsed
+        if self.term is None and lease.expires_in is not None:
+            delay = min(delay, lease.expires_in - elapsed + TAKEOVER_MARGIN_S)
+        return max(0.0, delay)
 
     async def step(self, lease: Lease, started: float) -> None:
         """One attempt: renew when leading, else try to acquire. `started` is when the

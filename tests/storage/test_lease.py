@@ -158,3 +158,20 @@ async def test_it_releases_on_stop_and_reports_the_leader(pg):
     assert not a.is_leader
     assert actions(pg)[-1][:2] == ("lease.released", "a")
     assert make_lease(pg, "b").acquire() == 2
+
+
+@pytest.mark.parametrize("term, expires_in, elapsed, delay", [
+    (1, None, 0.1, 0.9),        # a leader renews every renew interval
+    (1, 0.3, 0.1, 0.9),         # ... whatever it saw as a follower before
+    (None, None, 0.1, 0.9),     # a follower that saw no lease tries every interval
+    (None, 0.3, 0.1, 0.22),     # one that did tries again just after that lease expires
+    (None, 5.0, 0.1, 0.9),      # ... but at least every renew interval
+    (None, -1.0, 0.1, 0.0),     # already expired: at once
+])
+def test_it_tries_to_take_over_just_after_the_seen_lease_expires(term, expires_in, elapsed,
+                                                                  delay):
+    lease = Lease(None, "b", ttl=3.0, audit_key=KEY)  # type: ignore[arg-type] - no SQL here
+    lease.expires_in = expires_in
+    leadership = Leadership(lease, ttl=3.0, renew=1.0)
+    leadership.term = term
+    assert leadership._next_attempt_in(lease, elapsed) == pytest.approx(delay)
