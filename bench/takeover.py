@@ -73,6 +73,7 @@ def main() -> int:
     parser.add_argument("--ttl", type=float, default=5.0)
     parser.add_argument("--kinds", default="kill,stop")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop = clean up what we started
     if reason := missing_reason():
         print(f"cannot run: {reason}", file=sys.stderr)
         return 2
