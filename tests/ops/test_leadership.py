@@ -6,6 +6,7 @@ import time
 
 import httpx
 import pytest
+from sqlalchemy import text
 from sqlmodel import select
 
 from monitor.config import Settings
@@ -29,14 +30,15 @@ def chaos_endpoint(calls: list[str]):
 
 @pytest.fixture
 async def pair(pg_cluster, tmp_path):
-    """Monitor `a` and monitor `b` on one database, lease TTL 1 s; neither has started."""
+    """Monitor `a` and monitor `b` on one database, lease TTL 30 s (a lease runs out only
+    when a test says so, however loaded the machine); neither has started."""
     url = pg_cluster.url(migrated_database(pg_cluster))
     calls: list[str] = []
     made = []
     for name, port in (("a", 18001), ("b", 18002)):
         settings = Settings(data_dir=tmp_path / name, services=URLS, database_url=url,
                             port=port, gateway_port=port + 100, secret_key=SECRET,
-                            lease_ttl=1.0, _env_file=None)
+                            lease_ttl=30.0, _env_file=None)
         client = httpx.AsyncClient(transport=httpx.MockTransport(chaos_endpoint(calls)))
         made.append((create_runtime(settings, http_client=client), client))
     yield made[0][0], made[1][0], calls
@@ -53,6 +55,12 @@ async def elect(runtime: Runtime, timeout: float = 20.0) -> None:
     while not runtime.leadership.is_leader:
         assert time.monotonic() < deadline, "never elected"
         await runtime.leadership.step(lease, time.monotonic())
+
+
+def run_out(runtime: Runtime) -> None:
+    """The lease of `runtime` expires now, in the database (it stopped renewing long ago)."""
+    with runtime.store.write() as session:
+        session.execute(text("UPDATE monitor_lease SET expires_at = clock_timestamp()"))
 
 
 def rows(runtime: Runtime, action_prefix: str = "") -> list[AuditRow]:
@@ -90,6 +98,7 @@ async def test_it_applies_a_command_once_across_a_leader_change(pair):
     await a.duties._apply(command)  # applied, then `a` dies before closing the command
     assert calls == ["v2.test"]
     a.leadership.valid_until = None  # `a` is gone (no release): its lease runs out
+    run_out(a)
 
     await elect(b)
     assert await b.duties.apply_commands() == 1
@@ -103,7 +112,8 @@ async def test_it_writes_nothing_once_another_monitor_leads(pair):
     await elect(a)
     epoch, before = a.watchdog.state.epoch, len(rows(a))
     a_term = a.leadership.term
-    await elect(b)  # a's lease ran out while a was paused
+    run_out(a)  # a's lease ran out while a was paused
+    await elect(b)
     a.leadership.term, a.leadership.valid_until = a_term, time.monotonic() + 60  # a resumes
 
     ok, _ = await a.watchdog.act(lambda state, now: (state, []), actor=OLGA,

@@ -7,6 +7,7 @@ import threading
 import time
 
 import pytest
+from sqlalchemy import text
 from sqlmodel import select
 
 from monitor.storage import audit
@@ -108,14 +109,16 @@ def test_it_hands_the_lease_over_at_once_on_release(pg):
 
 
 async def test_it_fences_every_acting_write_of_a_monitor_that_lost_the_lease(pg):
-    a = Leadership(make_lease(pg, "a", ttl=1.0), ttl=1.0, renew=0.3)
+    a = Leadership(make_lease(pg, "a", ttl=30.0), ttl=30.0, renew=10.0)
     await a.step(a.lease, time.monotonic())
     assert a.is_leader and a.term == 1
     pg.fence = a.fence
     with pg.write(fenced=True) as session:
         session.add(ProbeRow(version="v1", at=1.0, ok=True))
+    with pg.write() as session:  # a stopped renewing long ago: its lease ran out
+        session.execute(text("UPDATE monitor_lease SET expires_at = clock_timestamp()"))
     wait_for_acquire(make_lease(pg, "b", ttl=5.0))
-    a.valid_until = time.monotonic() + 60  # as if its local deadline had not noticed
+    assert a.is_leader  # as if its local deadline had not noticed
     with pytest.raises(Fenced), pg.write(fenced=True) as session:
         session.add(ProbeRow(version="v1", at=2.0, ok=False))
     with pg.read() as session:
@@ -123,15 +126,18 @@ async def test_it_fences_every_acting_write_of_a_monitor_that_lost_the_lease(pg)
 
 
 def test_it_makes_a_takeover_wait_for_a_fenced_write_in_flight(pg):
-    a = Leadership(make_lease(pg, "a", ttl=1.0), ttl=1.0, renew=0.3)
-    a.term, a.valid_until = a.lease.acquire(), time.monotonic() + 60
+    ttl = 2.5
+    a = Leadership(make_lease(pg, "a", ttl=ttl), ttl=ttl, renew=1.0)
+    taken_at = time.monotonic()
+    a.term, a.valid_until = a.lease.acquire(), taken_at + 60
     pg.fence = a.fence
     b = make_lease(pg, "b", ttl=5.0)
     order: list[str] = []
     taker = threading.Thread(target=lambda: (wait_for_acquire(b), order.append("taken")))
     with pg.write(fenced=True) as session:
         session.add(ProbeRow(version="v1", at=1.0, ok=True))
-        time.sleep(1.3)  # the lease expires in the database while this write is open
+        # the lease expires in the database while this write is open
+        time.sleep(max(0.0, taken_at + ttl + 0.3 - time.monotonic()))
         taker.start()
         time.sleep(0.3)
         order.append("committed")
@@ -140,7 +146,7 @@ def test_it_makes_a_takeover_wait_for_a_fenced_write_in_flight(pg):
 
 
 async def test_it_releases_on_stop_and_reports_the_leader(pg):
-    a = Leadership(make_lease(pg, "a"), ttl=5.0, renew=1.0)
+    a = Leadership(make_lease(pg, "a"), ttl=5.0, renew=0.5)
     elected: list[int] = []
 
     async def on_elected(term: int) -> None:
