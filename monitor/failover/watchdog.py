@@ -17,6 +17,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, replace
 from functools import partial
+from typing import TypeVar
 
 import httpx
 from sqlalchemy.exc import IntegrityError
@@ -29,6 +30,7 @@ from monitor.storage.lease import Fenced
 from monitor.storage.store import Incident, ProbeRow, StaleEpoch, Store
 
 log = logging.getLogger("monitor.failover.watchdog")
+_T = TypeVar("_T")
 MAX_BACKLOG = 100_000  # queued writes kept while the database refuses them
 REPLAY_PROBES, REPLAY_ROWS = 4, 300  # recent probe rows folded into a reloaded state
 
@@ -214,7 +216,7 @@ class Watchdog:
         return True, "; ".join(e.reason or e.kind for e in events) or "done"
 
     # Persistence --------------------------------------------------------------------------
-    async def _run(self, fn, *args):
+    async def _run(self, fn: Callable[..., _T], *args: object) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
 
     async def _commit(self, new: MonitorState, events: list[Event], now: float, *,
