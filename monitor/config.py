@@ -11,6 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 VERSIONS = ("v1", "v2", "v3")
 SMTP_MODES = ("ssl", "starttls", "plain")
+DATABASE_SCHEMES = ("sqlite:///", "postgresql+psycopg://")
 
 
 class Settings(BaseSettings):
@@ -80,6 +81,13 @@ class Settings(BaseSettings):
                 ipaddress.ip_address(address)
             except ValueError:
                 raise ValueError(f"{address!r} is not an IP address") from None
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if value and not value.startswith(DATABASE_SCHEMES):
+            raise ValueError(f"expected a URL starting with {' or '.join(DATABASE_SCHEMES)}")
         return value
 
     @field_validator("services")

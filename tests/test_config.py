@@ -27,6 +27,9 @@ def clean_env(monkeypatch, tmp_path):
       "smtp_to": "c@d"}, "plain is allowed only for a loopback"),
     ({"smtp_host": "127.0.0.1"}, "MONITOR_SMTP_FROM"),
     ({"trusted_proxies": "127.0.0.1,nginx.local"}, "MONITOR_TRUSTED_PROXIES"),
+    ({"database_url": "mysql://db/monitor"}, "MONITOR_DATABASE_URL"),
+    ({"lease_ttl": 0.5}, "MONITOR_LEASE_TTL"),
+    ({"lease_ttl": 6.0, "lease_renew": 4.0}, "MONITOR_LEASE_RENEW"),
 ])
 def test_it_names_the_bad_setting(overrides, named):
     with pytest.raises(ConfigError, match=named):
