@@ -1,5 +1,5 @@
 """CLI: run (default) | check-config | user add/passwd/list/disable | audit verify | notify test |
-backup PATH. Every failure is one clear line on stderr and a non-zero exit code."""
+canary pin | backup PATH. Every failure is one clear line on stderr and a non-zero exit code."""
 
 from __future__ import annotations
 
@@ -57,6 +57,12 @@ def _parser() -> argparse.ArgumentParser:
     notify_cmd = sub.add_parser("notify", help="notices").add_subparsers(
         dest="notify_command", required=True)
     notify_cmd.add_parser("test", help="send a test email").set_defaults(handler=_notify_test)
+    canary_cmd = sub.add_parser("canary", help="the canary query").add_subparsers(
+        dest="canary_command", required=True)
+    pin = canary_cmd.add_parser(
+        "pin", help="read the canary book from the active version and write it to .env")
+    pin.add_argument("--env-file", type=Path, default=Path(".env"))
+    pin.set_defaults(handler=_canary_pin)
     backup = sub.add_parser("backup", help="consistent copy of the database while running")
     backup.add_argument("path", type=Path)
     backup.set_defaults(handler=_backup)
@@ -69,9 +75,12 @@ def _run(settings: Settings, _args) -> int:
     return serve(settings)
 
 
-def _check_config(settings: Settings, _args) -> int:
+def _check_config(settings: Settings, _args: argparse.Namespace) -> int:
+    from monitor.config import unknown_names
     from monitor.ops import preflight
 
+    for line in unknown_names(os.environ):
+        print(f"warning: {line}", file=sys.stderr)
     problems = preflight.check(settings, for_run=False)
     for problem in problems:
         print(f"problem: {problem}", file=sys.stderr)
@@ -182,20 +191,51 @@ def _notify_test(settings: Settings, _args) -> int:
     return 0
 
 
+def _canary_pin(settings: Settings, args) -> int:
+    import httpx
+
+    from monitor.actor import cli_actor
+    from monitor.failover.canary import PinError, env_lines, read_canary, write_env
+    from monitor.storage import audit
+    from monitor.storage.keys import load_keys
+
+    store = _store(settings)
+    state = store.load_state()
+    urls = settings.service_urls()
+    active = state["active"] if state and state.get("active") in urls else next(iter(urls))
+    try:
+        with httpx.Client(timeout=max(settings.timeout, 5.0)) as client:
+            canary = read_canary(client, urls[active], settings.canary_query)
+    except PinError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    write_env(args.env_file, env_lines(canary))
+    actor = cli_actor()
+    with store.write() as session:
+        audit.append(session, load_keys(settings).audit, now=time.time(), action="canary.pin",
+                     actor=actor.name, role=actor.role, target=active,
+                     params={"query": canary.query, "book_id": canary.book_id,
+                             "digest": canary.digest, "env_file": str(args.env_file)})
+    print(f"canary pinned from {active}: book {canary.book_id} digest {canary.digest} "
+          f"written to {args.env_file}; restart the monitor to use it")
+    return 0
+
+
 def _backup(settings: Settings, args) -> int:
     from monitor.storage.store import Store
 
     if args.path.exists():
         print(f"error: {args.path} exists; choose a new file", file=sys.stderr)
         return 1
-    Store(settings.db_url()).backup(args.path)
-    print(f"backup written to {args.path}")
     checkpoints = settings.data_dir / "audit.checkpoints"
     if checkpoints.exists():
-        # the checkpoints must match the copied log, or a restore looks truncated
+        # checkpoints first: copied after the database, they could name rows the copy lacks,
+        # and a restore would look truncated
         copy = args.path.with_name(args.path.name + ".checkpoints")
         copy.write_bytes(checkpoints.read_bytes())
         print(f"audit checkpoints written to {copy}")
+    Store(settings.db_url()).backup(args.path)
+    print(f"backup written to {args.path}")
     return 0
 
 

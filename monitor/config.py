@@ -1,17 +1,36 @@
-"""Settings: MONITOR_* environment variables and `.env`, validated loudly at start."""
+"""Settings: MONITOR_* environment variables and `.env`, validated loudly at start.
+
+Lists and maps are parsed once, here, into typed values (`services` a dict, `service_ports`
+three ints, `trusted_proxies` and `smtp_to` tuples); the failover policy's defaults come from
+the engine's `Policy`, defined once.
+"""
 
 from __future__ import annotations
 
+import difflib
 import ipaddress
+import re
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from monitor.failover.canary import Canary
+from monitor.failover.model import Policy
 
 VERSIONS = ("v1", "v2", "v3")
-SMTP_MODES = ("ssl", "starttls", "plain")
 DATABASE_SCHEMES = ("sqlite:///", "postgresql+psycopg://")
+SmtpMode = Literal["ssl", "starttls", "plain"]
+DEFAULT_POLICY = Policy()
+# MONITOR_* names read outside Settings: the templates lookup, the CLI's new password, and the
+# test suite's "fail instead of skip" switches.
+OTHER_NAMES = frozenset({"MONITOR_TEMPLATES_DIR", "MONITOR_NEW_PASSWORD",
+                         "MONITOR_REQUIRE_BROWSER", "MONITOR_REQUIRE_HAPROXY",
+                         "MONITOR_REQUIRE_POSTGRES"})
 
 
 class Settings(BaseSettings):
@@ -26,23 +45,30 @@ class Settings(BaseSettings):
     gateway_port: int = Field(8080, ge=1, le=65535)
     data_dir: Path = Path("./data")
     database_url: str = ""
-    services: str = ""
-    service_ports: str = "8001,8002,8003"
+    services: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    service_ports: Annotated[tuple[int, int, int], NoDecode] = (8001, 8002, 8003)
 
-    interval: float = Field(2.0, gt=0, le=3600)
-    fast_interval: float = Field(1.0, gt=0, le=3600)
-    down_interval: float = Field(5.0, gt=0, le=3600)
+    interval: float = Field(DEFAULT_POLICY.interval, gt=0, le=3600)
+    fast_interval: float = Field(DEFAULT_POLICY.fast_interval, gt=0, le=3600)
+    down_interval: float = Field(DEFAULT_POLICY.down_interval, gt=0, le=3600)
     timeout: float = Field(1.0, gt=0, le=600)
     slow_ms: float = Field(0.0, ge=0)
-    fall: int = Field(3, ge=1, le=100)
-    rise: int = Field(2, ge=1, le=100)
-    cooldown: float = Field(15.0, ge=0, le=86400)
-    startup_grace: float = Field(10.0, ge=0, le=3600)
-    auto_failback_after: float = Field(0.0, ge=0, le=86400)
+    fall: int = Field(DEFAULT_POLICY.fall, ge=1, le=100)
+    rise: int = Field(DEFAULT_POLICY.rise, ge=1, le=100)
+    cooldown: float = Field(DEFAULT_POLICY.cooldown, ge=0, le=86400)
+    startup_grace: float = Field(DEFAULT_POLICY.startup_grace, ge=0, le=3600)
+    auto_failback_after: float = Field(DEFAULT_POLICY.auto_failback_after, ge=0, le=86400)
     retention_hours: float = Field(24.0, gt=0, le=24 * 365)
     restart_delay: float = Field(5.0, ge=0, le=300)
     lease_ttl: float = Field(5.0, ge=1.0, le=300)
     lease_renew: float = Field(0.0, ge=0, le=150)  # 0 = lease_ttl / 3
+
+    # The canary (monitor/failover/canary.py); defaults match the shipped catalog.
+    canary_query: str = Field("Pride and Prejudice", min_length=1, max_length=200)
+    canary_book_id: str = Field("pride-and-prejudice", min_length=1, max_length=200)
+    canary_digest: str = Field(
+        "6d4813cc4c19cb9292c57d82c5a982f6ec766daea496b6e4812353a80ee0f2d6",
+        pattern=r"^[0-9a-f]{64}$")
 
     secret_key: SecretStr | None = None
     chaos_token: SecretStr | None = None
@@ -51,37 +77,34 @@ class Settings(BaseSettings):
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
     public_url: str = ""
-    trusted_proxies: str = ""
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+    allow_plain_http: bool = False
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = ()
+    audit_checkpoint_url: str = ""
 
     smtp_host: str = ""
     smtp_port: int = Field(587, ge=1, le=65535)
-    smtp_mode: str = "starttls"
+    smtp_mode: SmtpMode = "starttls"
     smtp_user: str = ""
     smtp_password: SecretStr | None = None
     smtp_from: str = ""
-    smtp_to: str = ""
+    smtp_to: Annotated[tuple[str, ...], NoDecode] = ()
     smtp_timeout: float = Field(10.0, gt=0, le=300)
     smtp_cafile: Path | None = None
     notify_remind_every: float = Field(1800.0, ge=0)
     notify_give_up_after: float = Field(86400.0, gt=0)
     notify_group_window: float = Field(5.0, ge=0, le=600)
 
-    @field_validator("smtp_mode")
+    @field_validator("trusted_proxies", mode="before")
     @classmethod
-    def _known_mode(cls, value: str) -> str:
-        if value not in SMTP_MODES:
-            raise ValueError(f"must be one of {', '.join(SMTP_MODES)}")
-        return value
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _proxy_addresses(cls, value: str) -> str:
-        for address in filter(None, (a.strip() for a in value.split(","))):
+    def _proxy_addresses(cls, value: Any) -> tuple[str, ...]:
+        addresses = _items(value)
+        for address in addresses:
             try:
                 ipaddress.ip_address(address)
             except ValueError:
                 raise ValueError(f"{address!r} is not an IP address") from None
-        return value
+        return addresses
 
     @field_validator("database_url")
     @classmethod
@@ -90,17 +113,39 @@ class Settings(BaseSettings):
             raise ValueError(f"expected a URL starting with {' or '.join(DATABASE_SCHEMES)}")
         return value
 
-    @field_validator("services")
+    @field_validator("audit_checkpoint_url")
     @classmethod
-    def _service_urls(cls, value: str) -> str:
-        parse_services(value)
-        return value
+    def _checkpoint_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if value.strip() and (parts.scheme not in ("http", "https") or not parts.netloc):
+            raise ValueError(f"expected an http(s) URL, got {value[:80]!r}")
+        return value.strip()
 
-    @field_validator("service_ports")
+    @field_validator("allowed_hosts", mode="before")
     @classmethod
-    def _ports(cls, value: str) -> str:
-        parse_ports(value)
-        return value
+    def _host_names(cls, value: Any) -> tuple[str, ...]:
+        names = tuple(n.lower() for n in _items(value))
+        for name in names:
+            if not re.fullmatch(r"(\*\.)?[a-z0-9.:\[\]-]{1,253}", name):
+                raise ValueError(f"{name[:80]!r} is not a host name or address")
+        return names
+
+    @field_validator("smtp_to", mode="before")
+    @classmethod
+    def _recipients(cls, value: Any) -> tuple[str, ...]:
+        return _items(value)
+
+    @field_validator("services", mode="before")
+    @classmethod
+    def _service_urls(cls, value: Any) -> dict[str, str]:
+        return dict(value) if isinstance(value, Mapping) else parse_services(str(value))
+
+    @field_validator("service_ports", mode="before")
+    @classmethod
+    def _ports(cls, value: Any) -> tuple[int, int, int]:
+        if isinstance(value, str):
+            return parse_ports(value)
+        return value  # type: ignore[no-any-return]  # a tuple given in code; pydantic checks it
 
     @model_validator(mode="after")
     def _consistent(self) -> Settings:
@@ -119,14 +164,22 @@ class Settings(BaseSettings):
                              f"of MONITOR_LEASE_TTL ({self.lease_ttl})")
         if bool(self.tls_certfile) != bool(self.tls_keyfile):
             raise ValueError("MONITOR_TLS_CERTFILE and MONITOR_TLS_KEYFILE go together")
+        if not _is_loopback(self.host) and not self.tls_certfile and not self.allow_plain_http:
+            raise ValueError(
+                f"MONITOR_HOST {self.host} is not a loopback address: serving the dashboard "
+                "there needs TLS (MONITOR_TLS_CERTFILE/_KEYFILE) or MONITOR_ALLOW_PLAIN_HTTP=1")
         ports = [self.port, self.gateway_port]
         if not self.services:
-            ports += parse_ports(self.service_ports)
+            ports += self.service_ports
         if len(set(ports)) != len(ports):
             raise ValueError(f"ports must all differ, got {ports}")
         return self
 
     # Derived values -----------------------------------------------------------------------
+    def canary(self) -> Canary:
+        return Canary(query=self.canary_query, book_id=self.canary_book_id,
+                      digest=self.canary_digest)
+
     @property
     def local_services(self) -> bool:
         return not self.services
@@ -134,9 +187,9 @@ class Settings(BaseSettings):
     def service_urls(self) -> dict[str, str]:
         """Version name -> base URL, in priority order."""
         if self.services:
-            return parse_services(self.services)
-        ports = parse_ports(self.service_ports)
-        return {v: f"http://127.0.0.1:{p}" for v, p in zip(VERSIONS, ports, strict=True)}
+            return dict(self.services)
+        return {v: f"http://127.0.0.1:{p}"
+                for v, p in zip(VERSIONS, self.service_ports, strict=True)}
 
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'monitor.db'}"
@@ -154,18 +207,38 @@ class Settings(BaseSettings):
         scheme = "https" if self.tls_certfile else "http"
         return self.public_url or f"{scheme}://{self.host}:{self.port}"
 
+    def host_names(self) -> list[str]:
+        """Host header values the dashboard answers (DNS-rebinding defence): the configured
+        list, else the bound address, loopback names on a loopback bind, and the public URL's
+        host."""
+        if self.allowed_hosts:
+            return list(self.allowed_hosts)
+        names = [] if self.host in ("0.0.0.0", "::") else [self.host.lower()]  # noqa: S104
+        if _is_loopback(self.host):
+            names += ["127.0.0.1", "localhost", "::1", "[::1]"]
+        public = urlsplit(self.public_url).hostname if self.public_url else None
+        if public:
+            names.append(public.lower())
+        return list(dict.fromkeys(names))
+
     def smtp_recipients(self) -> list[str]:
-        return [r.strip() for r in self.smtp_to.split(",") if r.strip()]
+        return list(self.smtp_to)
 
 
-def parse_ports(value: str) -> list[int]:
+def _items(value: Any) -> tuple[str, ...]:
+    """A comma-separated string (or a sequence given in code) as stripped, non-empty items."""
+    parts = value.split(",") if isinstance(value, str) else list(value or ())
+    return tuple(p.strip() for p in map(str, parts) if p.strip())
+
+
+def parse_ports(value: str) -> tuple[int, int, int]:
     try:
         ports = [int(p) for p in value.split(",")]
     except ValueError:
         raise ValueError(f"expected three comma-separated port numbers, got {value!r}") from None
     if len(ports) != 3 or not all(1 <= p <= 65535 for p in ports):
         raise ValueError(f"expected three ports between 1 and 65535, got {value!r}")
-    return ports
+    return ports[0], ports[1], ports[2]
 
 
 def parse_services(value: str) -> dict[str, str]:
@@ -185,14 +258,21 @@ def parse_services(value: str) -> dict[str, str]:
 
 
 def _is_loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.")
+    """Only `localhost` or a literal loopback address: `127.attacker.example` is a DNS name
+    anyone can point anywhere."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class ConfigError(Exception):
     """A setting is wrong; the message names it."""
 
 
-def load_settings(**overrides) -> Settings:
+def load_settings(**overrides: Any) -> Settings:
     """Build Settings, turning pydantic's error into one line per bad setting."""
     try:
         return Settings(**overrides)
@@ -208,3 +288,20 @@ def describe(exc: ValidationError) -> str:
         name = f"MONITOR_{field.upper()}: " if field else ""
         lines.append(f"bad setting {name}{message}")
     return "; ".join(lines)
+
+
+def unknown_names(environ: Mapping[str, str], env_file: Path | None = Path(".env")) -> list[str]:
+    """One line per MONITOR_* name in the environment or `env_file` that no setting reads
+    (a typo is otherwise silently ignored), with the closest known name when there is one."""
+    known = {f"MONITOR_{name.upper()}" for name in Settings.model_fields} | OTHER_NAMES
+    names = {n.upper() for n in environ if n.upper().startswith("MONITOR_")}
+    if env_file is not None and env_file.is_file():
+        names |= {n.upper() for n in dotenv_values(env_file) if n.upper().startswith("MONITOR_")}
+    lines = []
+    for name in sorted(names - known):
+        suffixes = sorted(k.removeprefix("MONITOR_") for k in known)
+        close = difflib.get_close_matches(name.removeprefix("MONITOR_"), suffixes, n=1,
+                                          cutoff=0.75)
+        hint = f" (did you mean MONITOR_{close[0]}?)" if close else ""
+        lines.append(f"unknown setting {name}{hint}")
+    return lines

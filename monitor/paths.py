@@ -1,8 +1,8 @@
 """Where the monitor finds the files it ships: the one lookup for templates and static files.
 
-Templates live in the repository's top-level `templates/` (the product's fixed layout).
-`MONITOR_TEMPLATES_DIR` points elsewhere (an installed copy); without it the directory beside
-the `monitor` package is used.
+Templates live in the repository's top-level `templates/` (the product's fixed layout);
+`monitor/templates` links to it, and an installed package (`pip install .`) carries a copy
+there. `MONITOR_TEMPLATES_DIR` points elsewhere (an operator's own templates).
 """
 
 from __future__ import annotations
@@ -15,6 +15,6 @@ STATIC_DIR = PACKAGE_DIR / "web" / "static"
 
 
 def templates_dir() -> Path:
-    """The templates directory: `MONITOR_TEMPLATES_DIR`, else `templates/` beside the package."""
+    """The templates directory: `MONITOR_TEMPLATES_DIR`, else the package's `templates/`."""
     configured = os.environ.get("MONITOR_TEMPLATES_DIR", "").strip()
-    return Path(configured) if configured else PACKAGE_DIR.parent / "templates"
+    return Path(configured) if configured else PACKAGE_DIR / "templates"

@@ -49,8 +49,15 @@ def bind(host: str, port: int, setting: str) -> socket.socket:
 def serve(settings: Settings) -> int:
     from monitor.ops import preflight
     from monitor.ops.logs import configure_logging
+    from monitor.storage.datadir import DataDirBusy, DataDirLock, private_files
 
     configure_logging()
+    private_files()
+    try:
+        lock = DataDirLock(settings.data_dir).acquire()  # held until this process exits
+    except DataDirBusy as exc:
+        print(exc, file=sys.stderr)
+        return 2
     problems = [p for p in preflight.check(settings, for_run=True)]
     if problems:
         for problem in problems:
@@ -62,7 +69,10 @@ def serve(settings: Settings) -> int:
     }
     import uvloop
 
-    return uvloop.run(_main(settings, sockets))
+    try:
+        return uvloop.run(_main(settings, sockets))
+    finally:
+        lock.release()
 
 
 async def _main(settings: Settings, sockets: dict[str, socket.socket]) -> int:
@@ -124,7 +134,7 @@ async def _serve_until(stop: asyncio.Event, servers: list[_Server],
 
 def _proxies(settings: Settings) -> dict:
     """Behind a reverse proxy (TLS termination), believe X-Forwarded-For from it alone."""
-    trusted = ",".join(a.strip() for a in settings.trusted_proxies.split(",") if a.strip())
+    trusted = ",".join(settings.trusted_proxies)
     return {"proxy_headers": True, "forwarded_allow_ips": trusted} if trusted else {}
 
 

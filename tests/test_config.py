@@ -27,6 +27,14 @@ def clean_env(monkeypatch, tmp_path):
       "smtp_to": "c@d"}, "plain is allowed only for a loopback"),
     ({"smtp_host": "127.0.0.1"}, "MONITOR_SMTP_FROM"),
     ({"trusted_proxies": "127.0.0.1,nginx.local"}, "MONITOR_TRUSTED_PROXIES"),
+    ({"smtp_host": "127.attacker.example", "smtp_mode": "plain", "smtp_from": "a@b",
+      "smtp_to": "c@d"}, "plain is allowed only for a loopback"),
+    ({"smtp_host": "localhost.attacker.example", "smtp_mode": "plain", "smtp_from": "a@b",
+      "smtp_to": "c@d"}, "plain is allowed only for a loopback"),
+    ({"host": "0.0.0.0"}, "needs TLS"),
+    ({"host": "192.0.2.10"}, "MONITOR_ALLOW_PLAIN_HTTP=1"),
+    ({"allowed_hosts": "good.example, bad host!"}, "MONITOR_ALLOWED_HOSTS"),
+    ({"audit_checkpoint_url": "file:///tmp/x"}, "MONITOR_AUDIT_CHECKPOINT_URL"),
     ({"database_url": "mysql://db/monitor"}, "MONITOR_DATABASE_URL"),
     ({"lease_ttl": 0.5}, "MONITOR_LEASE_TTL"),
     ({"lease_ttl": 6.0, "lease_renew": 4.0}, "MONITOR_LEASE_RENEW"),
@@ -34,6 +42,29 @@ def clean_env(monkeypatch, tmp_path):
 def test_it_names_the_bad_setting(overrides, named):
     with pytest.raises(ConfigError, match=named):
         load_settings(**overrides)
+
+
+@pytest.mark.parametrize("overrides", [
+    {"smtp_host": "127.0.0.1", "smtp_mode": "plain", "smtp_from": "a@b", "smtp_to": "c@d"},
+    {"smtp_host": "::1", "smtp_mode": "plain", "smtp_from": "a@b", "smtp_to": "c@d"},
+    {"smtp_host": "localhost", "smtp_mode": "plain", "smtp_from": "a@b", "smtp_to": "c@d"},
+    {"host": "0.0.0.0", "allow_plain_http": True},
+    {"host": "::1"},
+])
+def test_it_accepts_literal_loopback_and_an_explicit_plain_http_opt_in(overrides):
+    assert load_settings(**overrides)
+
+
+@pytest.mark.parametrize("overrides, names", [
+    ({}, ["127.0.0.1", "localhost", "::1", "[::1]"]),
+    ({"public_url": "https://mon.example.org/"},
+     ["127.0.0.1", "localhost", "::1", "[::1]", "mon.example.org"]),
+    ({"host": "0.0.0.0", "allow_plain_http": True, "public_url": "http://mon.example.org:8000"},
+     ["mon.example.org"]),
+    ({"allowed_hosts": "A.example, b.example"}, ["a.example", "b.example"]),
+])
+def test_it_derives_the_allowed_hosts_from_the_bound_names(overrides, names):
+    assert load_settings(**overrides).host_names() == names
 
 
 def test_it_reads_the_environment_and_derives_urls(monkeypatch):
@@ -74,3 +105,49 @@ def test_it_never_replaces_a_damaged_key_and_never_creates_one_for_a_read_only_c
     with pytest.raises(ConfigError, match="damaged"):
         load_keys(settings)
     assert (tmp_path / "data" / "secret.key").read_text() == "garbled\n"
+
+
+def test_it_parses_lists_and_maps_once_into_typed_values(monkeypatch):
+    monkeypatch.setenv("MONITOR_SERVICES", "v1=http://a:1, v2=http://b:2")
+    monkeypatch.setenv("MONITOR_TRUSTED_PROXIES", " 10.0.0.1 ,::1,")
+    monkeypatch.setenv("MONITOR_SMTP_TO", "a@x.test,,b@x.test ")
+    settings = Settings(service_ports="9101,9102,9103")
+    assert settings.services == {"v1": "http://a:1", "v2": "http://b:2"}
+    assert settings.trusted_proxies == ("10.0.0.1", "::1")
+    assert settings.smtp_to == ("a@x.test", "b@x.test")
+    assert settings.service_ports == (9101, 9102, 9103)
+
+
+def test_it_takes_the_failover_defaults_from_the_engine_policy():
+    from monitor.failover.model import Policy
+    from monitor.runtime import policy_from
+
+    assert policy_from(Settings(services="v1=http://a:1,v2=http://b:2,v3=http://c:3")) == Policy()
+
+
+@pytest.mark.parametrize("environ, env_file, expected", [
+    ({"MONITOR_TIMOUT": "1"}, "",
+     ["unknown setting MONITOR_TIMOUT (did you mean MONITOR_TIMEOUT?)"]),
+    ({}, "MONITOR_SMTP_HOTS=mail\n", ["unknown setting MONITOR_SMTP_HOTS "
+                                      "(did you mean MONITOR_SMTP_HOST?)"]),
+    ({"MONITOR_ZZZ": "1"}, "", ["unknown setting MONITOR_ZZZ"]),
+    ({"MONITOR_TIMEOUT": "1", "MONITOR_TEMPLATES_DIR": "/t", "PATH": "/bin"},
+     "MONITOR_CANARY_DIGEST=" + "a" * 64 + "\n", []),
+])
+def test_it_names_unknown_monitor_settings_with_a_suggestion(tmp_path, environ, env_file,
+                                                             expected):
+    from monitor.config import unknown_names
+
+    path = tmp_path / ".env"
+    path.write_text(env_file)
+    assert unknown_names(environ, path) == expected
+
+
+def test_it_warns_about_a_typo_in_check_config(monkeypatch, tmp_path, capsys):
+    from monitor.__main__ import main
+
+    monkeypatch.setenv("MONITOR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MONITOR_COOLDOWNN", "5")
+    main(["check-config"])
+    assert "warning: unknown setting MONITOR_COOLDOWNN (did you mean MONITOR_COOLDOWN?)" in \
+        capsys.readouterr().err

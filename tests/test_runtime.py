@@ -1,13 +1,15 @@
 """The runtime's operator actions: chaos goes through the service, every outcome is audited."""
 
+import asyncio
 import json
 
 import httpx
 import pytest
 from sqlmodel import select
 
+from monitor.actor import Actor
 from monitor.config import Settings
-from monitor.runtime import Actor, create_runtime
+from monitor.runtime import create_runtime
 from monitor.storage.store import AuditRow
 
 URLS = "v1=http://v1.test,v2=http://v2.test,v3=http://v3.test"
@@ -15,13 +17,18 @@ OLGA = Actor("olga", "operator", "127.0.0.1", "pytest", "req-7")
 
 
 class ChaosEndpoint:
-    """The services' chaos API at the HTTP edge."""
+    """The services' chaos API at the HTTP edge; `audited` holds the audit actions that were
+    already written when each call arrived."""
 
     def __init__(self):
         self.calls = []
+        self.audited = []
+        self.runtime = None
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.calls.append((request.url.host, request.url.path, request.headers["authorization"]))
+        if self.runtime is not None:
+            self.audited.append([(r.action, r.outcome) for r in audit_rows(self.runtime)])
         body = json.loads(request.content or b"{}")
         if request.url.path == "/chaos/errors" and not 0 <= body.get("probability", 0) <= 1:
             return httpx.Response(422, json={"detail": [
@@ -41,6 +48,7 @@ async def runtime(tmp_path, endpoint):
     settings = Settings(data_dir=tmp_path, services=URLS, _env_file=None)
     client = httpx.AsyncClient(transport=httpx.MockTransport(endpoint))
     runtime = create_runtime(settings, http_client=client)
+    endpoint.runtime = runtime
     yield runtime
     await client.aclose()
     runtime.store.dispose()
@@ -64,6 +72,25 @@ async def test_it_injects_chaos_with_the_token_and_shows_the_fault_at_once(runti
 
     await runtime.chaos(OLGA, "v1", "reset", {})
     assert runtime.status()["versions"][0]["faults"] == {}
+
+
+async def test_it_audits_the_chaos_intent_before_injecting_and_the_outcome_after(runtime,
+                                                                                 endpoint):
+    await runtime.chaos(OLGA, "v2", "latency", {"ms": 100})
+    assert endpoint.audited[0][-1] == ("chaos.intent", "requested")
+    rows = audit_rows(runtime)[-2:]
+    assert [(r.action, r.outcome, r.target) for r in rows] == [
+        ("chaos.intent", "requested", "v2"), ("chaos.latency", "ok", "v2")]
+    assert json.loads(rows[0].params) == {"ms": 100, "fault": "latency"}
+
+
+async def test_it_keeps_background_audit_writes_until_they_are_done(runtime):
+    runtime._on_child_event("v1", "restart", "exited with 1")
+    assert len(runtime._tasks) == 1
+    await asyncio.gather(*runtime._tasks)
+    assert not runtime._tasks
+    row = audit_rows(runtime)[-1]
+    assert (row.action, row.target, row.reason) == ("supervisor.restart", "v1", "exited with 1")
 
 
 async def test_it_passes_the_services_refusal_back_and_audits_it(runtime):
@@ -98,7 +125,8 @@ async def test_it_audits_manual_failover_with_the_operator_and_reason(runtime):
     assert runtime.status()["epoch"] == 1
     rows = [r for r in audit_rows(runtime) if r.action == "failover.manual"]
     assert [(r.outcome, r.actor) for r in rows] == [("refused", "olga"), ("ok", "olga")]
-    assert "force" in rows[-1].reason
+    assert rows[-1].reason == "drill"
+    assert json.loads(rows[-1].params)["forced"] is True
 
 
 async def test_it_computes_uptime_over_24_hours_per_version(runtime):
@@ -128,7 +156,7 @@ async def test_it_shows_a_service_the_supervisor_gave_up_on(runtime):
 
 
 async def test_it_routes_to_the_active_then_the_up_standbys_in_priority_order(runtime):
-    from monitor.failover.engine import Observation
+    from monitor.failover.model import Observation
 
     now = runtime.clock()
     for version, ok in (("v1", True), ("v2", False), ("v3", True)):

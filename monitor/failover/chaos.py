@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -14,11 +15,11 @@ class ChaosOutcome:
     ok: bool
     status: int | None
     message: str
-    body: dict | None = None
+    body: dict[str, Any] | None = None
 
 
 async def inject(client: httpx.AsyncClient, base_url: str, token: str, fault: str,
-                 params: dict, *, timeout: float = 5.0) -> ChaosOutcome:
+                 params: dict[str, Any], *, timeout: float = 5.0) -> ChaosOutcome:
     """POST one fault to a service; refusals and errors come back as data, never raised."""
     if fault not in FAULTS:
         return ChaosOutcome(False, None, f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
@@ -31,16 +32,17 @@ async def inject(client: httpx.AsyncClient, base_url: str, token: str, fault: st
             return ChaosOutcome(True, None, "crash injected (connection closed)")
         return ChaosOutcome(False, None, f"service unreachable: {type(exc).__name__}")
     try:
-        body = response.json()
+        decoded = response.json()
     except ValueError:
-        body = None
+        decoded = None
+    body = decoded if isinstance(decoded, dict) else None
     if response.is_success:
         return ChaosOutcome(True, response.status_code, f"{fault} injected", body)
     return ChaosOutcome(False, response.status_code, f"refused: {_reason(body, response)}", body)
 
 
-def _reason(body, response: httpx.Response) -> str:
-    detail = body.get("detail") if isinstance(body, dict) else None
+def _reason(body: dict[str, Any] | None, response: httpx.Response) -> str:
+    detail = body.get("detail") if body else None
     if isinstance(detail, list):  # FastAPI validation errors
         return "; ".join(
             f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}" for d in detail)

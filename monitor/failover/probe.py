@@ -8,22 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
-from monitor.failover.engine import Observation
-from services.bookservice import canary as shipped
-from services.bookservice.canary import book_digest
-
-
-@dataclass(frozen=True)
-class Canary:
-    """A query whose first result must be a known book with a known content digest."""
-
-    query: str
-    book_id: str
-    digest: str
+from monitor.failover.canary import Canary, book_digest
+from monitor.failover.model import Failure, Observation
 
 
 @dataclass(frozen=True)
@@ -33,9 +25,10 @@ class ProbeResult:
     at: float
     latency_ms: float | None
     status: int | None = None
-    failure: str | None = None  # refused | timeout | http_5xx | bad_body | corrupt | slow
+    failure: Failure | None = None
     detail: str = ""
-    faults: dict | None = None  # what /health said is injected; None when it could not be read
+    # what /health said is injected; None when it could not be read
+    faults: dict[str, Any] | None = None
 
     def observation(self) -> Observation:
         return Observation(version=self.version, ok=self.ok, at=self.at,
@@ -43,24 +36,18 @@ class ProbeResult:
                            detail=self.detail)
 
 
-def load_canary() -> Canary:
-    """The canary shipped with the catalog (the same data file the services load)."""
-    return Canary(query=shipped.CANARY_QUERY, book_id=shipped.CANARY_BOOK_ID,
-                  digest=shipped.expected_canary_digest())
-
-
 class _Failed(Exception):
-    def __init__(self, failure: str, detail: str, status: int | None = None):
+    def __init__(self, failure: Failure, detail: str, status: int | None = None) -> None:
         super().__init__(detail)
         self.failure, self.detail, self.status = failure, detail, status
 
 
 async def probe(client: httpx.AsyncClient, version: str, base_url: str, *, now: float,
                 timeout: float, canary: Canary, slow_ms: float = 0.0,
-                perf=time.perf_counter) -> ProbeResult:
+                perf: Callable[[], float] = time.perf_counter) -> ProbeResult:
     """Probe one version within `timeout` seconds overall; `now` stamps the result."""
     started = perf()
-    seen: dict = {}
+    seen: dict[str, Any] = {}
     try:
         async with asyncio.timeout(timeout):
             await _check_health(client, base_url, seen)
@@ -69,23 +56,24 @@ async def probe(client: httpx.AsyncClient, version: str, base_url: str, *, now: 
         return ProbeResult(version, False, now, _ms(perf() - started), failed.status,
                            failed.failure, failed.detail, seen.get("faults"))
     except (TimeoutError, httpx.TimeoutException):
-        return ProbeResult(version, False, now, _ms(perf() - started), None, "timeout",
+        return ProbeResult(version, False, now, _ms(perf() - started), None, Failure.TIMEOUT,
                            f"no answer within {timeout:g}s", seen.get("faults"))
     except httpx.HTTPError as exc:
-        return ProbeResult(version, False, now, None, None, "refused",
+        return ProbeResult(version, False, now, None, None, Failure.REFUSED,
                            f"{type(exc).__name__}: {exc}"[:300], seen.get("faults"))
     except Exception as exc:  # noqa: BLE001 - any answer we cannot digest is a bad body
-        return ProbeResult(version, False, now, _ms(perf() - started), None, "bad_body",
+        return ProbeResult(version, False, now, _ms(perf() - started), None, Failure.BAD_BODY,
                            f"unreadable answer: {type(exc).__name__}"[:300], seen.get("faults"))
     faults = seen.get("faults")
     latency = _ms(perf() - started)
     if slow_ms and latency > slow_ms:
-        return ProbeResult(version, False, now, latency, 200, "slow",
+        return ProbeResult(version, False, now, latency, 200, Failure.SLOW,
                            f"{latency:.0f} ms is above {slow_ms:g} ms", faults)
     return ProbeResult(version, True, now, latency, 200, None, "", faults)
 
 
-async def _check_health(client: httpx.AsyncClient, base_url: str, seen: dict) -> None:
+async def _check_health(client: httpx.AsyncClient, base_url: str,
+                        seen: dict[str, Any]) -> None:
     """Check readiness; the faults the body reports go into `seen`, even on failure."""
     response = await client.get(f"{base_url}/health")
     body = _json(response)
@@ -93,34 +81,37 @@ async def _check_health(client: httpx.AsyncClient, base_url: str, seen: dict) ->
     if isinstance(faults, dict):
         seen["faults"] = faults
     if response.status_code >= 500:
-        raise _Failed("http_5xx", f"/health answered {response.status_code}",
+        raise _Failed(Failure.HTTP_5XX, f"/health answered {response.status_code}",
                       response.status_code)
     if response.status_code != 200 or not isinstance(body, dict) or body.get("status") != "ok":
-        raise _Failed("bad_body", f"/health answered {response.status_code} without status ok",
+        raise _Failed(Failure.BAD_BODY,
+                      f"/health answered {response.status_code} without status ok",
                       response.status_code)
 
 
 async def _check_canary(client: httpx.AsyncClient, base_url: str, canary: Canary) -> None:
     response = await client.get(f"{base_url}/books", params={"q": canary.query, "limit": 1})
     if response.status_code >= 500:
-        raise _Failed("http_5xx", f"canary query answered {response.status_code}",
+        raise _Failed(Failure.HTTP_5XX, f"canary query answered {response.status_code}",
                       response.status_code)
     body = _json(response)
     items = body.get("items") if isinstance(body, dict) else None
     if response.status_code != 200 or not isinstance(items, list):
-        raise _Failed("bad_body", f"canary query answered {response.status_code} without items",
+        raise _Failed(Failure.BAD_BODY,
+                      f"canary query answered {response.status_code} without items",
                       response.status_code)
     if not items or not isinstance(items[0], dict) or items[0].get("id") != canary.book_id:
-        raise _Failed("corrupt", f"canary query did not return book {canary.book_id}", 200)
+        raise _Failed(Failure.CORRUPT, f"canary query did not return book {canary.book_id}", 200)
     if book_digest(items[0]) != canary.digest:
-        raise _Failed("corrupt", f"book {canary.book_id} content differs from the catalog", 200)
+        raise _Failed(Failure.CORRUPT,
+                      f"book {canary.book_id} content differs from the canary digest", 200)
 
 
-def _json(response: httpx.Response):
+def _json(response: httpx.Response) -> Any:
     try:
         return response.json()
     except ValueError:
-        raise _Failed("bad_body", f"{response.request.url.path} answered non-JSON",
+        raise _Failed(Failure.BAD_BODY, f"{response.request.url.path} answered non-JSON",
                       response.status_code) from None
 
 

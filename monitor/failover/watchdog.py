@@ -15,76 +15,53 @@ import contextlib
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, replace
+from dataclasses import replace
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy.exc import IntegrityError
 
+from monitor.actor import SYSTEM, Actor
 from monitor.failover import engine
-from monitor.failover.engine import Event, MonitorState, Observation, Policy
-from monitor.failover.probe import Canary, ProbeResult, probe
+from monitor.failover.canary import Canary
+from monitor.failover.health import shown_state
+from monitor.failover.model import (
+    EngineError,
+    Event,
+    MonitorState,
+    Observation,
+    Policy,
+    from_record,
+    initial_state,
+    to_record,
+)
+from monitor.failover.probe import ProbeResult, probe
+from monitor.failover.recording import Enqueue, failover_label, write_event
+from monitor.ops.metrics import Metrics
 from monitor.storage import audit
 from monitor.storage.lease import Fenced
-from monitor.storage.store import Incident, ProbeRow, StaleEpoch, Store
+from monitor.storage.store import ProbeRow, StaleEpoch, Store
 
 log = logging.getLogger("monitor.failover.watchdog")
-_T = TypeVar("_T")
 MAX_BACKLOG = 100_000  # queued writes kept while the database refuses them
 REPLAY_PROBES, REPLAY_ROWS = 4, 300  # recent probe rows folded into a reloaded state
-
-AUDIT_ACTIONS = {
-    "state_change": "version.state",
-    "confirm": "failover.confirm",
-    "switch": "failover.automatic",
-    "suppressed": "failover.suppressed",
-    "failover_impossible": "failover.impossible",
-    "incident_opened": "incident.opened",
-    "incident_closed": "incident.closed",
-    "manual_switch": "failover.manual",
-    "paused": "failover.pause",
-    "resumed": "failover.resume",
-}
-NOTICE_KINDS = {
-    "switch": "failover",
-    "manual_switch": "failover",
-    "suppressed": "suppressed",
-    "failover_impossible": "failover_impossible",
-    "incident_opened": "all_down",
-    "incident_closed": "recovery",
-}
-Enqueue = Callable[..., object]  # notify.enqueue(session, *, kind, subject, payload, now, ...)
-
-
-def evidence_of(event: Event) -> list[dict]:
-    return [asdict(o) for o in event.evidence]
-
-
-def notice_subject(event: Event) -> str:
-    if event.kind in ("switch", "manual_switch"):
-        return f"Failover {event.source} -> {event.target}: {event.reason}"
-    if event.kind == "incident_opened":
-        return "All versions down: serving from the last active version"
-    if event.kind == "incident_closed":
-        return "Recovered: the active version is up again"
-    if event.kind == "suppressed":
-        return f"Failover held back ({event.reason})"
-    return f"Failover impossible: {event.reason}"
+Step = Callable[[MonitorState, float], tuple[MonitorState, list[Event]]]
+T = TypeVar("T")
 
 
 class Watchdog:
     def __init__(self, *, policy: Policy, urls: dict[str, str], store: Store, audit_key: bytes,
                  client: httpx.AsyncClient, clock: Callable[[], float], canary: Canary,
                  timeout: float, slow_ms: float = 0.0, enqueue: Enqueue | None = None,
-                 metrics=None) -> None:
+                 metrics: Metrics | None = None) -> None:
         self.policy, self.urls, self.store = policy, urls, store
         self.audit_key, self.client, self.clock = audit_key, client, clock
         self.canary, self.timeout, self.slow_ms = canary, timeout, slow_ms
         self.enqueue, self.metrics = enqueue, metrics
-        self.state: MonitorState | None = None
+        self.state: MonitorState  # set by load()
         self.last: dict[str, ProbeResult] = {}
-        self.faults: dict[str, dict] = {}  # last known injected faults per version
+        self.faults: dict[str, dict[str, Any]] = {}  # last known injected faults per version
         self.hurry: set[str] = set()
         self.on_hurry: Callable[[str], None] = lambda version: None
         self._lock = asyncio.Lock()
@@ -99,18 +76,18 @@ class Watchdog:
         now = self.clock()
         record = self.store.load_state()
         if record is None:
-            state = engine.initial_state(self.policy, now)
+            state = initial_state(self.policy, now)
             try:
                 with self.store.write() as session:
-                    self.store.save_state(session, engine.to_record(state), expected_epoch=None,
+                    self.store.save_state(session, to_record(state), expected_epoch=None,
                                           now=now)
                     audit.append(session, self.audit_key, now=now,
-                                 action="monitor.state_created", target=state.active,
-                                 params={"epoch": state.epoch})
+                                 action="monitor.state_created", **SYSTEM.audit_fields(),
+                                 target=state.active, params={"epoch": state.epoch})
             except (StaleEpoch, IntegrityError):  # another monitor created it first
                 return self.load()
         else:
-            state = engine.from_record(record, self.policy, now)
+            state = from_record(record, self.policy, now)
         self.state = state
         self._set_active_metric()
         return state
@@ -126,7 +103,7 @@ class Watchdog:
             now = self.clock()
             since = now - REPLAY_PROBES * self.policy.down_interval
             rows = await self._run(partial(self.store.probes, since=since, limit=REPLAY_ROWS))
-            state = engine.replay(engine.from_record(record, self.policy, now), [
+            state = engine.replay(from_record(record, self.policy, now), [
                 Observation(version=r.version, ok=r.ok, at=r.at, latency_ms=r.latency_ms,
                             failure=r.failure, status=r.status, passive=r.passive)
                 for r in reversed(rows)], self.policy)
@@ -156,7 +133,7 @@ class Watchdog:
             self.metrics.probe(version, result.ok, result.failure, result.latency_ms)
         await self.observe(result.observation(), row=result)
         if self.metrics:
-            shown = engine.shown_state(self.state.health_of(version), self.policy, self.clock())
+            shown = shown_state(self.state.health_of(version), self.policy, self.clock())
             self.metrics.set_version_state(version, shown)
         if version in self.hurry:
             return 0.0
@@ -195,15 +172,15 @@ class Watchdog:
         self.on_hurry(version)
 
     # Operator actions ---------------------------------------------------------------------
-    async def act(self, step: Callable[[MonitorState, float], tuple[MonitorState, list[Event]]],
-                  *, actor, action: str, target: str = "", params: dict | None = None,
+    async def act(self, step: Step, *, actor: Actor, action: str, target: str = "",
+                  params: dict[str, Any] | None = None,
                   reason: str = "") -> tuple[bool, str]:
         """Apply a manual engine step; a refusal (EngineError) is audited as denied."""
         async with self._lock:
             now = self.clock()
             try:
                 new, events = step(self.state, now)
-            except engine.EngineError as exc:
+            except EngineError as exc:
                 try:
                     await self._persist(partial(self._write_refusal, actor, action, target,
                                                 params, reason, str(exc), now), droppable=False)
@@ -216,11 +193,12 @@ class Watchdog:
         return True, "; ".join(e.reason or e.kind for e in events) or "done"
 
     # Persistence --------------------------------------------------------------------------
-    async def _run(self, fn: Callable[..., _T], *args: object) -> _T:
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
         return await asyncio.get_running_loop().run_in_executor(self._db, fn, *args)
 
     async def _commit(self, new: MonitorState, events: list[Event], now: float, *,
-                      row: ProbeResult | None = None, actor=None, params=None) -> bool:
+                      row: ProbeResult | None = None, actor: Actor | None = None,
+                      params: dict[str, Any] | None = None) -> bool:
         """Persist a decision, then let it take effect; False only when another writer moved
         the state on (the decision is void and the state is reloaded)."""
         job = partial(self._write, self.state, new, events, now, row, actor, params)
@@ -235,7 +213,7 @@ class Watchdog:
         except StaleEpoch as exc:
             log.warning("state changed elsewhere (%s); reloading", exc)
             record = await self._run(self.store.load_state)
-            self.state = engine.from_record(record, self.policy, now)
+            self.state = from_record(record or {}, self.policy, now)
             return False
         self.state = new
         return True
@@ -287,63 +265,28 @@ class Watchdog:
             self._failing = False
 
     def _write(self, old: MonitorState, new: MonitorState, events: list[Event], now: float,
-               row: ProbeResult | None, actor, params: dict | None) -> None:
+               row: ProbeResult | None, actor: Actor | None,
+               params: dict[str, Any] | None) -> None:
         with self.store.write(fenced=True) as session:
             if row is not None:
                 session.add(ProbeRow(version=row.version, at=row.at, ok=row.ok,
                                      latency_ms=row.latency_ms, status=row.status,
                                      failure=row.failure, detail=row.detail[:500]))
-            record = engine.to_record(new)
-            if record != engine.to_record(old):
+            record = to_record(new)
+            if record != to_record(old):
                 self.store.save_state(session, record, expected_epoch=old.epoch,
                                       now=now)
             for event in events:
-                self._write_event(session, event, new, now, actor, params)
+                write_event(session, self.audit_key, event, new, now, actor=actor,
+                            params=params, enqueue=self.enqueue)
 
-    def _write_event(self, session, event: Event, state: MonitorState, now: float, actor,
-                     params: dict | None) -> None:
-        who = actor or _System
-        audit.append(
-            session, self.audit_key, now=now, action=AUDIT_ACTIONS.get(event.kind, event.kind),
-            actor=who.name if actor else event.actor, role=who.role, source_ip=who.source_ip,
-            user_agent=who.user_agent, request_id=who.request_id,
-            target=event.target or event.version or "",
-            params={**(params or {}), "epoch": state.epoch, "source": event.source},
-            reason=event.reason, evidence=evidence_of(event))
-        incident_id = self._track_incident(session, event, now)
-        kind = NOTICE_KINDS.get(event.kind)
-        if kind and self.enqueue and not (event.kind == "suppressed" and event.reason == "paused"):
-            payload = {"event": event.kind, "source": event.source, "target": event.target,
-                       "version": event.version, "reason": event.reason,
-                       "actor": who.name if actor else event.actor, "active": state.active,
-                       "epoch": state.epoch, "at": audit.utc_iso(now),
-                       "evidence": evidence_of(event)}
-            self.enqueue(session, kind=kind, subject=notice_subject(event), payload=payload,
-                         now=now, incident_id=incident_id)
-
-    @staticmethod
-    def _track_incident(session, event: Event, now: float) -> int | None:
-        from sqlmodel import select
-
-        open_incident = session.exec(
-            select(Incident).where(Incident.closed_at.is_(None))).first()
-        if event.kind == "incident_opened" and open_incident is None:
-            incident = Incident(kind="all_down", opened_at=now, summary=event.reason)
-            session.add(incident)
-            session.flush()
-            return incident.id
-        if event.kind == "incident_closed" and open_incident is not None:
-            open_incident.closed_at = now
-            session.add(open_incident)
-            return open_incident.id
-        return open_incident.id if open_incident else None
-
-    def _write_refusal(self, actor, action, target, params, reason, why, now) -> None:
+    def _write_refusal(self, actor: Actor, action: str, target: str,
+                       params: dict[str, Any] | None, reason: str, why: str,
+                       now: float) -> None:
         with self.store.write(fenced=True) as session:
-            audit.append(session, self.audit_key, now=now, action=action, actor=actor.name,
-                         role=actor.role, source_ip=actor.source_ip,
-                         user_agent=actor.user_agent, request_id=actor.request_id,
-                         target=target, params={**(params or {}), "reason": reason},
+            audit.append(session, self.audit_key, now=now, action=action,
+                         **actor.audit_fields(), target=target,
+                         params={**(params or {}), "reason": reason},
                          outcome="refused", reason=why)
 
     def _after(self, events: list[Event]) -> None:
@@ -351,21 +294,11 @@ class Watchdog:
             self.expedite(version)
         if self.metrics:
             for event in events:
-                if event.kind in ("switch", "manual_switch"):
-                    self.metrics.failover(_failover_reason(event))
+                if label := failover_label(event):
+                    self.metrics.failover(label)
             self._set_active_metric()
 
     def _set_active_metric(self) -> None:
         if self.metrics and self.state is not None:
             self.metrics.set_active(self.state.active, self.policy.versions)
             self.metrics.set_open_incidents(1 if self.state.incident else 0)
-
-
-def _failover_reason(event: Event) -> str:
-    if event.kind == "manual_switch":
-        return "forced" if "force" in event.reason else "manual"
-    return "auto_failback" if "failback" in event.reason else "automatic"
-
-
-class _System:
-    name, role, source_ip, user_agent, request_id = "monitor", "system", "", "", ""

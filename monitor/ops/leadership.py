@@ -20,12 +20,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from functools import partial
 from typing import TYPE_CHECKING
 
+from monitor.actor import Actor
+from monitor.failover.operations import ActionResult
 from monitor.storage import commands
 from monitor.storage.commands import CommandKind, CommandRow
 from monitor.storage.lease import Fenced
 
 if TYPE_CHECKING:
-    from monitor.runtime import ActionResult, Actor, Runtime
+    from monitor.runtime import Runtime
 
 log = logging.getLogger("monitor.ops.leadership")
 COMMAND_POLL_S = 0.25
@@ -75,8 +77,6 @@ class LeaderDuties:
     async def queue(self, kind: CommandKind, actor: Actor,
                     params: Mapping[str, object]) -> ActionResult | None:
         """None when this monitor leads (act now); else the queued command's result."""
-        from monitor.runtime import ActionResult
-
         if self.leading:
             return None
         if commands.is_command_request(actor.request_id):
@@ -113,8 +113,6 @@ class LeaderDuties:
         return done
 
     async def _apply(self, command: CommandRow) -> ActionResult:
-        from monitor.runtime import ActionResult, Actor
-
         runtime = self.runtime
         actor = Actor(command.actor, command.role, command.source_ip, command.user_agent,
                       command.request_id)

@@ -15,7 +15,7 @@ import ssl
 import tempfile
 from pathlib import Path
 
-from monitor.config import VERSIONS, Settings, parse_ports
+from monitor.config import VERSIONS, Settings
 
 SMTP_CHECK_TIMEOUT = 5.0
 
@@ -127,7 +127,7 @@ def port_problems(settings: Settings) -> list[str]:
     wanted = [(settings.host, settings.port, "MONITOR_PORT"),
               (settings.host, settings.gateway_port, "MONITOR_GATEWAY_PORT")]
     if settings.local_services:
-        for version, port in zip(VERSIONS, parse_ports(settings.service_ports), strict=True):
+        for version, port in zip(VERSIONS, settings.service_ports, strict=True):
             wanted.append(("127.0.0.1", port, f"MONITOR_SERVICE_PORTS ({version})"))
     return [p for host, port, name in wanted if (p := port_problem(host, port, name))]
 

@@ -130,6 +130,7 @@ class Supervisor:
         self._log_dir = log_dir
         self._stopping = asyncio.Event()
         self._started = False
+        self._preexec = death_signal_hook()
 
     # Public API ---------------------------------------------------------------------------
     async def start(self) -> None:
@@ -235,7 +236,7 @@ class Supervisor:
                 stdout=out,
                 stderr=out,
                 start_new_session=True,
-                preexec_fn=_die_with_parent,
+                preexec_fn=self._preexec,
             )
             log.info("started %s", spec.name, extra={"version": spec.name,
                                                       "pid": child.process.pid})
@@ -313,11 +314,20 @@ def child_environment() -> dict[str, str]:
             if not k.startswith(("MONITOR_", "SERVICE_"))}
 
 
-def _die_with_parent() -> None:
-    """Linux: the kernel sends SIGTERM to the child if the monitor dies, even by SIGKILL,
-    so no service outlives it holding its port."""
+def death_signal_hook() -> Callable[[], None] | None:
+    """A `preexec_fn` that makes the kernel send SIGTERM to the child when the monitor dies,
+    even by SIGKILL, so no service outlives it holding its port (Linux; None elsewhere).
+
+    `prctl` is looked up here, in the parent: the child of a threaded process may only do
+    async-signal-safe work before exec, and loading a library (`dlopen`) is not."""
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+    prctl.argtypes = (ctypes.c_int, ctypes.c_ulong)
+    prctl.restype = ctypes.c_int
+    option, sig = PR_SET_PDEATHSIG, int(signal.SIGTERM)
+
+    def set_death_signal() -> None:
+        prctl(option, sig)
+    return set_death_signal

@@ -14,7 +14,10 @@ import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
+from pydantic import SecretStr
+
 from monitor.config import ConfigError, Settings
+from monitor.storage.datadir import fsync_dir, group_or_world_readable
 
 MIN_SECRET_LENGTH = 32
 
@@ -54,7 +57,7 @@ def load_keys(settings: Settings, *, create: bool = True) -> Keys:
     return Keys(secret=secret.encode(), chaos_token=token or "")
 
 
-def _configured(value, name: str) -> str | None:
+def _configured(value: SecretStr | None, name: str) -> str | None:
     if value is None or not value.get_secret_value():
         return None
     raw = value.get_secret_value()
@@ -70,6 +73,10 @@ def _stored_secret(path: Path, *, create: bool) -> str:
     """The secret in `path`; a damaged file is an error, never silently replaced (the audit
     chain and every session depend on it)."""
     if path.exists():
+        if group_or_world_readable(path):
+            raise ConfigError(f"{path} is readable by other users (mode "
+                              f"{path.stat().st_mode & 0o777:o}); run `chmod 600 {path}` and "
+                              "consider the key leaked if others could log in here")
         value = path.read_text().strip()
         if len(value) < MIN_SECRET_LENGTH:
             raise ConfigError(f"{path} is damaged (shorter than {MIN_SECRET_LENGTH} characters)"
@@ -79,7 +86,10 @@ def _stored_secret(path: Path, *, create: bool) -> str:
         raise ConfigError(f"{path} does not exist: is MONITOR_DATA_DIR "
                           f"({path.parent}) the monitor's data directory?")
     value = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(value + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    fsync_dir(path.parent)  # a power cut must not lose the key the audit MACs depend on
     return value

@@ -15,6 +15,7 @@ nothing. Without a fence (SQLite, one monitor) it is a plain write.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,6 +25,9 @@ from typing import Any
 from sqlalchemy import Index, UniqueConstraint, event, text
 from sqlalchemy.engine import Connection, CursorResult, Engine
 from sqlmodel import Field, Session, SQLModel, col, create_engine, delete, select
+
+log = logging.getLogger("monitor.storage")
+SECURITY_ROW = "security_row"  # session.info flag set by audit.append
 
 
 class ProbeRow(SQLModel, table=True):
@@ -79,6 +83,7 @@ class AuditRow(SQLModel, table=True):
         Index("ix_audit_actor_seq", "actor", "seq"),
         Index("ix_audit_action_seq", "action", "seq"),
         Index("ix_audit_ts", "ts"),
+        Index("ix_audit_mac", "mac"),  # verification's look-up of a tampered row's neighbour
     )
     seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     ts: str
@@ -155,6 +160,17 @@ def _without_nul(conn: object, cursor: object, statement: str, parameters: objec
     return statement, scrub(parameters)
 
 
+class AuditAnchor(SQLModel, table=True):
+    """How many checkpoint lines were written and the last one's signature (MAC'd), so a
+    missing or shortened checkpoint file is caught (storage.checkpoints)."""
+
+    __tablename__ = "audit_anchor"
+    id: int = Field(default=1, primary_key=True)
+    lines: int = 0
+    last_sig: str = ""
+    mac: str = ""
+
+
 class StaleEpoch(Exception):
     """Another writer switched first: the compare-and-set on `epoch` failed."""
 
@@ -164,6 +180,9 @@ class Store:
 
     def __init__(self, url: str, *, busy_timeout_ms: int = 5000) -> None:
         self.url = url
+        # Called (in the writing thread) after a commit that appended a security-relevant
+        # audit row (audit.SECURITY_ACTIONS): the runtime writes a checkpoint there.
+        self.after_security_commit: Callable[[], None] | None = None
         self.is_sqlite = url.startswith("sqlite")
         if self.is_sqlite and url.startswith("sqlite:///") and ":memory:" not in url:
             Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
@@ -187,7 +206,9 @@ class Store:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
             cur.execute("PRAGMA foreign_keys=ON")
-            cur.execute("PRAGMA synchronous=NORMAL")
+            # FULL for the writer: a committed (and emailed, checkpointed) decision must survive
+            # a power cut; readers never commit, NORMAL costs them nothing.
+            cur.execute(f"PRAGMA synchronous={'FULL' if immediate else 'NORMAL'}")
             cur.close()
 
         @event.listens_for(engine, "begin")
@@ -216,6 +237,11 @@ class Store:
                 if fenced and self.fence is not None:
                     self.fence(session)
                 yield session
+            if session.info.get(SECURITY_ROW) and self.after_security_commit is not None:
+                try:
+                    self.after_security_commit()
+                except Exception:  # noqa: BLE001 - committed; the minute's checkpoint follows
+                    log.exception("checkpoint after a security-relevant row failed")
 
     @contextmanager
     def read(self) -> Iterator[Session]:

@@ -7,6 +7,10 @@ roles, lockout) -> exception handlers -> routes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI, Request
@@ -14,23 +18,28 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp
 
 from monitor.paths import STATIC_DIR
-from monitor.storage.users import default_hasher
+from monitor.storage.users import Hasher, default_hasher
 from monitor.web import queries
 from monitor.web.cached import Cached
 from monitor.web.deps import Web, make_templates, render
 from monitor.web.forms import FormError
+from monitor.web.ports import MonitorPort
 from monitor.web.requestlog import RequestLog
-from monitor.web.routes import actions, api, pages
-from monitor.web.security.auth import Authenticator, Hasher
-from monitor.web.security.gate import AccessGate
+from monitor.web.routes import account, actions, api, pages
+from monitor.web.security.auth import Authenticator
+from monitor.web.security.gate import AccessGate, write_failures
 from monitor.web.security.headers import SecurityHeaders
+from monitor.web.security.hosts import HostAllowList
 from monitor.web.security.throttle import Lockout
 
 MAX_BODY_BYTES = 64 * 1024  # the largest form is a few hundred bytes
 READY_CACHE_S = 2.0  # /readyz is public: at most one write-lock check per 2 s, however many ask
 VERIFY_CACHE_S = queries.VERIFY_CACHE_S
+FAILURE_FLUSH_S = 5.0
+log = logging.getLogger("monitor.web")
 
 
 class DashboardApp(FastAPI):
@@ -39,31 +48,40 @@ class DashboardApp(FastAPI):
     headers too; `add_middleware` would place it inside those."""
 
     hsts = False
+    host_names: tuple[str, ...] = ("*",)
 
-    def build_middleware_stack(self):
-        return SecurityHeaders(RequestLog(super().build_middleware_stack()), hsts=self.hsts)
+    def build_middleware_stack(self) -> ASGIApp:
+        inner = HostAllowList(super().build_middleware_stack(), names=self.host_names)
+        return SecurityHeaders(RequestLog(inner), hsts=self.hsts)
 
 
-def create_app(runtime, *, hasher: Hasher | None = None, lockout: Lockout | None = None,
-               manage_runtime: bool = False) -> FastAPI:
+def create_app(runtime: MonitorPort, *, hasher: Hasher | None = None,
+               lockout: Lockout | None = None, manage_runtime: bool = False) -> FastAPI:
     """Build the dashboard for `runtime` (nothing starts until the server runs it).
 
     `hasher` replaces the Argon2 PasswordHasher (tests); `manage_runtime=True` makes the app's
     lifespan start and stop the runtime (when the app is served on its own).
     """
     @asynccontextmanager
-    async def lifespan(_app: FastAPI):
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         if manage_runtime:
             await runtime.start()
+        flusher = asyncio.create_task(_flush_failures(state))
         try:
             yield
         finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            await write_failures(state, state.failures.drain())  # nothing counted is lost
             if manage_runtime:
                 await runtime.stop()
 
     app = DashboardApp(title="Secure Failover Monitor", docs_url=None, redoc_url=None,
                        openapi_url=None, lifespan=lifespan, max_body_size=MAX_BODY_BYTES)
     app.hsts = bool(runtime.settings.tls_certfile)
+    app.host_names = tuple(runtime.settings.host_names())
+    verifier = queries.verifier_for(runtime)
     state = Web(
         runtime=runtime,
         templates=make_templates(),
@@ -72,11 +90,11 @@ def create_app(runtime, *, hasher: Hasher | None = None, lockout: Lockout | None
         lockout=lockout or Lockout(),
         ready=Cached(lambda: runtime.store.writable(), max_age=READY_CACHE_S,
                      clock=runtime.clock),
-        verification=Cached(lambda: queries.verify_chain(runtime), max_age=VERIFY_CACHE_S,
-                            clock=runtime.clock),
+        verification=Cached(verifier.run, max_age=VERIFY_CACHE_S, clock=runtime.clock,
+                            forced=lambda: verifier.run(full=True)),
     )
     app.state.web = state
-    for module in (pages, api, actions):
+    for module in (pages, api, actions, account):
         add_routes(app, module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(StarletteHTTPException, _http_error)
@@ -84,6 +102,17 @@ def create_app(runtime, *, hasher: Hasher | None = None, lockout: Lockout | None
     app.add_exception_handler(FormError, _form_error)
     app.add_middleware(AccessGate, web=state, router=app.router)
     return app
+
+
+async def _flush_failures(state: Web) -> None:
+    """Write the aggregated failed-login rows of ended windows, even when no new failure
+    comes to trigger it."""
+    while True:
+        await asyncio.sleep(FAILURE_FLUSH_S)
+        try:
+            await write_failures(state, state.failures.due(state.now()))
+        except Exception:  # noqa: BLE001 - a locked database: the rows wait for the next turn
+            log.warning("could not write aggregated login failures yet", exc_info=True)
 
 
 def add_routes(app: FastAPI, router: APIRouter) -> None:

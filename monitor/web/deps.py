@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -16,23 +16,27 @@ from jinja2 import Environment, FileSystemLoader
 from starlette.requests import Request
 from starlette.templating import Jinja2Templates
 
+from monitor.actor import Actor
 from monitor.paths import templates_dir
-from monitor.runtime import Actor
 from monitor.web.cached import Cached
+from monitor.web.ports import MonitorPort
 from monitor.web.security import csrf
 from monitor.web.security.auth import ANONYMOUS, Authenticator, Principal
+from monitor.web.security.failures import FailureLog
 from monitor.web.security.roles import can
 from monitor.web.security.throttle import Lockout
 
 
 @dataclass
 class Web:
-    runtime: Any  # monitor.runtime.Runtime (duck-typed so tests may pass a fake)
+    runtime: MonitorPort  # monitor.runtime.Runtime in production
     templates: Jinja2Templates
     auth: Authenticator
     lockout: Lockout
     ready: Cached[bool]  # the /readyz write-lock check
     verification: Cached[Any]  # the audit chain's audit.Report
+    nonces: csrf.LoginNonces = field(default_factory=csrf.LoginNonces)
+    failures: FailureLog = field(default_factory=FailureLog)
 
     @property
     def versions(self) -> list[str]:
@@ -78,7 +82,8 @@ def render(request: Request, name: str, context: dict, status_code: int = 200):
         "user": who,
         "can_operate": can(who.role, "operator"),
         "is_admin": can(who.role, "admin"),
-        "csrf_token": csrf.issue(state.runtime.keys.csrf, who.name, now=state.now()),
+        "csrf_token": csrf.issue(state.runtime.keys.csrf, who.name, now=state.now(),
+                                 nonce=state.nonces.get(who.name)),
         "flash": read_flash(state, request),
         "path": request.url.path,
     }
@@ -104,7 +109,7 @@ def read_flash(state: Web, request: Request) -> dict | None:
     message = request.query_params.get("msg")
     flag = request.query_params.get("ok", "")
     sig = request.query_params.get("sig", "")
-    if not message or not hmac.compare_digest(sig, _flash_mac(state, flag, message)):
+    if not message or not csrf.same_bytes(sig, _flash_mac(state, flag, message).encode()):
         return None
     return {"ok": flag == "1", "message": message}
 

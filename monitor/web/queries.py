@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlmodel import or_, select
 
 from monitor.storage import audit
 from monitor.storage.store import AuditRow, Notice, Store
+from monitor.storage.verification import Verifier
 from monitor.web.forms import FormError
 from monitor.web.views import page_rows
 
@@ -81,11 +83,11 @@ def notices_page(store: Store, *, offset: int, size: int) -> tuple[list[Notice],
     return page_rows(rows, size)
 
 
-def verify_chain(runtime) -> audit.Report:
-    """The full chain verification: O(n) HMACs over the whole log. The audit page shows a
-    result at most VERIFY_CACHE_S old (context.Web.verification); the admin's verify API
-    computes a new one on demand."""
-    return audit.verify(runtime.store, runtime.keys.audit, runtime.checkpoint_path)
+def verifier_for(runtime: Any) -> Verifier:
+    """The dashboard's incremental verifier: each run walks only the rows appended since the
+    last one (the audit page shows a result at most VERIFY_CACHE_S old); the admin's verify
+    API walks everything again (`full=True`)."""
+    return Verifier(runtime.store, runtime.keys.audit, runtime.checkpoint_path)
 
 
 def audit_json(row: AuditRow) -> dict:

@@ -43,6 +43,7 @@ class MonitorProcess:
     port: int
     gateway_port: int
     env: dict
+    cwd: Path = ROOT
     output: list[str] = field(default_factory=list)
     password: str = ADMIN_PASSWORD
 
@@ -77,7 +78,7 @@ class MonitorProcess:
         raise AssertionError(f"condition not met within {timeout}s; last status: {last}")
 
     def cli(self, *args: str, stdin: str | None = None, extra_env: dict | None = None):
-        return subprocess.run([sys.executable, "-m", "monitor", *args], cwd=ROOT,
+        return subprocess.run([sys.executable, "-m", "monitor", *args], cwd=self.cwd,
                               env={**self.env, **(extra_env or {})}, input=stdin,
                               capture_output=True, text=True, timeout=60)
 
@@ -115,17 +116,20 @@ def monitor_env(data_dir: Path, port: int, gateway_port: int, **extra: str) -> d
 
 
 def start_monitor(data_dir: Path, *, services: dict[str, str] | None = None,
-                  ready_timeout: float = 30.0, **extra: str) -> MonitorProcess:
-    """Run the monitor; with `services` it watches those, otherwise it spawns v1..v3."""
+                  ready_timeout: float = 30.0, cwd: Path = ROOT, **extra: str) -> MonitorProcess:
+    """Run the monitor; with `services` it watches those, otherwise it spawns v1..v3.
+    With `cwd` it runs there (reading that directory's `.env`), the package found by path."""
     port, gateway_port, *service_ports = free_ports(5)
     if services:
         extra["MONITOR_SERVICES"] = ",".join(f"{k}={v}" for k, v in services.items())
     else:
         extra.setdefault("MONITOR_SERVICE_PORTS", ",".join(map(str, service_ports)))
+    if cwd != ROOT:
+        extra.setdefault("PYTHONPATH", str(ROOT))
     env = monitor_env(data_dir, port, gateway_port, **extra)
-    proc = subprocess.Popen([sys.executable, "-m", "monitor", "run"], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "monitor", "run"], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    monitor = MonitorProcess(proc, data_dir, port, gateway_port, env)
+    monitor = MonitorProcess(proc, data_dir, port, gateway_port, env, cwd)
     monitor.drain()
     deadline = time.monotonic() + ready_timeout
     while time.monotonic() < deadline:

@@ -79,13 +79,16 @@ def start_service(
     *,
     timeout: float = 15.0,
     extra_env: dict[str, str] | None = None,
+    catalog: Path | None = None,
 ) -> subprocess.Popen:
-    """Run ``python -m services.<version> --port <port>`` with SERVICE_CHAOS_TOKEN=token and
-    return once its /health answers 200. The caller stops it with ``stop_process``."""
+    """Run ``python -m services.<version> --port <port>`` with SERVICE_CHAOS_TOKEN=token (and
+    the catalog file `catalog`, else the shipped one) and return once its /health answers 200.
+    The caller stops it with ``stop_process``."""
     env = {**os.environ, "SERVICE_CHAOS_TOKEN": token, "PYTHONUNBUFFERED": "1", **(extra_env or {})}
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
-        [sys.executable, "-m", f"services.{version}", "--port", str(port), "--host", "127.0.0.1"],
+        [sys.executable, "-m", f"services.{version}", "--port", str(port), "--host", "127.0.0.1",
+         *(["--catalog", str(catalog)] if catalog else [])],
         cwd=REPO_ROOT,
         env=env,
         stdin=subprocess.DEVNULL,

@@ -20,6 +20,16 @@ from dataclasses import dataclass, field, replace
 import pytest
 
 from monitor.failover.engine import (
+    decide,
+    failback,
+    manual_failover,
+    next_probe_delay,
+    pause,
+    resume,
+    tick,
+    wants_probe_now,
+)
+from monitor.failover.model import (
     DOWN,
     FLAPPING,
     UNKNOWN,
@@ -30,20 +40,11 @@ from monitor.failover.engine import (
     Observation,
     Policy,
     cooldown_remaining,
-    decide,
-    failback,
     from_record,
     initial_state,
-    manual_failover,
-    next_probe_delay,
-    pause,
-    resume,
-    status_view,
-    tick,
     to_record,
-    version_view,
-    wants_probe_now,
 )
+from monitor.failover.view import status_view, version_view
 
 T0 = 1000.0
 POLICY = Policy()
@@ -309,9 +310,24 @@ def test_it_records_who_switched_why_and_whether_forced():
     r = run(f"{WARM} v3:fail*3 force:v3")
     (switch,) = r.of("manual_switch")
     assert (switch.source, switch.target, switch.actor) == ("v1", "v3", "alice")
-    assert switch.reason == "game day [force]"
+    assert (switch.reason, switch.forced, switch.failback) == ("game day", True, False)
     assert (r.state.epoch, r.state.last_switch_at) == (1, r.now)
     assert r.state.incident is None
+
+
+@pytest.mark.parametrize("script, kind, forced, failback", [
+    (f"{WARM} failover:v2", "manual_switch", False, False),
+    (f"{WARM} failover:v2 failback", "manual_switch", False, True),
+    (f"{WARM} v1:fail*3 v2:ok", "switch", False, False),
+])
+def test_it_types_how_a_switch_happened_instead_of_wording_it(script, kind, forced, failback):
+    switch = [e for e in run(script).events if e.kind in ("switch", "manual_switch")][-1]
+    assert (switch.kind, switch.forced, switch.failback) == (kind, forced, failback)
+
+
+def test_it_refuses_an_event_of_an_unknown_kind():
+    with pytest.raises(ValueError):
+        Event("switched")
 
 
 def test_it_drops_a_pending_confirmation_when_paused():

@@ -4,8 +4,8 @@ import httpx
 import pytest
 import respx
 
-from monitor.failover.probe import Canary, probe
-from services.bookservice.canary import book_digest
+from monitor.failover.canary import Canary, book_digest
+from monitor.failover.probe import probe
 
 BASE = "http://svc.test"
 BOOK = {"id": "b1", "title": "Moby-Dick", "authors": ["Herman Melville"], "year": 1851}

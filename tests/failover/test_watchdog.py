@@ -8,13 +8,12 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from monitor.failover.engine import Policy
-from monitor.failover.probe import Canary
+from monitor.failover.canary import Canary, book_digest
+from monitor.failover.model import Policy
 from monitor.failover.watchdog import Watchdog
 from monitor.notices import delivery
 from monitor.storage import audit
 from monitor.storage.store import AuditRow, Incident, Notice, ProbeRow, Store
-from services.bookservice.canary import book_digest
 
 KEY = b"k" * 32
 BOOK = {"id": "b1", "title": "Moby-Dick", "authors": ["Herman Melville"]}
@@ -161,8 +160,8 @@ async def test_it_keeps_failing_over_while_the_database_is_locked_and_loses_no_r
 
 
 async def test_it_audits_a_refused_manual_action_and_changes_nothing(store, services):
+    from monitor.actor import Actor
     from monitor.failover import engine
-    from monitor.runtime import Actor
 
     clock = Clock()
     dog = make_watchdog(store, services, clock)
@@ -182,8 +181,8 @@ async def test_it_keeps_memory_and_database_in_step_when_cancelled_mid_write(sto
     import asyncio
     import time
 
+    from monitor.actor import Actor
     from monitor.failover import engine
-    from monitor.runtime import Actor
 
     clock = Clock()
     dog = make_watchdog(store, services, clock)

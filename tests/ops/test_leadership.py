@@ -121,8 +121,9 @@ async def test_it_writes_nothing_once_another_monitor_leads(pair):
     assert not ok
     result = await a.failover(OLGA, "v2", reason="by hand")
     assert not result.ok
+    assert not (await a.chaos(OLGA, "v1", "crash", {})).ok
     with pytest.raises(Fenced):
-        a.record(OLGA, "chaos.crash", target="v1", fenced=True)
+        a.recorder.record(OLGA, "chaos.crash", target="v1")
     assert [r.action for r in rows(a)[before:]] == ["lease.lost", "lease.acquired"]
     assert b.store.load_state()["epoch"] == epoch and calls == []
 

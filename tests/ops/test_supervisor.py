@@ -15,6 +15,7 @@ from monitor.ops.supervisor import (
     RestartDecision,
     RestartPolicy,
     Supervisor,
+    death_signal_hook,
     describe_exit,
     next_restart,
 )
@@ -113,8 +114,10 @@ async def test_it_restarts_a_crashing_child_with_back_off_and_reports_each_resta
                     on_event=events, backoff_base=0.1)
     await sup.start()
     first_pid = sup.status()["v1"]["pid"]
+    assert isinstance(first_pid, int)
 
     await until(lambda: sup.status()["v1"]["restarts"] >= 2)
+    await until(lambda: sup.status()["v1"]["pid"] not in (None, first_pid))
 
     assert events.of("v1")[:2] == [
         ("restart", "exited with code 1; restart 1 in 0.1s"),
@@ -126,7 +129,6 @@ async def test_it_restarts_a_crashing_child_with_back_off_and_reports_each_resta
     assert status["v1"]["given_up"] is False
     assert status["v2"] == {"pid": status["v2"]["pid"], "running": True, "restarts": 0,
                             "given_up": False, "last_exit": None}
-    assert status["v1"]["pid"] != first_pid
 
 
 async def test_it_restarts_a_child_killed_by_a_signal(supervise):
@@ -231,3 +233,27 @@ async def test_it_passes_extra_environment_to_the_child(supervise, tmp_path):
 
     await until(lambda: "token=abc123" in (tmp_path / "v1.log").read_text())
     assert sup.status()["v1"]["running"] is True
+
+
+PR_GET_PDEATHSIG = 2
+READ_DEATH_SIGNAL = ("import ctypes; libc = ctypes.CDLL(None); sig = ctypes.c_int(); "
+                     f"libc.prctl({PR_GET_PDEATHSIG}, ctypes.byref(sig)); print(sig.value)")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux only")
+def test_it_resolves_prctl_in_the_parent_and_sets_the_death_signal_in_the_child(monkeypatch):
+    import ctypes
+    import signal
+    import subprocess
+
+    hook = death_signal_hook()
+    assert hook is not None
+
+    def no_dlopen_in_the_child(*args, **kwargs):
+        raise AssertionError("the child must not load libraries")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_dlopen_in_the_child)
+    done = subprocess.run([sys.executable, "-c", READ_DEATH_SIGNAL], preexec_fn=hook,
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode == 0, done.stderr
+    assert int(done.stdout) == signal.SIGTERM

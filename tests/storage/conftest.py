@@ -17,3 +17,4 @@ def sqlite_store(tmp_path):
     store.create_all()
     yield store
     store.dispose()
+

@@ -2,6 +2,7 @@
 
 import sqlite3
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel, select
@@ -9,9 +10,26 @@ from sqlmodel import SQLModel, select
 from monitor.storage import commands, lease  # noqa: F401 - their tables join the metadata
 from monitor.storage.schema import current_revision, head_revision, migrate
 from monitor.storage.store import AuditRow, Store, User
+from tests.storage.postgres import BACKENDS
 
 
-def test_it_migrates_to_the_schema_the_models_declare(store):
+@pytest.fixture
+def migrated_only(request, tmp_path):
+    """A database built by the migrations alone (no tables created from the models)."""
+    if request.param == "postgres":
+        cluster = request.getfixturevalue("pg_cluster")
+        url = cluster.url(cluster.create_database())
+    else:
+        url = f"sqlite:///{tmp_path}/migrated.db"
+    store = Store(url)
+    migrate(store, models_too=False)
+    yield store
+    store.dispose()
+
+
+@pytest.mark.parametrize("migrated_only", BACKENDS, indirect=True)
+def test_it_migrates_to_the_schema_the_models_declare(migrated_only):
+    store = migrated_only
     with store.writer.connect() as connection:
         differences = compare_metadata(MigrationContext.configure(connection),
                                        SQLModel.metadata)
@@ -31,7 +49,7 @@ def test_it_stamps_and_upgrades_a_database_created_before_migrations(tmp_path):
     path = tmp_path / "old.db"
     legacy = Store(f"sqlite:///{path}")
     tables = [t for name, t in SQLModel.metadata.tables.items()
-              if name not in ("monitor_lease", "operator_command")]
+              if name not in ("monitor_lease", "operator_command")]  # as main's create_all
     SQLModel.metadata.create_all(legacy.writer, tables=tables)
     with legacy.write() as session:
         session.add(AuditRow(seq=1, ts="t", actor="a", action="x", prev_mac="p", mac="m"))

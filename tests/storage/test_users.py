@@ -6,7 +6,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlmodel import select
 
-from monitor.runtime import Actor
+from monitor.actor import Actor
 from monitor.storage import audit
 from monitor.storage.store import AuditRow, Store
 from monitor.storage.users import (
@@ -44,9 +44,12 @@ def add(store, name="ann", role="operator", password=ANN_PASSWORD, **kwargs):
     ("qwertyuiop123", "ann", "commonly used"),
     ("correcthorsebatterystaple", "ann", "commonly used"),
     ("Welcome2025!!", "ann", "commonly used"),
-    ("abcdefghijkmnop", "ann", "one kind of character"),
-    ("483920174625", "ann", "one kind of character"),
-    ("Abababababab1", "ann", "too repetitive"),
+    ("baseball1234", "ann", "commonly used"),       # from the 20,000-entry list
+    ("1qaz2wsx3edc", "ann", "commonly used"),
+    # no composition rules: length and the list decide
+    ("abcdefghijkmnop", "ann", None),
+    ("483920174625", "ann", None),
+    ("correct horse battery", "ann", None),
     ("Mallory-Admin1", "mallory-admin1", "equals the user name"),
     ("Grüße-aus-Köln", "ann", None),
     ("tangerine-ocelot-42", "ann", None),
@@ -57,9 +60,9 @@ def test_it_judges_passwords(password, name, problem):
     assert (result is None) if problem is None else (problem in result)
 
 
-def test_it_ships_a_list_of_a_few_hundred_common_passwords():
-    assert len(common_passwords()) >= 300
-    assert "password123" in common_passwords()
+def test_it_ships_a_list_of_thousands_of_common_passwords():
+    assert len(common_passwords()) >= 3000
+    assert {"password123", "qwerty", "iloveyou", "dragon"} <= common_passwords()
 
 
 def test_it_stores_an_argon2id_hash_and_never_the_password(store):

@@ -34,6 +34,7 @@ class FakeClock:
 
 
 def make_settings(tmp_path, **overrides) -> Settings:
+    overrides.setdefault("allowed_hosts", "testserver")
     return Settings(_env_file=None, data_dir=tmp_path, services=UNREACHABLE, **overrides)
 
 
@@ -41,8 +42,11 @@ def auth(role: str) -> tuple[str, str]:
     return (role, PASSWORDS[role])
 
 
-def token(runtime, user: str) -> str:
-    return csrf.issue(runtime.keys.csrf, user, now=runtime.clock())
+def token(app, user: str) -> str:
+    """A CSRF token as the dashboard at `app` (an app or a TestClient) issues it to `user`."""
+    state = getattr(app, "app", app).state.web
+    return csrf.issue(state.runtime.keys.csrf, user, now=state.now(),
+                      nonce=state.nonces.get(user))
 
 
 def token_from(html: str) -> str:
@@ -54,7 +58,7 @@ def token_from(html: str) -> str:
 def post_form(client, runtime, path: str, role: str, data: dict | None = None,
               headers: dict | None = None):
     """A POST as the dashboard's own form would send it (valid token, same origin)."""
-    body = {"csrf_token": token(runtime, role), **(data or {})}
+    body = {"csrf_token": token(client, role), **(data or {})}
     return client.post(path, data=body, auth=auth(role), follow_redirects=False,
                        headers=SAME_ORIGIN if headers is None else headers)
 
@@ -65,3 +69,13 @@ def audit_rows(runtime, action: str | None = None) -> list[AuditRow]:
         if action:
             query = query.where(AuditRow.action == action)
         return list(session.exec(query))
+
+
+def flush_failures(app) -> None:
+    """Write the failed-login rows the dashboard is still aggregating (as its shutdown does)."""
+    import asyncio
+
+    from monitor.web.security.gate import write_failures
+
+    state = getattr(app, "app", app).state.web
+    asyncio.run(write_failures(state, state.failures.drain()))

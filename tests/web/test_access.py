@@ -44,6 +44,7 @@ EXPECTED = {
     "/actions/pause": ("POST", "/actions/pause", {}, (401, 403, ACTION, ACTION)),
     "/actions/resume": ("POST", "/actions/resume", {}, (401, 403, ACTION, ACTION)),
     "/logout": ("POST", "/logout", {}, (401, 401, 401, 401)),  # logout itself answers 401
+    "/account/password": ("GET", "/account/password", None, (401, 200, 200, 200)),
 }
 CASES = [(route, role, expected[3][ROLES.index(role)])
          for route, expected in EXPECTED.items() for role in ROLES]
@@ -73,7 +74,7 @@ def test_it_answers_each_role_as_the_table_says(client, runtime, route, role, st
     if method == "GET":
         response = client.get(path, auth=credentials)
     else:
-        body = {"csrf_token": token(runtime, role), **form}
+        body = {"csrf_token": token(client, role), **form}
         response = client.post(path, data=body, auth=credentials, headers=SAME_ORIGIN,
                                follow_redirects=False)
     assert response.status_code == status, response.text[:300]
@@ -94,7 +95,7 @@ def test_it_refuses_a_route_that_has_no_role_even_to_an_admin(app, client, runti
 
 
 def test_it_audits_a_denial_with_who_what_and_why(client, runtime):
-    response = client.post("/actions/failover", data={"csrf_token": token(runtime, "viewer"),
+    response = client.post("/actions/failover", data={"csrf_token": token(client, "viewer"),
                                                       "target": "v2", "reason": "x"},
                            auth=auth("viewer"), headers=SAME_ORIGIN)
     assert response.status_code == 403

@@ -74,3 +74,48 @@ async def test_it_keeps_a_failed_computation_out_of_the_cache():
     except RuntimeError:
         pass
     assert (await cached.get()).value == "ok" and len(runs) == 2
+
+
+class SlowClock(FakeClock):
+    """A clock that a computation moves forward (a verification that takes long)."""
+
+
+async def test_it_counts_a_values_age_from_when_its_computation_finished():
+    clock = SlowClock()
+
+    def slow() -> str:
+        clock.advance(90.0)  # longer than max_age
+        return "report"
+
+    runs: list[int] = []
+
+    def counted() -> str:
+        runs.append(1)
+        return slow()
+
+    cached = Cached(counted, max_age=60.0, clock=clock)
+    first = await cached.get()
+    assert (await cached.get()) is first and len(runs) == 1  # not stale on arrival
+    assert first.done - first.at == 90.0
+
+
+async def test_it_shares_one_forced_refresh_between_concurrent_callers():
+    compute = Counting()
+    forced_runs: list[int] = []
+    gate = threading.Event()
+
+    def forced() -> int:
+        forced_runs.append(1)
+        gate.wait(timeout=10)
+        return -1
+
+    cached = Cached(compute, max_age=60.0, clock=FakeClock(), forced=forced)
+    callers = [asyncio.create_task(cached.refresh()) for _ in range(10)]
+    for _ in range(1000):
+        if forced_runs:
+            break
+        await asyncio.sleep(0.005)
+    gate.set()
+    results = await asyncio.gather(*callers)
+    assert len(forced_runs) == 1 and compute.runs == 0
+    assert {r.value for r in results} == {-1}

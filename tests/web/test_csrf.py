@@ -15,16 +15,24 @@ def _state(runtime) -> tuple:
     return status["active"], status["epoch"], status["paused"]
 
 
-def _forged(runtime, clock, case: str) -> tuple[dict, dict]:
+def _forged(client, clock, case: str) -> tuple[dict, dict]:
     """(form token field, headers) of each forgery."""
-    good = {"csrf_token": token(runtime, "operator")}
+    good = {"csrf_token": token(client, "operator")}
     if case == "missing token":
         return {}, SAME_ORIGIN
     if case == "another user's token":
-        return {"csrf_token": token(runtime, "admin")}, SAME_ORIGIN
+        return {"csrf_token": token(client, "admin")}, SAME_ORIGIN
     if case == "expired token":
-        old = csrf.issue(runtime.keys.csrf, "operator", now=clock() - csrf.TOKEN_TTL - 1)
+        state = client.app.state.web
+        old = csrf.issue(state.runtime.keys.csrf, "operator", now=clock() - csrf.TOKEN_TTL - 1,
+                         nonce=state.nonces.get("operator"))
         return {"csrf_token": old}, SAME_ORIGIN
+    if case == "token without the login nonce":
+        state = client.app.state.web
+        return {"csrf_token": csrf.issue(state.runtime.keys.csrf, "operator",
+                                         now=clock())}, SAME_ORIGIN
+    if case == "non-ASCII token":
+        return {"csrf_token": "1" * 10 + "." + "\u00e9" * 64}, SAME_ORIGIN
     if case == "garbage token":
         return {"csrf_token": "12.not-a-mac"}, SAME_ORIGIN
     if case == "cross-site fetch":
@@ -45,6 +53,7 @@ def _forged(runtime, clock, case: str) -> tuple[dict, dict]:
 
 
 FORGERIES = ["missing token", "another user's token", "expired token", "garbage token",
+             "token without the login nonce", "non-ASCII token",
              "cross-site fetch", "same-site fetch", "Origin null", "cross-site Origin null",
              "foreign Origin",
              "foreign Referer", "no origin information"]
@@ -56,7 +65,7 @@ FORGERIES = ["missing token", "another user's token", "expired token", "garbage 
     ("/actions/pause", {"reason": "forged"}),
 ])
 def test_it_refuses_a_forged_post_and_changes_nothing(client, runtime, clock, case, path, form):
-    field, headers = _forged(runtime, clock, case)
+    field, headers = _forged(client, clock, case)
     before = _state(runtime)
     response = client.post(path, data={**field, **form}, auth=auth("operator"),
                            headers=headers, follow_redirects=False)
@@ -84,6 +93,32 @@ def test_it_accepts_a_post_from_its_own_page(client, runtime, headers):
     assert not audit_rows(runtime, "csrf.rejected")
 
 
+def test_it_kills_the_tokens_of_a_user_at_logout(client, runtime):
+    page = client.get("/", auth=auth("operator"))
+    before_logout = token_from(page.text)
+    out = client.post("/logout", data={"csrf_token": before_logout}, auth=auth("operator"),
+                      headers=SAME_ORIGIN)
+    assert out.status_code == 401
+    response = client.post("/actions/pause", data={"csrf_token": before_logout},
+                           auth=auth("operator"), headers=SAME_ORIGIN, follow_redirects=False)
+    assert response.status_code == 403
+    assert "logged out" in response.text
+    assert runtime.status()["paused"] is False
+    fresh = token_from(client.get("/", auth=auth("operator")).text)
+    assert fresh != before_logout
+    again = client.post("/actions/pause", data={"csrf_token": fresh}, auth=auth("operator"),
+                        headers=SAME_ORIGIN, follow_redirects=False)
+    assert again.status_code == 303
+
+
+@pytest.mark.parametrize("sig", ["\u00e9" * 32, "\u2603", "zz"])
+def test_it_ignores_a_flash_with_a_non_ascii_signature(client, sig):
+    response = client.get("/", params={"msg": "pwned", "ok": "1", "sig": sig},
+                          auth=auth("viewer"))
+    assert response.status_code == 200
+    assert "pwned" not in response.text
+
+
 def test_it_puts_a_token_in_every_form(client):
     html = client.get("/", auth=auth("admin")).text
     forms = html.count("<form method=\"post\"")
@@ -97,12 +132,13 @@ def test_it_puts_a_token_in_every_form(client):
     ("ann", "ann", 100.0 + csrf.TOKEN_TTL + 1, "expired"),
 ])
 def test_it_binds_tokens_to_a_user_and_a_time(user, token_user, now, problem):
-    issued = csrf.issue(KEY, token_user, now=100.0)
-    result = csrf.token_problem(KEY, user, issued, now=now)
+    issued = csrf.issue(KEY, token_user, now=100.0, nonce="n1")
+    result = csrf.token_problem(KEY, user, issued, now=now, nonce="n1")
     assert (result is None) if problem is None else (problem in result)
 
 
-@pytest.mark.parametrize("tampered", ["", "abc", "99999999999999.00", "100.", ".abc"])
+@pytest.mark.parametrize("tampered", ["", "abc", "99999999999999.00", "100.", ".abc",
+                                      "100." + "\u00e9" * 64, "\u0661\u0662." + "a" * 64])
 def test_it_refuses_malformed_tokens(tampered):
     assert csrf.token_problem(KEY, "ann", tampered, now=0.0)
 

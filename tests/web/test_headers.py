@@ -80,7 +80,7 @@ def test_it_sets_the_headers_on_errors_and_redirects(client, runtime, case):
 
 def test_it_sets_the_headers_on_429(runtime):
     client = TestClient(create_app(runtime, hasher=CHEAP_HASHER,
-                                   lockout=Lockout(account_limit=1)))
+                                   lockout=Lockout(pair_limit=1)))
     response = client.get("/", auth=("viewer", "wrong-password-1"))
     assert response.status_code == 429
     assert_secure(response)

@@ -8,7 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from sqlalchemy import text
 
-from monitor.runtime import Actor
+from monitor.actor import Actor
 from monitor.storage.audit import utc_iso
 from monitor.storage.store import Incident, Notice, ProbeRow
 from monitor.web.deps import format_time
@@ -182,8 +182,8 @@ def test_it_logs_out_with_401_and_clear_site_data(client, runtime):
 
 def test_it_filters_and_pages_the_audit_log(client, runtime):
     for index in range(60):
-        runtime.record(Actor("ann" if index % 2 else "bob", "operator"), f"test.step{index % 3}",
-                       reason=f"row {index}")
+        runtime.recorder.record(Actor("ann" if index % 2 else "bob", "operator"),
+                                f"test.step{index % 3}", reason=f"row {index}")
     first = client.get("/api/audit?actor=ann&limit=20", auth=auth("viewer")).json()
     assert len(first["rows"]) == 20 and first["has_next"]
     assert {r["actor"] for r in first["rows"]} == {"ann"}
@@ -198,9 +198,9 @@ def test_it_filters_and_pages_the_audit_log(client, runtime):
 
 
 def test_it_filters_the_audit_log_by_time(client, runtime, clock):
-    runtime.record(Actor("ann", "operator"), "test.early")
+    runtime.recorder.record(Actor("ann", "operator"), "test.early")
     clock.advance(3600)
-    runtime.record(Actor("ann", "operator"), "test.late")
+    runtime.recorder.record(Actor("ann", "operator"), "test.late")
     since = utc_iso(clock() - 60)
     rows = client.get(f"/api/audit?since={since}", auth=auth("viewer")).json()["rows"]
     assert [r["action"] for r in rows] == ["test.late"]
@@ -226,9 +226,10 @@ def test_it_reuses_the_audit_page_verification_for_a_minute(client, runtime, clo
     first = client.get("/audit", auth=auth("viewer")).text
     verified_at = format_time(clock())
     assert f"verified at {verified_at}" in first and "verify-ok" in first
-    with runtime.store.write() as session:
-        session.exec(text("UPDATE audit SET reason='edited' WHERE seq=2"))
     client.get("/", auth=("viewer", "Wrong-password-1"))  # a failed login moves the head
+    with runtime.store.write() as session:  # and the new row is edited
+        session.exec(text("UPDATE audit SET reason='edited' WHERE seq=(SELECT max(seq) "
+                          "FROM audit)"))
     clock.advance(59)
     cached = client.get("/audit", auth=auth("viewer")).text
     assert f"verified at {verified_at}" in cached and "verify-ok" in cached

@@ -42,7 +42,8 @@ async def checked_form(request: Request, state: Web = Depends(web),
     token = form.get("csrf_token")
     problem = csrf.origin_problem(request.headers, allowed_origins(request, state)) \
         or csrf.token_problem(state.runtime.keys.csrf, who.name,
-                              token if isinstance(token, str) else None, now=state.now())
+                              token if isinstance(token, str) else None, now=state.now(),
+                              nonce=state.nonces.get(who.name))
     if problem:
         await state.runtime.arecord(actor_for(request, who), "csrf.rejected",
                                     target=request.url.path, outcome="denied", reason=problem,
@@ -114,6 +115,7 @@ async def logout(request: Request, form: dict = Depends(checked_form),
                  state: Web = Depends(web), who: Principal = Depends(principal)):
     """401 plus Clear-Site-Data makes the browser forget the Basic credentials."""
     state.auth.forget(who.name)
+    state.nonces.rotate(who.name)
     await state.runtime.arecord(actor_for(request, who), "logout", target="/logout")
     return PlainTextResponse("Logged out. Close this window or sign in again.", status_code=401,
                              headers={"Clear-Site-Data": '"credentials", "cache"',

@@ -21,21 +21,13 @@ import secrets
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
 
 from monitor.storage.store import Store, User
-from monitor.storage.users import get_user
+from monitor.storage.users import Hasher, get_user
 
 REALM = "Secure Failover Monitor"
 UNKNOWN_PREFIX = "unknown:"
 CHALLENGE = f'Basic realm="{REALM}", charset="UTF-8"'
-
-
-class Hasher(Protocol):
-    """What we need of argon2.PasswordHasher (tests pass a fake that records calls)."""
-
-    def hash(self, password: str) -> str: ...
-    def verify(self, hash: str, password: str) -> bool: ...
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,19 @@
 """CSRF defence for the POST forms: an HMAC token bound to the user with an expiry, plus the
 browser's own statement of where the request came from (Fetch metadata, Origin, Referer).
 
-Token: `<expiry>.<hex HMAC(csrf key, user NUL expiry)>`. Both checks must pass; each returns
-the reason for refusing, or None.
+Token: `<expiry>.<hex HMAC(csrf key, user NUL login nonce NUL expiry)>`. The login nonce is
+per user and rotated by logout (`LoginNonces`), so a token taken from a page before logout is
+dead after it. Tokens are compared as bytes (a non-ASCII token is refused, never a 500). Both
+checks must pass; each returns the reason for refusing, or None.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
+import secrets
+import threading
 from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
@@ -16,24 +21,57 @@ TOKEN_TTL = 8 * 3600.0
 ALLOWED_FETCH_SITES = ("same-origin", "none")
 
 
-def _mac(key: bytes, user: str, expiry: int) -> str:
-    return hmac.new(key, f"{user}\0{expiry}".encode(), hashlib.sha256).hexdigest()
+_TOKEN = re.compile(r"([0-9]{1,12})\.([0-9a-f]{64})")
 
 
-def issue(key: bytes, user: str, *, now: float, ttl: float = TOKEN_TTL) -> str:
+class LoginNonces:
+    """One random nonce per user for this process; `rotate` (logout) kills the user's tokens.
+    A restart rotates them all (a page reload fetches a fresh token). Thread-safe."""
+
+    def __init__(self) -> None:
+        self._nonces: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def get(self, user: str) -> str:
+        with self._lock:
+            return self._nonces.setdefault(user, secrets.token_hex(16))
+
+    def rotate(self, user: str) -> None:
+        with self._lock:
+            self._nonces[user] = secrets.token_hex(16)
+
+
+def _mac(key: bytes, user: str, nonce: str, expiry: int) -> bytes:
+    message = f"{user}\0{nonce}\0{expiry}".encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest().encode()
+
+
+def issue(key: bytes, user: str, *, now: float, nonce: str = "",
+          ttl: float = TOKEN_TTL) -> str:
     expiry = int(now + ttl)
-    return f"{expiry}.{_mac(key, user, expiry)}"
+    return f"{expiry}.{_mac(key, user, nonce, expiry).decode()}"
 
 
-def token_problem(key: bytes, user: str, token: str | None, *, now: float) -> str | None:
+def same_bytes(given: str, expected: bytes) -> bool:
+    """Constant-time comparison of a client-supplied text with an expected ASCII value; a
+    text that is not ASCII simply differs (compare_digest on such str raises TypeError)."""
+    try:
+        raw = given.encode("ascii")
+    except UnicodeEncodeError:
+        return False
+    return hmac.compare_digest(raw, expected)
+
+
+def token_problem(key: bytes, user: str, token: str | None, *, now: float,
+                  nonce: str = "") -> str | None:
     if not token:
         return "missing csrf_token"
-    expiry_text, _, mac = token.partition(".")
-    if not expiry_text.isdigit() or len(expiry_text) > 12 or not mac:
+    match = _TOKEN.fullmatch(token) if token.isascii() else None
+    if match is None:
         return "malformed csrf_token"
-    expiry = int(expiry_text)
-    if not hmac.compare_digest(mac, _mac(key, user, expiry)):
-        return "csrf_token was not issued to this user"
+    expiry = int(match.group(1))
+    if not same_bytes(match.group(2), _mac(key, user, nonce, expiry)):
+        return "csrf_token was not issued to this user (or the user logged out since)"
     if expiry < now:
         return "csrf_token expired: reload the page"
     return None

@@ -2,24 +2,31 @@
 
 It finds the route the router would pick, looks its role up in `roles.ROUTE_ROLES` (a route
 without an entry is refused: deny by default), authenticates HTTP Basic (or the scrape token on
-/metrics), applies the lockout, and audits failed logins, lockouts and denials. The principal
+/metrics), applies the throttle, and audits failed logins, lockouts and denials. The principal
 goes to `request.state.principal` for the routes. A failed login names its account only when it
 is a user; any other name appears as `unknown:<digest>` (see auth.unknown_account).
+
+The throttle is checked before anything is decoded or written: a locked address gets 429
+without a password check or an audit row. Failed logins are aggregated per source address
+(security.failures): the first of a window is one row, the rest one row with their count, so
+an anonymous flood cannot grow the audit log or hold the database's write lock.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hmac
 import math
 
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from monitor.runtime import Actor
 from monitor.storage.audit import utc_iso
 from monitor.web.deps import Web, actor_for, client_ip, render
+from monitor.web.security import csrf
 from monitor.web.security.auth import (
     ANONYMOUS,
     CHALLENGE,
@@ -29,8 +36,9 @@ from monitor.web.security.auth import (
     bearer_token,
     parse_basic,
 )
+from monitor.web.security.failures import Failures
 from monitor.web.security.roles import PUBLIC, ROUTE_ROLES, SCRAPE, UNMATCHED, allows
-from monitor.web.security.throttle import Locked
+from monitor.web.security.throttle import SCRAPE_ACCOUNT, Locked
 
 SCRAPER = Principal("scraper", "viewer")
 UNKNOWN_ROUTE = "<route without a path>"  # never in the table, so refused
@@ -55,10 +63,23 @@ def required_role(router: Router, scope: Scope) -> str | None:
     return UNMATCHED if path is None else ROUTE_ROLES.get(path)
 
 
-def routes_without_role(app) -> list[str]:
+def routes_without_role(app: Starlette) -> list[str]:
     """Paths of the app's routes that have no entry in ROUTE_ROLES (they would be refused)."""
     return [getattr(route, "path", UNKNOWN_ROUTE) for route in app.routes
             if getattr(route, "path", None) not in ROUTE_ROLES]
+
+
+async def write_failures(web: Web, batches: list[Failures]) -> None:
+    """One audit row per ended window of failed logins from one address (with its count)."""
+    for index, batch in enumerate(batches):
+        actor = Actor(name=batch.actor, role="", source_ip=batch.source_ip,
+                      user_agent=batch.user_agent)
+        try:
+            await web.runtime.arecord(actor, "login.failed", target="", outcome="denied",
+                                      reason=batch.reason(), params=batch.params())
+        except BaseException:
+            web.failures.requeue(batches[index:])
+            raise
 
 
 class AccessGate:
@@ -96,6 +117,12 @@ class AccessGate:
         token = bearer_token(header)
         if scrape and token is not None:
             return await self._scrape_token(request, token)
+        if not header:
+            return self._challenge(request, "Authentication required")
+        # Throttle before decoding: a locked address costs no parsing, no check, no audit row.
+        wait = self.web.lockout.retry_after("", client_ip(request), now=self.web.now())
+        if wait > 0:
+            return self._locked(request, wait)
         try:
             credentials = parse_basic(header)
         except BadCredentials as exc:
@@ -105,8 +132,8 @@ class AccessGate:
         return await self._check(request, credentials)
 
     async def _check(self, request: Request, credentials: Credentials) -> Principal | Response:
-        """Lockout first; a password check only once reserved, so that concurrent wrong
-        attempts never run more checks than the lockout's limits allow."""
+        """Throttle first; a password check only once reserved, so that concurrent wrong
+        attempts never run more checks than the throttle's limits allow."""
         lockout, ip = self.web.lockout, client_ip(request)
         found = await asyncio.to_thread(self.web.auth.lookup, credentials)
         # A remembered success needs no check, so only a lock (not checks in flight) stops it.
@@ -114,8 +141,8 @@ class AccessGate:
                                    busy=found.cached is None)
         if wait > 0:
             return self._locked(request, wait)
-        if found.cached:
-            lockout.success(found.account, now=self.web.now())
+        if found.cached and found.cached.principal:
+            lockout.success(found.account, ip, now=self.web.now())
             return found.cached.principal
         attempt = lockout.reserve(found.account, ip, now=self.web.now())
         if attempt is None:
@@ -132,41 +159,48 @@ class AccessGate:
         return await self._failed(request, found.account, verdict.reason, locks)
 
     async def _scrape_token(self, request: Request, token: str) -> Principal | Response:
-        wait = self.web.lockout.retry_after("scraper", client_ip(request), now=self.web.now())
+        ip = client_ip(request)
+        wait = self.web.lockout.retry_after(SCRAPE_ACCOUNT, ip, now=self.web.now())
         if wait > 0:
             return self._locked(request, wait)
         configured = self.web.runtime.settings.scrape_token
         expected = configured.get_secret_value() if configured else ""
-        if expected and hmac.compare_digest(token.encode(), expected.encode()):
+        if expected and csrf.same_bytes(token, expected.encode()):
             return SCRAPER
-        return await self._failed(request, "scraper", "wrong scrape token")
+        return await self._failed(request, SCRAPE_ACCOUNT, "wrong scrape token")
 
     async def _failed(self, request: Request, account: str, reason: str,
                       locks: list[Locked] | None = None) -> Response:
-        """Audit a failed login (and any lockout it caused, with its notice in the same
-        transaction). `account` is a user name or unknown:<digest>, never an unknown name.
-        `locks` None: the failure has not been counted yet (no password check was reserved)."""
+        """Count and audit a failed login (aggregated per address and window), and any lock
+        it caused, with its notice in the same transaction. `account` is a user name or
+        unknown:<digest>, never an unknown name. `locks` None: not counted yet (no password
+        check was reserved)."""
         ip = client_ip(request)
         now = self.web.now()
         if locks is None:
             locks = self.web.lockout.failure(account, ip, now=now)
-        attempted = Principal(account or "-", "")
-        await self._audit(request, attempted, "login.failed", reason)
+        shown = "scrape-token" if account == SCRAPE_ACCOUNT else account or "-"
+        attempted = Principal(shown, "")
+        agent = request.headers.get("user-agent", "")[:300]
+        if self.web.failures.record(ip, shown, reason, now=now, user_agent=agent):
+            await self._audit(request, attempted, "login.failed", reason, params={"count": 1})
+        await write_failures(self.web, self.web.failures.due(now))
         for lock in locks:
-            detail = f"{lock.scope} {lock.key!r} locked for {self.web.lockout.lock_for:.0f} s"
-            notice = ("lockout", f"Security: login lockout of {lock.scope} {lock.key}",
-                      {"scope": lock.scope, "key": lock.key, "until": utc_iso(lock.until),
+            detail = f"{lock.describe()} locked for {lock.seconds:.0f} s"
+            notice = ("lockout", f"Security: login lockout of {lock.describe()}",
+                      {"scope": str(lock.scope), "key": lock.key, "until": utc_iso(lock.until),
                        "source_ip": ip,
                        "reason": f"{reason}; locked after repeated failed logins"})
             await self._audit(request, attempted, "login.lockout", detail,
-                              params={"scope": lock.scope, "until": lock.until}, notice=notice)
+                              params={"scope": str(lock.scope), "until": lock.until},
+                              notice=notice)
         if locks:
             return self._locked(request, max(lock.until for lock in locks) - now)
         return self._challenge(request, "Authentication failed")
 
     async def _audit(self, request: Request, who: Principal, action: str, reason: str,
-                     params: dict | None = None,
-                     notice: tuple[str, str, dict] | None = None) -> None:
+                     params: dict[str, object] | None = None,
+                     notice: tuple[str, str, dict[str, object]] | None = None) -> None:
         await self.web.runtime.arecord(
             actor_for(request, who), action, target=request.url.path, outcome="denied",
             reason=reason, params={"method": request.method, **(params or {})}, notice=notice)
@@ -180,7 +214,7 @@ class AccessGate:
                            {"Retry-After": str(seconds)})
 
     def _error(self, request: Request, status: int, message: str,
-               headers: dict | None = None) -> Response:
+               headers: dict[str, str] | None = None) -> Response:
         path = request.url.path
         if path.startswith("/api/") or path == "/metrics":
             return JSONResponse({"detail": message}, status, headers=headers)

@@ -37,6 +37,8 @@ ROUTE_ROLES: dict[str, str] = {
     "/actions/pause": "operator",
     "/actions/resume": "operator",
     "/logout": "viewer",
+    # every user's own password (GET the form, POST it with CSRF and the current password)
+    "/account/password": "viewer",
 }
 
 # A request that matches no route still needs a viewer, so anonymous callers cannot map the app.

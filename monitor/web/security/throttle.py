@@ -1,15 +1,26 @@
-"""Brute-force lockout: sliding failure windows per account and per client IP (pure, `now` in).
+"""Brute-force throttle: failure windows per (account, client IP) and per client IP, with
+lock durations that grow on every repeat (pure, `now` in; thread-safe).
 
-After `account_limit` failures for one user name (or `ip_limit` from one address) within
-`window` seconds, that account (or address) is locked for `lock_for` seconds: every attempt
-then gets 429 with Retry-After, even with the right password. A success clears the account's
-failures, never the address's (an attacker who knows one password must not reset the counter
-for the accounts they are guessing).
+Buckets (OWASP "account lockout" guidance, ASVS 6.3):
+- `pair` (account, IP): `pair_limit` failures within `window` seconds lock that account *from
+  that address only*. An attacker elsewhere can therefore never lock the real operator out;
+  a correct password from any address that is not itself throttled gets in.
+- `ip`: `ip_limit` failures from one address (guessing many accounts, malformed headers,
+  wrong scrape tokens) lock that address.
+- A failure without an account (an undecodable header) counts against the address only.
+- The scrape token has its own bucket per address (`SCRAPE_ACCOUNT`, apart from the address's
+  login bucket): a misconfigured Prometheus neither locks the operators on its host out nor
+  is locked out by their typos.
+
+A lock lasts `lock_for * 2**strikes` seconds (capped at `max_lock`), `strikes` being how often
+that bucket was locked before within `strike_memory` seconds: 60 s, 120 s, 240 s, ... A success
+clears the pair's failures, never the address's (an attacker who knows one password must not
+reset the counter for the accounts they are guessing).
 
 A password check is reserved before it runs (`reserve`) and counts against both limits while
 in flight, until `settle` turns it into a failure or drops it. So concurrent wrong attempts can
 never run more checks than the limit: once failures plus checks in flight reach it, further
-attempts are refused (429, retry after `busy_wait`) without a check. Thread-safe.
+attempts are refused (429, retry after `busy_wait`) without a check.
 """
 
 from __future__ import annotations
@@ -17,15 +28,36 @@ from __future__ import annotations
 import threading
 from collections import deque
 from dataclasses import dataclass
+from enum import StrEnum
+
+
+class Scope(StrEnum):
+    PAIR = "pair"
+    IP = "ip"
+
+
+Key = tuple[Scope, str, str]  # (scope, account, ip); account "" for the ip scope
+SCRAPE_ACCOUNT = "\0scrape-token"  # no user name can contain NUL
 
 
 @dataclass(frozen=True)
 class Locked:
     """A lock that a failure just caused (so the caller audits and notifies exactly once)."""
 
-    scope: str  # "account" | "ip"
-    key: str
+    scope: Scope
+    account: str
+    ip: str
     until: float
+    seconds: float
+
+    @property
+    def key(self) -> str:
+        return self.account if self.scope is Scope.PAIR else self.ip
+
+    def describe(self) -> str:
+        if self.scope is Scope.PAIR:
+            return f"account {self.account!r} from {self.ip or 'an unknown address'}"
+        return f"address {self.ip}"
 
 
 @dataclass(frozen=True, eq=False)
@@ -37,21 +69,25 @@ class Attempt:
 
 
 class Lockout:
-    def __init__(self, *, account_limit: int = 5, ip_limit: int = 20, window: float = 300.0,
-                 lock_for: float = 300.0, max_tracked: int = 10_000,
+    def __init__(self, *, pair_limit: int = 5, ip_limit: int = 20, window: float = 300.0,
+                 lock_for: float = 60.0, max_lock: float = 3600.0,
+                 strike_memory: float = 86400.0, max_tracked: int = 10_000,
                  busy_wait: float = 1.0) -> None:
-        self.limits = {"account": account_limit, "ip": ip_limit}
+        self.limits = {Scope.PAIR: pair_limit, Scope.IP: ip_limit}
         self.window = window
         self.lock_for = lock_for
+        self.max_lock = max_lock
+        self.strike_memory = strike_memory
         self.max_tracked = max_tracked
         self.busy_wait = busy_wait
-        self._failures: dict[tuple[str, str], deque[float]] = {}
-        self._locked_until: dict[tuple[str, str], float] = {}
-        self._pending: dict[tuple[str, str], int] = {}
+        self._failures: dict[Key, deque[float]] = {}
+        self._locked_until: dict[Key, float] = {}
+        self._strikes: dict[Key, tuple[int, float]] = {}  # key -> (locks so far, last lock)
+        self._pending: dict[Key, int] = {}
         self._lock = threading.Lock()
 
     def retry_after(self, account: str, ip: str, *, now: float, busy: bool = True) -> float:
-        """Seconds until both the account and the address may try again; 0 when they may.
+        """Seconds until `account` may try again from `ip`; 0 when it may.
 
         While failures plus checks in flight fill a limit, that is `busy_wait` (unless
         `busy=False`: for credentials already known good, which need no check)."""
@@ -73,7 +109,7 @@ class Lockout:
         with self._lock:
             self._release(attempt)
             if ok:
-                self._failures.pop(("account", attempt.account), None)
+                self._failures.pop(_pair(attempt.account, attempt.ip), None)
                 return []
             return self._count(attempt.account, attempt.ip, now)
 
@@ -87,11 +123,11 @@ class Lockout:
         with self._lock:
             return self._count(account, ip, now)
 
-    def success(self, account: str, *, now: float) -> None:
+    def success(self, account: str, ip: str, *, now: float) -> None:
         with self._lock:
-            self._failures.pop(("account", account), None)
+            self._failures.pop(_pair(account, ip), None)
 
-    def _wait(self, keys: list[tuple[str, str]], now: float, *, busy: bool = True) -> float:
+    def _wait(self, keys: list[Key], now: float, *, busy: bool = True) -> float:
         wait = 0.0
         for key in keys:
             wait = max(wait, self._locked_until.get(key, 0.0) - now)
@@ -114,12 +150,19 @@ class Lockout:
             failures.append(now)
             self._expire(failures, now)
             if len(failures) >= self.limits[key[0]]:
-                until = now + self.lock_for
-                self._locked_until[key] = until
+                seconds = self._lock_duration(key, now)
+                self._locked_until[key] = now + seconds
                 failures.clear()
-                caused.append(Locked(scope=key[0], key=key[1], until=until))
+                caused.append(Locked(key[0], key[1], key[2], now + seconds, seconds))
         self._prune(now)
         return caused
+
+    def _lock_duration(self, key: Key, now: float) -> float:
+        strikes, last = self._strikes.get(key, (0, 0.0))
+        if now - last > self.strike_memory:
+            strikes = 0
+        self._strikes[key] = (strikes + 1, now)
+        return min(self.max_lock, self.lock_for * 2 ** min(strikes, 30))
 
     def _release(self, attempt: Attempt) -> None:
         for key in self._keys(attempt.account, attempt.ip):
@@ -129,10 +172,11 @@ class Lockout:
             else:
                 self._pending.pop(key, None)
 
-    def _keys(self, account: str, ip: str) -> list[tuple[str, str]]:
-        keys = [("account", account)]
-        if ip:
-            keys.append(("ip", ip))
+    @staticmethod
+    def _keys(account: str, ip: str) -> list[Key]:
+        keys: list[Key] = [_pair(account, ip)] if account else []
+        if ip and account != SCRAPE_ACCOUNT:
+            keys.append((Scope.IP, "", ip))
         return keys
 
     def _expire(self, failures: deque[float], now: float) -> None:
@@ -141,7 +185,8 @@ class Lockout:
 
     def _prune(self, now: float) -> None:
         """Forget stale entries so guessing random user names cannot grow memory forever."""
-        if len(self._failures) + len(self._locked_until) <= self.max_tracked:
+        if len(self._failures) + len(self._locked_until) + len(self._strikes) \
+                <= self.max_tracked:
             return
         for key, until in list(self._locked_until.items()):
             if until <= now:
@@ -150,5 +195,12 @@ class Lockout:
             self._expire(failures, now)
             if not failures:
                 del self._failures[key]
+        for key, (_, last) in list(self._strikes.items()):
+            if now - last > self.strike_memory or len(self._strikes) > self.max_tracked // 2:
+                del self._strikes[key]
         while len(self._failures) > self.max_tracked // 2:
             self._failures.pop(next(iter(self._failures)))
+
+
+def _pair(account: str, ip: str) -> Key:
+    return (Scope.PAIR, account, ip)

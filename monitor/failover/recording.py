@@ -1,0 +1,108 @@
+"""How an engine event is recorded: its audit row, the incident it opens or closes, its notice.
+
+Runs inside the watchdog's write transaction, so a decision, its audit row and its notice are
+committed together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict
+from typing import Any
+
+from sqlmodel import Session, select
+
+from monitor.actor import Actor
+from monitor.failover.model import Event, EventKind, IncidentKind, MonitorState
+from monitor.storage import audit
+from monitor.storage.store import Incident
+
+AUDIT_ACTIONS: dict[EventKind, str] = {
+    EventKind.STATE_CHANGE: "version.state",
+    EventKind.CONFIRM: "failover.confirm",
+    EventKind.SWITCH: "failover.automatic",
+    EventKind.SUPPRESSED: "failover.suppressed",
+    EventKind.FAILOVER_IMPOSSIBLE: "failover.impossible",
+    EventKind.INCIDENT_OPENED: "incident.opened",
+    EventKind.INCIDENT_CLOSED: "incident.closed",
+    EventKind.MANUAL_SWITCH: "failover.manual",
+    EventKind.PAUSED: "failover.pause",
+    EventKind.RESUMED: "failover.resume",
+}
+NOTICE_KINDS: dict[EventKind, str] = {
+    EventKind.SWITCH: "failover",
+    EventKind.MANUAL_SWITCH: "failover",
+    EventKind.SUPPRESSED: "suppressed",
+    EventKind.FAILOVER_IMPOSSIBLE: "failover_impossible",
+    EventKind.INCIDENT_OPENED: "all_down",
+    EventKind.INCIDENT_CLOSED: "recovery",
+}
+# delivery.enqueue(session, *, kind, subject, payload, now, incident_id)
+Enqueue = Callable[..., object]
+
+
+def evidence_of(event: Event) -> list[dict[str, Any]]:
+    return [asdict(o) for o in event.evidence]
+
+
+def notice_subject(event: Event) -> str:
+    if event.kind in (EventKind.SWITCH, EventKind.MANUAL_SWITCH):
+        return f"Failover {event.source} -> {event.target}: {event.reason}"
+    if event.kind == EventKind.INCIDENT_OPENED:
+        return "All versions down: serving from the last active version"
+    if event.kind == EventKind.INCIDENT_CLOSED:
+        return "Recovered: the active version is up again"
+    if event.kind == EventKind.SUPPRESSED:
+        return f"Failover held back ({event.reason})"
+    return f"Failover impossible: {event.reason}"
+
+
+def failover_label(event: Event) -> str | None:
+    """The metric label of a switch (None for any other event), from typed fields only."""
+    if event.kind == EventKind.MANUAL_SWITCH:
+        return "forced" if event.forced else "failback" if event.failback else "manual"
+    if event.kind == EventKind.SWITCH:
+        return "auto_failback" if event.failback else "automatic"
+    return None
+
+
+def write_event(session: Session, key: bytes, event: Event, state: MonitorState, now: float, *,
+                actor: Actor | None, params: dict[str, Any] | None,
+                enqueue: Enqueue | None) -> None:
+    """Audit row, incident and notice of one event. `actor` is the operator of a manual
+    action; automatic events are recorded as the engine's actor with the system role."""
+    who = actor or Actor(event.actor, "system")
+    switch = {"forced": event.forced, "failback": event.failback} \
+        if event.kind in (EventKind.SWITCH, EventKind.MANUAL_SWITCH) else {}
+    audit.append(session, key, now=now, action=AUDIT_ACTIONS[event.kind], **who.audit_fields(),
+                 target=event.target or event.version or "",
+                 params={**(params or {}), **switch, "epoch": state.epoch,
+                         "source": event.source},
+                 reason=event.reason, evidence=evidence_of(event))
+    incident_id = track_incident(session, event, now)
+    kind = NOTICE_KINDS.get(event.kind)
+    if kind is None or enqueue is None or (
+            event.kind == EventKind.SUPPRESSED and event.reason == "paused"):
+        return
+    payload = {"event": str(event.kind), "source": event.source, "target": event.target,
+               "version": event.version, "reason": event.reason, "actor": who.name,
+               "forced": event.forced, "active": state.active, "epoch": state.epoch,
+               "at": audit.utc_iso(now), "evidence": evidence_of(event)}
+    enqueue(session, kind=kind, subject=notice_subject(event), payload=payload, now=now,
+            incident_id=incident_id)
+
+
+def track_incident(session: Session, event: Event, now: float) -> int | None:
+    """Open or close the incident row an event stands for; the id of the open incident."""
+    open_incident = session.exec(
+        select(Incident).where(Incident.closed_at.is_(None))).first()  # type: ignore[union-attr]
+    if event.kind == EventKind.INCIDENT_OPENED and open_incident is None:
+        incident = Incident(kind=IncidentKind.ALL_DOWN, opened_at=now, summary=event.reason)
+        session.add(incident)
+        session.flush()
+        return incident.id
+    if event.kind == EventKind.INCIDENT_CLOSED and open_incident is not None:
+        open_incident.closed_at = now
+        session.add(open_incident)
+        return open_incident.id
+    return open_incident.id if open_incident else None

@@ -1,0 +1,54 @@
+"""What the web layer needs from the running monitor, as a typed protocol.
+
+`monitor.runtime.Runtime` provides it; web tests may pass anything else that does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from monitor.actor import Actor
+from monitor.config import Settings
+from monitor.failover.operations import ActionResult
+from monitor.failover.status import LatencySeries
+from monitor.ops.metrics import Metrics
+from monitor.recorder import Notice
+from monitor.storage.keys import Keys
+from monitor.storage.store import Store
+
+
+class MonitorPort(Protocol):
+    settings: Settings
+    keys: Keys
+    store: Store
+    metrics: Metrics
+    checkpoint_path: Path
+    clock: Callable[[], float]
+    started: bool
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def latency_series(self, minutes: int = 15) -> LatencySeries: ...
+
+    async def arecord(self, actor: Actor, action: str, *, target: str = "",
+                      params: dict[str, Any] | None = None, outcome: str = "ok",
+                      reason: str = "", evidence: list[Any] | None = None,
+                      notice: Notice | None = None) -> None: ...
+
+    async def failover(self, actor: Actor, target: str, *, reason: str,
+                       force: bool = False) -> ActionResult: ...
+
+    async def failback(self, actor: Actor, *, reason: str) -> ActionResult: ...
+
+    async def pause(self, actor: Actor, *, reason: str) -> ActionResult: ...
+
+    async def resume(self, actor: Actor, *, reason: str) -> ActionResult: ...
+
+    async def chaos(self, actor: Actor, version: str, fault: str,
+                    params: dict[str, Any]) -> ActionResult: ...
