@@ -99,20 +99,27 @@ def test_it_applies_an_action_clicked_on_the_follower_once_as_the_operator(ha):
     name = follower_of(ha, leader)
     follower = ha.monitors[name]
     before = ha.db_now()
+    origin = {"Origin": follower.url, "Sec-Fetch-Site": "same-origin"}
     with follower.client() as client:
         page = client.get("/")
         assert page.status_code == 200 and "term" in page.text
-        answer = client.post("/actions/pause", data={"csrf_token": csrf_token(page.text),
-                                                     "reason": "maintenance window"},
-                             headers={"Origin": follower.url, "Sec-Fetch-Site": "same-origin"})
+        token = csrf_token(page.text)
+        answer = client.post("/actions/pause", headers=origin,
+                             data={"csrf_token": token, "reason": "maintenance window"})
         assert answer.status_code in (200, 303)
-    ha.monitors[leader].wait_for(lambda s: s["paused"], timeout=20)
-    follower.wait_for(lambda s: s["paused"], timeout=20)
-    wait(lambda: ha.sql("SELECT count(*) FROM operator_command WHERE status = 'done'")[0][0],
-         timeout=10)
-    [row] = ha.actions("failover.pause")
-    assert row["actor"] == "admin" and row["request_id"].startswith("cmd-")
-    assert "maintenance window" in row["reason"]
-    # the follower only queued the command; the leader wrote the action and its audit row
+        ha.monitors[leader].wait_for(lambda s: s["paused"], timeout=20)
+        answer = client.post("/actions/failover", headers=origin,
+                             data={"csrf_token": token, "target": "v2", "reason": "drill"})
+        assert answer.status_code in (200, 303)
+    ha.monitors[leader].wait_for(lambda s: s["active"] == "v2", timeout=20)
+    follower.wait_for(lambda s: s["paused"] and s["active"] == "v2", timeout=20)
+    wait(lambda: ha.sql("SELECT count(*) FROM operator_command WHERE status = 'done'")[0][0]
+         == 2, timeout=10)
+    [pause] = ha.actions("failover.pause")
+    [manual] = ha.actions("failover.manual")
+    for row, why in ((pause, "maintenance window"), (manual, "drill")):
+        assert row["actor"] == "admin" and row["request_id"].startswith("cmd-")
+        assert why in row["reason"]
+    # the follower only queued the commands; the leader wrote the actions and their audit rows
     assert [(table, op) for _, table, op in ha.writes_by(name, before)] == [
-        ("operator_command", "INSERT")]
+        ("operator_command", "INSERT")] * 2
