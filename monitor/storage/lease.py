@@ -252,10 +252,13 @@ class Leadership:
     async def _run(self) -> None:
         assert self.lease is not None
         lease = self.lease
-        await asyncio.to_thread(lease.ensure_row)
+        row_seen = False
         while not self._stopping:
             started = self.monotonic()
             try:
+                if not row_seen:
+                    await asyncio.to_thread(lease.ensure_row)
+                    row_seen = True
                 await self.step(lease, started)
             except asyncio.CancelledError:
                 raise
