@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import BigInteger, Column, DateTime, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel
 
 from monitor.storage import audit
@@ -219,7 +220,11 @@ class Leadership:
         """/api/status `leader`: null with SQLite."""
         if self.lease is None:
             return None
-        seen = self.lease.read()
+        try:
+            seen = self.lease.read()
+        except SQLAlchemyError:  # the database is away: say what this monitor knows
+            return {"id": self.lease.holder if self.is_leader else None, "term": self.term,
+                    "renewed_at": None, "self": self.is_leader}
         if seen is None or seen.holder is None or seen.released:
             return {"id": None, "term": seen.term if seen else 0, "renewed_at": None,
                     "self": False}
