@@ -26,7 +26,16 @@ import pytest
 if TYPE_CHECKING:
     from monitor.storage.store import Store
 
-PG_BIN = Path(os.environ.get("MONITOR_PG_BIN", "/usr/lib/postgresql/15/bin"))
+def _pg_bin() -> Path:
+    """MONITOR_PG_BIN, else Debian's newest /usr/lib/postgresql/N/bin (15 on this machine)."""
+    if configured := os.environ.get("MONITOR_PG_BIN"):
+        return Path(configured)
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"),
+                   key=lambda p: int(p.parts[-3]) if p.parts[-3].isdigit() else 0)
+    return found[-1].parent if found else Path("/usr/lib/postgresql/15/bin")
+
+
+PG_BIN = _pg_bin()
 START_TIMEOUT_S = 30.0
 
 
