@@ -1,5 +1,6 @@
 """CLI: run (default) | check-config | user add/passwd/list/disable | audit verify | notify test |
-canary pin | backup PATH. Every failure is one clear line on stderr and a non-zero exit code."""
+canary pin | backup PATH | apply -f SPEC [--dry-run] | get. Every failure is one clear line on
+stderr and a non-zero exit code."""
 
 from __future__ import annotations
 
@@ -66,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     backup = sub.add_parser("backup", help="consistent copy of the database while running")
     backup.add_argument("path", type=Path)
     backup.set_defaults(handler=_backup)
+    from monitor.desired.cli import register
+
+    register(sub)
     return parser
 
 

@@ -50,7 +50,11 @@ def current_revision(store: Store) -> str | None:
 def migrate(store: Store, *, models_too: bool = True) -> str:
     """Upgrade to the newest revision; returns it. Idempotent. `models_too` also creates a
     table a model declares that no migration creates yet (tests turn it off to find those)."""
-    from monitor.storage import commands, lease  # noqa: F401 - their tables join the metadata
+    from monitor.storage import (  # noqa: F401 - their tables join the metadata
+        commands,
+        lease,
+        specs,
+    )
 
     with store.writer.connect() as connection:
         if not store.is_sqlite:

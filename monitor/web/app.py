@@ -25,10 +25,11 @@ from monitor.storage.users import Hasher, default_hasher
 from monitor.web import queries
 from monitor.web.cached import Cached
 from monitor.web.deps import Web, make_templates, render
+from monitor.web.events import AuditStream
 from monitor.web.forms import FormError
 from monitor.web.ports import MonitorPort
 from monitor.web.requestlog import RequestLog
-from monitor.web.routes import account, actions, api, pages
+from monitor.web.routes import account, actions, api, events, pages, spec
 from monitor.web.security.auth import Authenticator
 from monitor.web.security.gate import AccessGate, write_failures
 from monitor.web.security.headers import SecurityHeaders
@@ -74,6 +75,7 @@ def create_app(runtime: MonitorPort, *, hasher: Hasher | None = None,
             with contextlib.suppress(asyncio.CancelledError):
                 await flusher
             await write_failures(state, state.failures.drain())  # nothing counted is lost
+            await app.state.events.stop()
             if manage_runtime:
                 await runtime.stop()
 
@@ -94,7 +96,8 @@ def create_app(runtime: MonitorPort, *, hasher: Hasher | None = None,
                             forced=lambda: verifier.run(full=True)),
     )
     app.state.web = state
-    for module in (pages, api, actions, account):
+    app.state.events = AuditStream(runtime.store)
+    for module in (pages, api, actions, account, spec, events):
         add_routes(app, module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(StarletteHTTPException, _http_error)

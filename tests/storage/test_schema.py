@@ -7,7 +7,11 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlmodel import SQLModel, select
 
-from monitor.storage import commands, lease  # noqa: F401 - their tables join the metadata
+from monitor.storage import (  # noqa: F401 - their tables join the metadata
+    commands,
+    lease,
+    specs,
+)
 from monitor.storage.schema import current_revision, head_revision, migrate
 from monitor.storage.store import AuditRow, Store, User
 from tests.storage.postgres import BACKENDS
@@ -49,7 +53,7 @@ def test_it_stamps_and_upgrades_a_database_created_before_migrations(tmp_path):
     path = tmp_path / "old.db"
     legacy = Store(f"sqlite:///{path}")
     tables = [t for name, t in SQLModel.metadata.tables.items()
-              if name not in ("monitor_lease", "operator_command")]  # as main's create_all
+              if name not in ("monitor_lease", "operator_command")]  # as create_all did
     SQLModel.metadata.create_all(legacy.writer, tables=tables)
     with legacy.write() as session:
         session.add(AuditRow(seq=1, ts="t", actor="a", action="x", prev_mac="p", mac="m"))

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from monitor.runtime import create_runtime
 from monitor.storage.users import add_user
 from monitor.web.app import create_app
+from monitor.web.events import AuditStream
 from tests.web.support import CHEAP_HASHER, PASSWORDS, FakeClock, make_settings
 
 
@@ -32,7 +33,10 @@ def runtime(tmp_path, clock):
 
 @pytest.fixture
 def app(runtime):
-    return create_app(runtime, hasher=CHEAP_HASHER)
+    app = create_app(runtime, hasher=CHEAP_HASHER)
+    # event streams end quickly here, so a test that reads one whole does not wait minutes
+    app.state.events = AuditStream(runtime.store, poll_interval=0.05, max_age=1.0)
+    return app
 
 
 @pytest.fixture

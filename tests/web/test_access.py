@@ -13,6 +13,8 @@ from monitor.web.security.gate import routes_without_role
 from monitor.web.security.roles import ROUTE_ROLES
 from tests.web.support import CHEAP_HASHER, SAME_ORIGIN, audit_rows, auth, make_settings, token
 
+SPEC = ("apiVersion: v1\nkind: Service\nmetadata: {name: books}\n"
+        "spec: {versions: [{name: v1, url: 'http://127.0.0.1:9'}]}\n")
 ROLES = ("anonymous", "viewer", "operator", "admin")
 ACTION = 303  # an accepted action redirects back to the overview with its outcome
 
@@ -34,6 +36,9 @@ EXPECTED = {
     "/api/notices": ("GET", "/api/notices", None, (401, 200, 200, 200)),
     "/api/audit/verify": ("GET", "/api/audit/verify", None, (401, 403, 403, 200)),
     "/api/users": ("GET", "/api/users", None, (401, 403, 403, 200)),
+    "/api/spec": ("GET", "/api/spec", None, (401, 200, 200, 200)),
+    "/api/events": ("GET", "/api/events", None, (401, 200, 200, 200)),
+    "/api/apply": ("POST", "/api/apply", {"spec": SPEC, "dry_run": "1"}, (401, 403, 403, 200)),
     "/actions/chaos/{version}/{fault}": ("POST", "/actions/chaos/v2/latency",
                                          {"ms": "100", "jitter_ms": "0"},
                                          (401, 403, ACTION, ACTION)),

@@ -30,6 +30,9 @@ ROUTE_ROLES: dict[str, str] = {
     "/api/notices": "viewer",
     "/api/audit/verify": "admin",
     "/api/users": "admin",
+    "/api/spec": "viewer",
+    "/api/events": "viewer",
+    "/api/apply": "admin",
     # actions (POST only, CSRF checked)
     "/actions/chaos/{version}/{fault}": "operator",
     "/actions/failover": "operator",

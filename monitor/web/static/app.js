@@ -1,5 +1,6 @@
 /* Secure Failover Monitor: live overview without a full reload.
- * Reads /api/status (JSON) and swaps in the server-rendered chart from /partials/chart.
+ * Reads /api/status (JSON) and swaps in the server-rendered chart from /partials/chart,
+ * whenever /api/events (Server-Sent Events) announces a new audit row.
  * Only textContent and DOM nodes are written, never HTML strings built from data.
  * Without JavaScript the overview is a plain page that is current when loaded. */
 (function () {
@@ -88,6 +89,15 @@
         .then(function (s) { applyStatus(root, s); root.classList.remove("stale"); return refreshChart(); })
         .catch(function () { root.classList.add("stale"); setText(root, '[data-field="updated"]', "connection lost"); })
         .then(function () { busy = false; });
+    }
+    // Live: every audit row (decision, action, replica, rollout step) arrives as a Server-Sent
+    // Event and triggers one refresh; the timer stays as a slow safety net.
+    if (window.EventSource) {
+      var source = new EventSource("/api/events");
+      source.addEventListener("audit", function () { window.setTimeout(tick, 50); });
+      source.onerror = function () { root.classList.add("stale"); };
+      source.onopen = function () { root.classList.remove("stale"); };
+      every = Math.max(every, 10000);
     }
     window.setInterval(tick, every);
     tick();

@@ -1,0 +1,61 @@
+"""Desired state over HTTP: read it as a viewer, apply it as an admin, every apply audited."""
+
+from tests.web.support import audit_rows, auth, post_form
+
+SPEC = """apiVersion: v1
+kind: Service
+metadata: {name: books}
+spec:
+  versions:
+    - {name: v1, command: [python, -m, services.v1], replicas: 3}
+    - {name: v2, url: "http://127.0.0.1:9"}
+"""
+
+
+def test_it_shows_the_settings_as_the_spec_before_any_apply(client):
+    answer = client.get("/api/spec", auth=auth("viewer")).json()
+    assert answer["revision"] is None
+    (books,) = answer["services"]
+    assert books["metadata"]["name"] == "books"
+    assert [v["name"] for v in books["spec"]["versions"]] == ["v1", "v2", "v3"]
+
+
+def test_it_applies_a_spec_and_audits_it_with_its_diff(client, runtime):
+    answer = post_form(client, runtime, "/api/apply", "admin", {"spec": SPEC})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["revision"] == 1
+    again = post_form(client, runtime, "/api/apply", "admin",
+                      {"spec": SPEC.replace("replicas: 3", "replicas: 2")})
+    assert again.json()["changes"] == ["~ books spec.versions[0].replicas: 3 -> 2"]
+    shown = client.get("/api/spec", auth=auth("viewer")).json()
+    assert shown["revision"] == 2
+    assert shown["services"][0]["spec"]["versions"][0]["replicas"] == 2
+    rows = audit_rows(runtime, "spec.apply")
+    assert [(r.actor, r.outcome) for r in rows] == [("admin", "ok"), ("admin", "ok")]
+    assert "replicas: 3 -> 2" in rows[-1].params
+
+
+def test_it_changes_nothing_on_a_dry_run(client, runtime):
+    answer = post_form(client, runtime, "/api/apply", "admin", {"spec": SPEC, "dry_run": "1"})
+    assert answer.json() | {"at": None} == {"revision": None, "dry_run": True,
+                                            "changes": ["+ books"], "services": ["books"],
+                                            "at": None}
+    assert client.get("/api/spec", auth=auth("viewer")).json()["revision"] is None
+    assert audit_rows(runtime, "spec.apply") == []
+
+
+def test_it_refuses_a_bad_spec_with_the_field_and_changes_nothing(client, runtime):
+    answer = post_form(client, runtime, "/api/apply", "admin",
+                       {"spec": SPEC.replace("replicas: 3", "replicas: -3")})
+    assert answer.status_code == 422
+    assert "spec.versions[0].replicas" in answer.json()["detail"]
+    assert client.get("/api/spec", auth=auth("viewer")).json()["revision"] is None
+    (row,) = audit_rows(runtime, "spec.apply")
+    assert row.outcome == "invalid" and "replicas" in row.reason
+
+
+def test_it_refuses_an_apply_without_the_csrf_token(client, runtime):
+    answer = client.post("/api/apply", data={"spec": SPEC}, auth=auth("admin"),
+                         headers={"Sec-Fetch-Site": "same-origin"})
+    assert answer.status_code == 403
+    assert client.get("/api/spec", auth=auth("viewer")).json()["revision"] is None
