@@ -273,7 +273,9 @@ def create_runtime(settings: Settings, *, clock: Callable[[], float] = time.time
                    http_client: httpx.AsyncClient | None = None) -> Runtime:
     """Build (but do not start) the monitor: keys, database, engine state, scheduler."""
     keys = load_keys(settings)
-    store = Store(settings.db_url())
+    # a monitor paused inside a transaction must not hold locks past half a lease
+    store = Store(settings.db_url(), idle_in_transaction_ms=int(settings.lease_ttl * 500)
+                  if settings.shared_database else 0)
     store.create_all()
     leadership = leadership_for(
         store, shared=settings.shared_database, holder=holder_id(settings.port),

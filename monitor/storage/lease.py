@@ -97,6 +97,8 @@ class Lease:
     def acquire(self) -> int | None:
         """Take the lease if it is free; returns the new term, or None (someone else leads)."""
         with self.store.write() as session:
+            # never wait long on the row: a stalled holder's session is ended by the server
+            session.execute(text(f"SET LOCAL lock_timeout = {int(self.ttl * 1000)}"))
             row = session.execute(text(
                 "SELECT holder, term, released, expires_at <= clock_timestamp() AS expired, "
                 "expires_at, EXTRACT(EPOCH FROM expires_at - clock_timestamp()) AS remaining "

@@ -178,8 +178,13 @@ class StaleEpoch(Exception):
 class Store:
     """Two engines on one database URL: an immediate-transaction writer and a reader."""
 
-    def __init__(self, url: str, *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(self, url: str, *, busy_timeout_ms: int = 5000,
+                 idle_in_transaction_ms: int = 0) -> None:
+        """`idle_in_transaction_ms` (PostgreSQL): the server ends a session left idle inside a
+        transaction that long, so a monitor paused mid-write (SIGSTOP, VM freeze) cannot hold
+        the lease row or the audit lock while another monitor takes over; 0 = never."""
         self.url = url
+        self.idle_in_transaction_ms = idle_in_transaction_ms
         # Called (in the writing thread) after a commit that appended a security-relevant
         # audit row (audit.SECURITY_ACTIONS): the runtime writes a checkpoint there.
         self.after_security_commit: Callable[[], None] | None = None
@@ -192,7 +197,9 @@ class Store:
 
     def _engine(self, *, immediate: bool, busy_timeout_ms: int) -> Engine:
         if not self.is_sqlite:
-            engine = create_engine(self.url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+            options = f"-c idle_in_transaction_session_timeout={int(self.idle_in_transaction_ms)}"
+            engine = create_engine(self.url, pool_pre_ping=True, pool_size=5, max_overflow=10,
+                                   connect_args={"options": options})
             event.listen(engine, "before_cursor_execute", _without_nul, retval=True)
             return engine
         engine = create_engine(

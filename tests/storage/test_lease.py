@@ -181,3 +181,39 @@ def test_it_tries_to_take_over_just_after_the_seen_lease_expires(term, expires_i
     leadership = Leadership(lease, ttl=3.0, renew=1.0)
     leadership.term = term
     assert leadership._next_attempt_in(lease, elapsed) == pytest.approx(delay)
+
+
+def test_it_takes_over_from_a_leader_paused_inside_a_write(pg_cluster, pg):
+    """A leader stopped mid-transaction holds the lease row share-locked; the server ends its
+    idle session, so a follower still takes over (and the paused write never lands)."""
+    paused_store = Store(pg.url, idle_in_transaction_ms=500)
+    a = Leadership(Lease(paused_store, "a", ttl=1.0, audit_key=KEY), ttl=1.0, renew=0.3)
+    a.term, a.valid_until = a.lease.acquire(), time.monotonic() + 60
+    paused_store.fence = a.fence
+    inside, resume = threading.Event(), threading.Event()
+    outcome: list[str] = []
+
+    def paused_leader() -> None:
+        try:
+            with paused_store.write(fenced=True) as session:
+                session.add(ProbeRow(version="v1", at=1.0, ok=True))
+                session.flush()
+                inside.set()
+                resume.wait(timeout=30)  # SIGSTOP ... SIGCONT
+        except Exception as exc:  # noqa: BLE001 - the outcome is what the test checks
+            outcome.append(type(exc).__name__)
+        else:
+            outcome.append("committed")
+
+    thread = threading.Thread(target=paused_leader)
+    thread.start()
+    assert inside.wait(timeout=30)
+    try:
+        assert wait_for_acquire(make_lease(pg, "b", ttl=5.0)) == 2
+    finally:
+        resume.set()
+        thread.join(timeout=30)
+        paused_store.dispose()
+    assert outcome and outcome != ["committed"]
+    with pg.read() as session:
+        assert list(session.exec(select(ProbeRow))) == []
