@@ -1,6 +1,6 @@
-"""CLI: run (default) | check-config | user add/passwd/list/disable | audit verify | notify test |
-canary pin | backup PATH | apply -f SPEC [--dry-run] | get. Every failure is one clear line on
-stderr and a non-zero exit code."""
+"""CLI: run (default) | gateway | check-config | user add/passwd/list/disable | audit verify |
+notify test | canary pin | backup PATH | apply -f SPEC [--dry-run] | get. Every failure is one
+clear line on stderr and a non-zero exit code."""
 
 from __future__ import annotations
 
@@ -35,6 +35,11 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
     sub.add_parser("run", help="start dashboard, gateway, services and probes").set_defaults(
         handler=_run)
+    gateway = sub.add_parser("gateway", help="run the client gateway (follows the monitor's "
+                             "route); --host/--port override MONITOR_HOST/MONITOR_GATEWAY_PORT")
+    gateway.add_argument("--host")
+    gateway.add_argument("--port", type=int, choices=range(1, 65536), metavar="PORT")
+    gateway.set_defaults(handler=_gateway)
     sub.add_parser("check-config", help="validate settings and environment").set_defaults(
         handler=_check_config)
     user = sub.add_parser("user", help="manage dashboard users").add_subparsers(
@@ -77,6 +82,16 @@ def _run(settings: Settings, _args) -> int:
     from monitor.serve import serve
 
     return serve(settings)
+
+
+def _gateway(settings: Settings, args: argparse.Namespace) -> int:
+    from monitor.gateway.process import run_gateway
+
+    if args.host:
+        settings = settings.model_copy(update={"host": args.host})
+    if args.port:
+        settings = settings.model_copy(update={"gateway_port": args.port})
+    return run_gateway(settings)
 
 
 def _check_config(settings: Settings, _args: argparse.Namespace) -> int:

@@ -11,6 +11,7 @@ import difflib
 import ipaddress
 import re
 from collections.abc import Mapping
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -31,6 +32,13 @@ DEFAULT_POLICY = Policy()
 OTHER_NAMES = frozenset({"MONITOR_TEMPLATES_DIR", "MONITOR_NEW_PASSWORD",
                          "MONITOR_REQUIRE_BROWSER", "MONITOR_REQUIRE_HAPROXY",
                          "MONITOR_REQUIRE_POSTGRES"})
+
+
+class DataPlane(StrEnum):
+    """Who carries client traffic: the monitor's own gateway process, or HAProxy."""
+
+    EMBEDDED = "embedded"
+    HAPROXY = "haproxy"
 
 
 class Settings(BaseSettings):
@@ -69,6 +77,19 @@ class Settings(BaseSettings):
     canary_digest: str = Field(
         "6d4813cc4c19cb9292c57d82c5a982f6ec766daea496b6e4812353a80ee0f2d6",
         pattern=r"^[0-9a-f]{64}$")
+    # Data plane (the gateway process, or HAProxy driven through its Runtime API).
+    spawn_gateway: bool = True
+    dataplane: DataPlane = DataPlane.EMBEDDED
+    haproxy_socket: str = ""
+    haproxy_backend: str = "books"
+    gateway_workers: int = Field(1, ge=1, le=64)
+    gateway_read_timeout: float = Field(10.0, gt=0, le=300)
+    gateway_max_header: int = Field(16 * 1024, ge=1024, le=1024 * 1024)
+    gateway_max_body: int = Field(1_000_000, ge=1024, le=100_000_000)
+    gateway_conns_per_ip: int = Field(256, ge=1, le=100_000)
+    gateway_keepalive: float = Field(5.0, gt=0, le=3600)
+    gateway_attempt_max: float = Field(2.0, gt=0, le=60)
+    gateway_hedge: bool = True
 
     secret_key: SecretStr | None = None
     chaos_token: SecretStr | None = None
@@ -162,6 +183,8 @@ class Settings(BaseSettings):
         if self.lease_renew > self.lease_ttl / 2:
             raise ValueError(f"MONITOR_LEASE_RENEW ({self.lease_renew}) must be at most half "
                              f"of MONITOR_LEASE_TTL ({self.lease_ttl})")
+        if self.dataplane == DataPlane.HAPROXY and not self.haproxy_socket:
+            raise ValueError("MONITOR_HAPROXY_SOCKET is required with MONITOR_DATAPLANE=haproxy")
         if bool(self.tls_certfile) != bool(self.tls_keyfile):
             raise ValueError("MONITOR_TLS_CERTFILE and MONITOR_TLS_KEYFILE go together")
         if not _is_loopback(self.host) and not self.tls_certfile and not self.allow_plain_http:

@@ -96,6 +96,7 @@ class Runtime:
         if self.settings.local_services:
             self.supervisor = Supervisor(self._child_specs(), on_event=self._on_child_event,
                                          log_dir=self.settings.data_dir / "logs",
+                                         pid_dir=self.settings.data_dir / "run",
                                          backoff_base=self.settings.restart_delay)
             await self.supervisor.start()
             await self._wait_live(timeout=15.0)

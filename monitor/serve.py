@@ -1,8 +1,15 @@
-"""`python -m monitor run`: dashboard and gateway servers around one runtime, until a signal.
+"""`python -m monitor run`: the dashboard around one runtime, plus the gateway process, until
+a signal.
+
+The gateway is its own process (`python -m monitor gateway`, see monitor.gateway.process),
+spawned and supervised here unless MONITOR_SPAWN_GATEWAY=0; it follows the route file this
+process publishes (monitor.gateway.feed) and reports passive evidence back over a datagram
+socket (monitor.gateway.evidence). The gateway and the local services outlive a monitor that
+dies; the next monitor adopts them through their pid files in `<data dir>/run`.
 
 Sockets are bound before anything starts, so a taken port is one clear line naming its setting.
 SIGINT/SIGTERM stop the scheduler, let in-flight writes finish, write the shutdown audit row and
-a checkpoint, stop the children and exit 0.
+a checkpoint, stop the children (the gateway first) and exit 0.
 """
 
 from __future__ import annotations
@@ -10,9 +17,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import socket
 import sys
+import time
 
 import uvicorn
 
@@ -42,7 +51,9 @@ def bind(host: str, port: int, setting: str) -> socket.socket:
         message = f"error: {setting}: cannot listen on {host}:{port}: {exc.strerror}"
         raise SystemExit(message) from None
     sock.listen(2048)
-    sock.set_inheritable(True)
+    # Not inheritable: the children (which outlive a killed monitor) must not keep the
+    # dashboard port, or the next monitor could not bind it.
+    sock.set_inheritable(False)
     return sock
 
 
@@ -58,14 +69,17 @@ def serve(settings: Settings) -> int:
     except DataDirBusy as exc:
         print(exc, file=sys.stderr)
         return 2
-    problems = [p for p in preflight.check(settings, for_run=True)]
+    from monitor.ops.pidfiles import held
+
+    children = ["gateway", *(settings.service_urls() if settings.local_services else [])]
+    problems = [p for p in preflight.check(
+        settings, for_run=True, held=frozenset(held(settings.data_dir / "run", children)))]
     if problems:
         for problem in problems:
             print(f"error: {problem}", file=sys.stderr)
         return 2
     sockets = {
         "dashboard": bind(settings.host, settings.port, "MONITOR_PORT"),
-        "gateway": bind(settings.host, settings.gateway_port, "MONITOR_GATEWAY_PORT"),
     }
     import uvloop
 
@@ -76,7 +90,6 @@ def serve(settings: Settings) -> int:
 
 
 async def _main(settings: Settings, sockets: dict[str, socket.socket]) -> int:
-    from monitor.gateway.app import create_gateway
     from monitor.ops.logs import uvicorn_log_config
     from monitor.runtime import create_runtime
     from monitor.storage.users import UserError, ensure_admin
@@ -100,20 +113,23 @@ async def _main(settings: Settings, sockets: dict[str, socket.socket]) -> int:
               "proxy_headers": False, "timeout_graceful_shutdown": 5}
     servers = [
         _Server(uvicorn.Config(create_app(runtime), **{**common, **_proxies(settings)}, **ssl)),
-        # limit_concurrency bounds the memory of buffered request bodies (503 beyond it)
-        _Server(uvicorn.Config(create_gateway(runtime, metrics=runtime.metrics), **common,
-                               limit_concurrency=1024)),
     ]
+    dataplane = _DataPlane(settings, runtime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         loop.add_signal_handler(sig, stop.set)
     try:
+        await dataplane.publish()
         await runtime.start()
+        await dataplane.start()
         _banner(settings, admin_password)
         return await _serve_until(stop, servers, sockets)
     finally:
-        await runtime.stop()
+        try:
+            await dataplane.stop()
+        finally:
+            await runtime.stop()
 
 
 async def _serve_until(stop: asyncio.Event, servers: list[_Server],
@@ -130,6 +146,109 @@ async def _serve_until(stop: asyncio.Event, servers: list[_Server],
     waiter.cancel()
     failed = [t for t in tasks if t in done and t.exception()]
     return 1 if failed else 0
+
+
+class _DataPlane:
+    """The monitor's side of the client path: the route file, the evidence socket and the
+    spawned gateway process."""
+
+    def __init__(self, settings: Settings, runtime) -> None:  # noqa: ANN001 - Runtime
+        from monitor.gateway.evidence import Receiver
+        from monitor.gateway.feed import RoutePublisher, route_from
+        from monitor.gateway.route import PURPOSE
+        from monitor.ops.supervisor import ChildSpec, Supervisor
+
+        self.settings = settings
+        key = runtime.keys.derive(PURPOSE)
+        self.publisher = RoutePublisher(settings.data_dir, key, lambda: route_from(
+            runtime.watchdog.state.epoch, runtime.route_candidates(), runtime.urls, time.time()))
+        self.receiver = Receiver(settings.data_dir, key, time.time,
+                                 runtime.report_gateway_failure, _counter(runtime.metrics))
+        self.gateway: Supervisor | None = None
+        self.haproxy = _haproxy_sync(settings, runtime, self.publisher.current) \
+            if settings.dataplane == "haproxy" else None
+        if self.haproxy is not None:
+            runtime.dataplane_status = self.haproxy.status
+        elif settings.spawn_gateway:
+            env = {k: v for k, v in os.environ.items() if k.startswith("MONITOR_")}
+            env["MONITOR_DATA_DIR"] = str(settings.data_dir.resolve())
+            spec = ChildSpec(name="gateway", env=env,
+                             argv=[sys.executable, "-m", "monitor", "gateway", "--host",
+                                   settings.host, "--port", str(settings.gateway_port)])
+            self.gateway = Supervisor([spec], on_event=runtime._on_child_event,
+                                      log_dir=settings.data_dir / "logs",
+                                      pid_dir=settings.data_dir / "run", backoff_base=0.2)
+        self._task: asyncio.Task[None] | None = None
+
+    async def publish(self) -> None:
+        await self.publisher.publish()
+
+    async def start(self) -> None:
+        self.receiver.start()
+        self._task = asyncio.create_task(self._follow_state())
+        if self.gateway is not None:
+            await self.gateway.start()
+            await _wait_listening(self.settings.host, self.settings.gateway_port, timeout=15.0)
+
+    async def _follow_state(self) -> None:
+        while True:
+            try:
+                await self.publisher.publish()
+                if self.haproxy is not None:
+                    await self.haproxy.tick()
+            except Exception:
+                log.exception("route publishing failed")
+            await asyncio.sleep(0.1)
+
+    async def stop(self) -> None:
+        if self.gateway is not None:
+            await self.gateway.stop()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self.receiver.stop()
+
+
+def _counter(metrics):  # noqa: ANN001, ANN202 - monitor.ops.metrics.Metrics
+    """The gateway's outcome counts into the monitor's `monitor_gateway_requests`."""
+    def add(counts: list[tuple[str, str, int]]) -> None:
+        for version, outcome, requests in counts:
+            metrics.gateway_requests.labels(version=version, outcome=outcome).inc(requests)
+    return add
+
+
+async def _wait_listening(host: str, port: int, *, timeout: float) -> None:
+    """Until something accepts connections on host:port (the gateway we spawned), so the
+    banner is printed when clients can connect; a gateway that does not come up is only
+    logged (it is supervised and restarted)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        try:
+            _, writer = await asyncio.open_connection(host, port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    log.error("the gateway is not listening on %s:%d after %g s", host, port, timeout)
+
+
+def _haproxy_sync(settings: Settings, runtime, route):  # noqa: ANN001, ANN202
+    """HAProxy driven through its Runtime API; its audit rows go through the runtime."""
+    from monitor.actor import SYSTEM
+    from monitor.gateway.haproxy import RuntimeAPI
+    from monitor.gateway.haproxy_sync import HAProxySync
+
+    async def record(action: str, target: str, params: dict, outcome: str, reason: str,
+                     notify: bool) -> None:
+        notice = ("dataplane", f"HAProxy unreachable: {reason}"[:200],
+                  {"target": target, "reason": reason}) if notify else None
+        await runtime.arecord(SYSTEM, action, target=target, params=params, outcome=outcome,
+                              reason=reason, notice=notice)
+
+    return HAProxySync(RuntimeAPI(settings.haproxy_socket), settings.haproxy_backend, route,
+                       record, time.time)
 
 
 def _proxies(settings: Settings) -> dict:

@@ -38,6 +38,12 @@ def clean_env(monkeypatch, tmp_path):
     ({"database_url": "mysql://db/monitor"}, "MONITOR_DATABASE_URL"),
     ({"lease_ttl": 0.5}, "MONITOR_LEASE_TTL"),
     ({"lease_ttl": 6.0, "lease_renew": 4.0}, "MONITOR_LEASE_RENEW"),
+    ({"dataplane": "nginx"}, "MONITOR_DATAPLANE"),
+    ({"dataplane": "haproxy"}, "MONITOR_HAPROXY_SOCKET is required"),
+    ({"gateway_workers": 0}, "MONITOR_GATEWAY_WORKERS"),
+    ({"gateway_max_header": 10}, "MONITOR_GATEWAY_MAX_HEADER"),
+    ({"gateway_conns_per_ip": 0}, "MONITOR_GATEWAY_CONNS_PER_IP"),
+    ({"spawn_gateway": "maybe"}, "MONITOR_SPAWN_GATEWAY"),
 ])
 def test_it_names_the_bad_setting(overrides, named):
     with pytest.raises(ConfigError, match=named):

@@ -8,8 +8,15 @@ failed attempt is reported to the router as passive evidence; the gateway never 
 its own. Answers the gateway makes itself are JSON: 413 (body too large), 408 (body not received
 in time), 502/504 (the backend broke or timed out), 503 (all versions down).
 
+Only the book API is forwarded (``/books``, ``/books/{id}``, ``/books/search``); any other
+path is answered 404 by the gateway itself, so a service's /docs, /health or /chaos never
+reach the public side.
+
 The deadline bounds everything up to the response headers, retries and back-off included; once
-a response has started, its body is streamed with ``attempt_timeout`` between chunks. Backend
+a response has started, its body is streamed with ``attempt_timeout`` between chunks. An
+attempt that could still be retried elsewhere (idempotent method, another backend left) gets
+its own, shorter timeout from the version's recent latency (:mod:`monitor.gateway.timing`), so
+a hung version costs a client about p99 x 4 instead of ``attempt_timeout``. Backend
 traffic goes through one pooled ``httpx.AsyncClient`` on the lean keep-alive transport of
 :mod:`monitor.gateway.transport`
 (created at lifespan startup, closed at shutdown) unless a client is
@@ -23,8 +30,7 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable
-from http.cookiejar import CookieJar
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Protocol
 
 import anyio
@@ -33,11 +39,21 @@ import httpx
 from monitor.gateway import retry
 from monitor.gateway.headers import forward_headers, response_headers
 from monitor.gateway.retry import Failure
+from monitor.gateway.timing import AttemptTimeouts
 from monitor.gateway.transport import UpstreamTransport
 
 log = logging.getLogger(__name__)
 
 SMALL_BODY = 64 * 1024  # responses up to this size are read at once instead of streamed
+BOOKS = b"/books"
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+Outcome = tuple[httpx.Response | None, bytes | None, Failure | None]
 
 
 class Router(Protocol):
@@ -50,30 +66,12 @@ class Metrics(Protocol):
     def gateway_request(self, version: str, outcome: str) -> None: ...
 
 
-def new_client(*, attempt_timeout: float = 2.0, max_connections: int = 128,
-               transport: httpx.AsyncBaseTransport | None = None) -> httpx.AsyncClient:
-    """The pooled backend client: at most ``max_connections`` per version, keep-alive shorter
-    than uvicorn's 5 s (so a backend never closes a connection just as it is reused), no
-    cookies kept, no redirects followed, on the lean transport of :mod:`monitor.gateway.transport`
-    (or on ``transport``)."""
-    return httpx.AsyncClient(
-        transport=transport or UpstreamTransport(max_connections=max_connections,
-                                                 keepalive_expiry=4.0),
-        timeout=httpx.Timeout(attempt_timeout),
-        cookies=_NoCookies(),
-        follow_redirects=False,
-        trust_env=False,
-    )
-
-
-class _NoCookies(CookieJar):
-    """A proxy keeps no cookies: Set-Cookie is the client's, not the gateway's."""
-
-    def extract_cookies(self, response: Any, request: Any) -> None:
-        pass
-
-    def add_cookie_header(self, request: Any) -> None:
-        pass
+def new_transport(*, max_connections: int = 128) -> httpx.AsyncBaseTransport:
+    """The pooled backend transport: at most ``max_connections`` per version, keep-alive
+    shorter than a backend's 5 s (so a backend never closes a connection just as it is
+    reused). Requests go to the transport directly, not through an httpx.AsyncClient: no
+    cookies kept, no redirects followed, no auth, and none of the client's per-request cost."""
+    return UpstreamTransport(max_connections=max_connections, keepalive_expiry=4.0)
 
 
 class _BodyTooLarge(Exception):
@@ -83,48 +81,56 @@ class _BodyTooLarge(Exception):
 class Gateway:
     """The ASGI app; see the module docstring. Built by :func:`create_gateway`."""
 
-    def __init__(self, router: Router, *, client: httpx.AsyncClient | None, deadline: float,
+    def __init__(self, router: Router, *, transport: httpx.AsyncBaseTransport | None,
+                 deadline: float,
                  attempt_timeout: float, max_body: int, metrics: Metrics | None,
-                 rng: Callable[[], float], clock: Callable[[], float]) -> None:
+                 rng: Callable[[], float], clock: Callable[[], float],
+                 timeouts: AttemptTimeouts, hedge: bool) -> None:
         self.router = router
-        self.client = client
-        self._owns_client = client is None
+        self.transport = transport
+        self._owns_transport = transport is None
         self.deadline = deadline
         self.attempt_timeout = attempt_timeout
         self.max_body = max_body
         self.metrics = metrics
         self.rng = rng
         self.clock = clock
+        self.timeouts = timeouts
+        self.hedge = hedge
         self._timeout = httpx.Timeout(attempt_timeout).as_dict()
         self._bases: dict[str, str] = {}
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
             await self._proxy(scope, receive, send)
         elif scope["type"] == "lifespan":
             await self._lifespan(receive, send)
 
     async def aclose(self) -> None:
-        """Close the backend client if the gateway created it."""
-        if self._owns_client and self.client is not None:
-            await self.client.aclose()
-            self.client = None
+        """Close the backend transport if the gateway created it."""
+        if self._owns_transport and self.transport is not None:
+            await self.transport.aclose()
+            self.transport = None
 
-    async def _lifespan(self, receive: Callable, send: Callable) -> None:
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                if self.client is None:
-                    self.client = new_client(attempt_timeout=self.attempt_timeout)
+                if self.transport is None:
+                    self.transport = new_transport()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self.aclose()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _proxy(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if self.client is None:  # mounted without lifespan: create the client on first use
-            self.client = new_client(attempt_timeout=self.attempt_timeout)
+    async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.transport is None:  # mounted without lifespan: create it on first use
+            self.transport = new_transport()
+        if not _book_api(scope.get("raw_path") or scope["path"].encode()):
+            await _send_json(send, 404, {"error": "not found",
+                                         "detail": "the gateway forwards only /books"})
+            return
         deadline = self.clock() + self.deadline
         try:
             async with asyncio.timeout(self.deadline):
@@ -139,7 +145,7 @@ class Gateway:
             return
         if body is None:  # the client went away
             return
-        method = scope["method"]
+        method: str = scope["method"]
         headers = forward_headers(scope.get("headers", []), (scope.get("client") or [None])[0],
                                   scope.get("scheme", "http"))
         target = scope.get("raw_path") or scope["path"].encode()
@@ -158,13 +164,35 @@ class Gateway:
         failures: list[tuple[str, Failure]] = []
         out_of_time = False
         delay = 0.0
-        for index, (version, base_url) in enumerate(backends):
-            if delay:
-                await asyncio.sleep(delay)
+        retryable = method.upper() in retry.IDEMPOTENT_METHODS
+        hedge = self.hedge and retryable and len(backends) > 1
+
+        def attempt(at: int) -> tuple[str, Awaitable[Outcome]]:
+            version, base_url = backends[at]
             request = httpx.Request(method, self._url(base_url, target), headers=headers,
                                     content=body, extensions={"timeout": self._timeout})
-            response, small_body, failure = await self._attempt(request, deadline)
-            if failure is None and response is not None:
+            limit = self.timeouts.timeout_for(version, self.clock()) \
+                if retryable and at < len(backends) - 1 else self.attempt_timeout
+            return version, self._attempt(request, deadline, limit)
+
+        index = 0
+        while index < len(backends):
+            if delay:
+                await asyncio.sleep(delay)
+            started = self.clock()
+            if index == 0 and hedge:
+                index, started, (response, small_body, failure), lost = await self._race(
+                    attempt, [v for v, _ in backends])
+                for version, lost_failure in lost:
+                    self._report(version, lost_failure)
+                    failures.append((version, lost_failure))
+                version = backends[index][0]
+            else:
+                version, pending = attempt(index)
+                response, small_body, failure = await pending
+            if failure is None:
+                assert response is not None
+                self.timeouts.observe(version, self.clock() - started, self.clock())
                 self._count(version, "retried" if failures else "ok")
                 await self._relay(response, small_body, version, send)
                 return
@@ -184,17 +212,64 @@ class Gateway:
             if not again:
                 out_of_time = out_of_time or deadline <= self.clock()
                 break
+            index += 1
         await self._fail(send, backends, failures, out_of_time=out_of_time)
 
-    async def _attempt(self, request: httpx.Request, deadline: float
+    async def _race(self, attempt: Callable[[int], tuple[str, Awaitable[Outcome]]],
+                    versions: list[str]) -> tuple[int, float, Outcome, list[tuple[str, Failure]]]:
+        """The first attempt, hedged: still unanswered after the version's recent p95, the
+        request also goes to the second backend, and the first success wins (the other is
+        cancelled). Returns (index used, its start, its outcome, failures of the other)."""
+        version, first = attempt(0)
+        started = [self.clock(), 0.0]
+        tasks = {asyncio.ensure_future(first): 0}
+        try:
+            done, _ = await asyncio.wait(tasks, timeout=self.timeouts.hedge_after(
+                version, started[0]))
+            if done:
+                return 0, started[0], next(iter(done)).result(), []
+            started[1] = self.clock()
+            tasks[asyncio.ensure_future(attempt(1)[1])] = 1
+            finished: list[tuple[int, Outcome]] = []
+            pending = set(tasks)
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    finished.append((tasks[task], task.result()))
+                    if task.result()[2] is None:  # a success: the other is not needed
+                        at, outcome = finished[-1]
+                        lost = [(versions[i], o[2]) for i, o in finished[:-1]
+                                if o[2] is not None]
+                        await self._drop(finished[:-1])
+                        return at, started[at], outcome, lost
+            # both failed: the later one is the attempt, the earlier one a failure to report
+            (i, early), (at, outcome) = finished
+            await self._drop([(i, early)])
+            assert early[2] is not None
+            return at, started[at], outcome, [(versions[i], early[2])]
+        finally:
+            for task in tasks:
+                if not task.done():
+                    task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    @staticmethod
+    async def _drop(outcomes: list[tuple[int, Outcome]]) -> None:
+        for _, (response, _, _) in outcomes:
+            if response is not None:
+                await _close(response)
+
+    async def _attempt(self, request: httpx.Request, deadline: float, limit: float
                        ) -> tuple[httpx.Response | None, bytes | None, Failure | None]:
-        """Send one request within the deadline: (response, its body when small, failure).
+        """Send one request within the deadline and ``limit`` seconds: (response, its body
+        when small, failure).
         A small body is read here, so a backend dying mid-answer is still a retryable failure;
         a response with a retryable status comes back open next to its failure."""
         response = None
+        assert self.transport is not None
         try:
-            async with asyncio.timeout(max(0.0, deadline - self.clock())):
-                response = await self.client.send(request, stream=True)
+            async with asyncio.timeout(max(0.0, min(limit, deadline - self.clock()))):
+                response = await self.transport.handle_async_request(request)
                 failure = retry.failure_of_status(response.status_code)
                 body = None
                 length = response.headers.get("content-length", "")
@@ -210,7 +285,7 @@ class Gateway:
                 await _close(response)
             raise
 
-    async def _read_body(self, scope: dict, receive: Callable) -> bytes | None:
+    async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
         declared = _header(scope, b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body:
             raise _BodyTooLarge
@@ -220,7 +295,7 @@ class Gateway:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return None
-            chunk = message.get("body", b"")
+            chunk: bytes = message.get("body", b"")
             size += len(chunk)
             if size > self.max_body:
                 raise _BodyTooLarge
@@ -230,7 +305,7 @@ class Gateway:
                 return b"".join(chunks)
 
     async def _relay(self, response: httpx.Response, body: bytes | None, version: str,
-                     send: Callable) -> None:
+                     send: Send) -> None:
         """Send the backend's response to the client; ``body`` when already read, else the
         body is streamed from the backend."""
         try:
@@ -261,7 +336,8 @@ class Gateway:
                                                              raw_path=url.raw_path.rstrip(b"/")))
         return httpx.URL(base + target.decode("latin-1"))
 
-    async def _fail(self, send: Callable, backends: list, failures: list[tuple[str, Failure]],
+    async def _fail(self, send: Send, backends: list[tuple[str, str]],
+                    failures: list[tuple[str, Failure]],
                     *, out_of_time: bool) -> None:
         detail = [{"version": v, "failure": f.kind, "detail": f.detail} for v, f in failures]
         last_version = failures[-1][0] if failures else ""
@@ -314,14 +390,23 @@ def _plain_target(target: bytes) -> bool:
     return target.startswith(b"/") and not any(seg in (b".", b"..") for seg in segments)
 
 
-def _header(scope: dict, name: bytes) -> bytes | None:
+def _book_api(path: bytes) -> bool:
+    """``/books`` or ``/books/<one segment>`` (an id, or ``search``), nothing else."""
+    if path == BOOKS:
+        return True
+    rest = path[len(BOOKS) + 1:]
+    return path.startswith(BOOKS + b"/") and bool(rest) and b"/" not in rest \
+        and b"%2f" not in rest.lower()
+
+
+def _header(scope: Scope, name: bytes) -> bytes | None:
     for key, value in scope.get("headers", []):
         if key.lower() == name:
-            return value
+            return bytes(value)
     return None
 
 
-async def _send_json(send: Callable, status: int, payload: dict[str, Any]) -> None:
+async def _send_json(send: Send, status: int, payload: dict[str, Any]) -> None:
     body = json.dumps(payload).encode()
     await send({"type": "http.response.start", "status": status, "headers": [
         (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
@@ -329,12 +414,15 @@ async def _send_json(send: Callable, status: int, payload: dict[str, Any]) -> No
     await send({"type": "http.response.body", "body": body})
 
 
-def create_gateway(router: Router, *, client: httpx.AsyncClient | None = None,
+def create_gateway(router: Router, *, transport: httpx.AsyncBaseTransport | None = None,
                    deadline: float = 10.0, attempt_timeout: float = 2.0,
                    max_body: int = 1_000_000, metrics: Metrics | None = None,
                    rng: Callable[[], float] = random.random,
-                   clock: Callable[[], float] = time.monotonic) -> Gateway:
-    """Build the gateway ASGI app. Without ``client`` it creates its pooled client at lifespan
-    startup (or on first request when run without lifespan) and closes it at shutdown."""
-    return Gateway(router, client=client, deadline=deadline, attempt_timeout=attempt_timeout,
-                   max_body=max_body, metrics=metrics, rng=rng, clock=clock)
+                   clock: Callable[[], float] = time.monotonic,
+                   attempt_floor: float = 0.1, hedge: bool = False) -> Gateway:
+    """Build the gateway ASGI app. Without ``transport`` it creates its pooled transport at
+    lifespan startup (or on first request when run without lifespan), closed at shutdown."""
+    return Gateway(router, transport=transport, deadline=deadline, attempt_timeout=attempt_timeout,
+                   max_body=max_body, metrics=metrics, rng=rng, clock=clock,
+                   timeouts=AttemptTimeouts(floor=min(attempt_floor, attempt_timeout),
+                                            ceiling=attempt_timeout), hedge=hedge)

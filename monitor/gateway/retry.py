@@ -89,4 +89,4 @@ def plan(candidates: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
 def backoff(retry: int, draw: float, *, base: float = 0.01, cap: float = 0.1) -> float:
     """Seconds to wait before retry number ``retry`` (0 for the first retry): "full jitter",
     a uniform draw in [0, min(cap, base * 2**retry)]; ``draw`` is a number in [0, 1)."""
-    return max(0.0, min(1.0, draw)) * min(cap, base * 2 ** max(0, retry))
+    return float(max(0.0, min(1.0, draw)) * min(cap, base * 2.0 ** max(0, retry)))

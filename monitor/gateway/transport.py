@@ -16,12 +16,15 @@ when its method is idempotent, as Go's and urllib3's clients do; it never reache
 from __future__ import annotations
 
 import asyncio
-import re
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
+from typing import TypeVar
 
+import httptools
 import httpx
+
+T = TypeVar("T")
 
 IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
 MAX_HEAD = 64 * 1024  # response status line and headers
@@ -41,7 +44,7 @@ class _Conn:
 
     def usable(self, now: float, expiry: float) -> bool:
         return (now - self.idle_since < expiry and not self.writer.is_closing()
-                and not self.reader.at_eof() and not self.reader._buffer)
+                and not self.reader.at_eof())
 
     def close(self) -> None:
         self.writer.close()
@@ -99,6 +102,10 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
                 conn.close()
             pool.slots.release()
             raise
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     async def aclose(self) -> None:
         self._closed = True
@@ -171,10 +178,7 @@ class _Body(httpx.AsyncByteStream):
             if self.framing == "length":
                 remaining = self.length
                 while remaining:
-                    read = reader.read(min(remaining, READ_CHUNK))
-                    # Bytes already buffered (often the whole body came with the head) are
-                    # taken without arming a timer.
-                    chunk = await (read if reader._buffer else self._read(read))
+                    chunk = await self._read(reader.read(min(remaining, READ_CHUNK)))
                     if not chunk:
                         raise httpx.RemoteProtocolError("backend closed the connection "
                                                         "before the body was complete")
@@ -198,7 +202,7 @@ class _Body(httpx.AsyncByteStream):
         while True:
             line = await self._read(reader.readuntil(b"\r\n"))
             digits = line.split(b";", 1)[0].strip()
-            if not _CHUNK_SIZE.fullmatch(digits):
+            if not 0 < len(digits) <= 16 or digits.strip(_HEX):
                 raise ValueError(f"bad chunk size {digits[:20]!r}")
             size = int(digits, 16)
             if size == 0:
@@ -212,7 +216,7 @@ class _Body(httpx.AsyncByteStream):
             if await self._read(reader.readexactly(2)) != b"\r\n":
                 raise httpx.RemoteProtocolError("malformed chunked body")
 
-    async def _read(self, awaitable):
+    async def _read(self, awaitable: Awaitable[T]) -> T:
         try:
             async with asyncio.timeout(self.timeout):
                 return await awaitable
@@ -237,7 +241,7 @@ def _serialize(request: httpx.Request, body: bytes) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-async def _exchange(conn: _Conn, data: bytes, timeout: dict
+async def _exchange(conn: _Conn, data: bytes, timeout: dict[str, float | None]
                     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """Send one request and read the head of its final response (1xx are skipped)."""
     try:
@@ -278,24 +282,38 @@ async def _exchange(conn: _Conn, data: bytes, timeout: dict
             raise httpx.RemoteProtocolError("protocol upgrades are not supported")
 
 
-_TOKEN = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
-_CONTROL = re.compile(rb"[\x00-\x08\x0a-\x1f\x7f]")
-_CHUNK_SIZE = re.compile(rb"[0-9A-Fa-f]{1,16}")
+_HEX = b"0123456789abcdefABCDEF"
+
+
+class _Head:
+    """httptools callbacks collecting a response head."""
+
+    def __init__(self) -> None:
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.complete = False
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.complete = True
 
 
 def _parse_head(raw: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    lines = raw[:-4].split(b"\r\n")
-    parts = lines[0].split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/1.") or len(parts[1]) != 3 \
-            or not parts[1].isdigit():
-        raise httpx.RemoteProtocolError(f"malformed status line {lines[0][:80]!r}")
-    headers = []
-    for line in lines[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep or not _TOKEN.fullmatch(name) or _CONTROL.search(value):
-            raise httpx.RemoteProtocolError(f"malformed header line {line[:80]!r}")
-        headers.append((name, value.strip(b" \t")))
-    return int(parts[1]), headers, parts[0]
+    """Status, headers and version of a response head, parsed by llhttp (strict about
+    tokens, control characters and line endings)."""
+    head = _Head()
+    parser = httptools.HttpResponseParser(head)
+    try:
+        parser.feed_data(raw)
+    except httptools.HttpParserUpgrade:
+        pass  # a 101: refused by the caller
+    except httptools.HttpParserError as exc:
+        raise httpx.RemoteProtocolError(f"malformed response head: {exc}") from None
+    if not head.complete:
+        raise httpx.RemoteProtocolError("malformed response head")
+    version = b"HTTP/" + parser.get_http_version().encode("ascii")
+    return parser.get_status_code(), head.headers, version
 
 
 def _framing(method: str, status: int, headers: list[tuple[bytes, bytes]]) -> tuple[str, int]:

@@ -37,6 +37,7 @@ HEADLINES = {
     "lockout": "Security lockout",
     "reminder": "Incident still open",
     "test": "Test notice",
+    "dataplane": "Data plane unreachable",
 }
 SHOWN = {"from", "to", "source", "target", "active", "reason", "evidence"}
 HIDDEN = {"at"}  # the notice's own time is shown instead

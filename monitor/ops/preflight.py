@@ -49,9 +49,12 @@ def _bind_error(exc: OSError) -> str:
     return f"cannot be bound ({exc.strerror or exc})"
 
 
-def check(settings: Settings, *, for_run: bool) -> list[str]:
-    """Human-readable problems, empty when the monitor can start with these settings."""
-    problems = [*data_dir_problems(settings), *port_problems(settings), *tls_problems(settings)]
+def check(settings: Settings, *, for_run: bool, held: frozenset[str] = frozenset()) -> list[str]:
+    """Human-readable problems, empty when the monitor can start with these settings.
+    ``held`` names children (gateway, v1..) still running from an earlier monitor, to be
+    adopted: their ports are theirs."""
+    problems = [*data_dir_problems(settings), *port_problems(settings, held),
+                *tls_problems(settings)]
     if not for_run:
         problem = smtp_problem(settings)
         if problem:
@@ -123,12 +126,14 @@ def _existing_ancestor(path: Path) -> Path:
     return path
 
 
-def port_problems(settings: Settings) -> list[str]:
-    wanted = [(settings.host, settings.port, "MONITOR_PORT"),
-              (settings.host, settings.gateway_port, "MONITOR_GATEWAY_PORT")]
+def port_problems(settings: Settings, held: frozenset[str] = frozenset()) -> list[str]:
+    wanted = [(settings.host, settings.port, "MONITOR_PORT")]
+    if settings.spawn_gateway and settings.dataplane == "embedded" and "gateway" not in held:
+        wanted.append((settings.host, settings.gateway_port, "MONITOR_GATEWAY_PORT"))
     if settings.local_services:
         for version, port in zip(VERSIONS, settings.service_ports, strict=True):
-            wanted.append(("127.0.0.1", port, f"MONITOR_SERVICE_PORTS ({version})"))
+            if version not in held:
+                wanted.append(("127.0.0.1", port, f"MONITOR_SERVICE_PORTS ({version})"))
     return [p for host, port, name in wanted if (p := port_problem(host, port, name))]
 
 

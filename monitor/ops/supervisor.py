@@ -8,6 +8,10 @@ give-up is reported through `on_event(name, kind, reason)` with kind "restart" o
 the caller turns those into audit rows and metrics. `stop()` never restarts anything.
 
 The restart decision is the pure function `next_restart`; the `Supervisor` is the I/O shell.
+
+With a `pid_dir`, children outlive the monitor (no parent-death signal) and a restarted
+monitor adopts the ones still running through their pid files (see `monitor.ops.pidfiles`);
+without one, the kernel stops the children when the monitor dies.
 """
 
 from __future__ import annotations
@@ -26,6 +30,8 @@ from pathlib import Path
 from typing import IO
 
 import psutil
+
+from monitor.ops import pidfiles
 
 PR_SET_PDEATHSIG = 1
 log = logging.getLogger(__name__)
@@ -97,12 +103,20 @@ class _Child:
     restarts: int = 0
     given_up: bool = False
     last_exit: str | None = None
-    task: asyncio.Task | None = None
+    task: asyncio.Task[None] | None = None
     log_file: IO[bytes] | None = None
+    adopted: int | None = None  # pid of a child a previous monitor started, still running
 
     @property
     def running(self) -> bool:
-        return self.process is not None and self.process.returncode is None
+        return self.adopted is not None or (
+            self.process is not None and self.process.returncode is None)
+
+    @property
+    def pid(self) -> int | None:
+        if self.adopted is not None:
+            return self.adopted
+        return self.process.pid if self.process is not None and self.running else None
 
 
 class Supervisor:
@@ -119,6 +133,7 @@ class Supervisor:
         give_up_after: int = 5,
         give_up_window: float = 60.0,
         log_dir: Path | None = None,
+        pid_dir: Path | None = None,
     ) -> None:
         names = [s.name for s in specs]
         if len(set(names)) != len(names):
@@ -128,6 +143,7 @@ class Supervisor:
         self._on_event = on_event
         self._clock = clock
         self._log_dir = log_dir
+        self._pid_dir = pid_dir
         self._stopping = asyncio.Event()
         self._started = False
         self._preexec = death_signal_hook()
@@ -143,6 +159,12 @@ class Supervisor:
             self._log_dir.mkdir(parents=True, exist_ok=True)
         for child in self._children.values():
             child.given_up = False
+            if self._pid_dir is not None and (pid := pidfiles.adoptable(
+                    self._pid_dir, child.spec.name, child.spec.argv)) is not None:
+                child.adopted = pid
+                log.info("adopted %s", child.spec.name, extra={"version": child.spec.name,
+                                                               "pid": pid})
+                continue
             await self._spawn(child)
         for child in self._children.values():
             name = f"supervise-{child.spec.name}"
@@ -158,10 +180,16 @@ class Supervisor:
         children = list(self._children.values())
         # Only processes not yet reaped: a reaped pid may already belong to someone else.
         running = [c.process for c in children if c.process is not None and c.running]
-        for process in running:
-            _signal_group(process.pid, signal.SIGTERM)
+        adopted = [c.adopted for c in children if c.adopted is not None]
+        for pid in [p.pid for p in running] + adopted:
+            _signal_group(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        await asyncio.gather(*(self._reap(p, deadline) for p in running))
+        await asyncio.gather(*(self._reap(p, deadline) for p in running),
+                             *(_reap_adopted(pid, deadline) for pid in adopted))
+        for child in children:
+            child.adopted = None
+            if self._pid_dir is not None:
+                pidfiles.remove(self._pid_dir, child.spec.name)
         for child in children:
             if child.process is not None and child.process.returncode is not None:
                 child.last_exit = describe_exit(child.process.returncode)
@@ -177,10 +205,10 @@ class Supervisor:
             self._close_log(child)
         self._started = False
 
-    def status(self) -> dict[str, dict]:
+    def status(self) -> dict[str, dict[str, object]]:
         return {
             name: {
-                "pid": c.process.pid if c.running else None,
+                "pid": c.pid,
                 "running": c.running,
                 "restarts": c.restarts,
                 "given_up": c.given_up,
@@ -193,7 +221,14 @@ class Supervisor:
     async def _watch(self, child: _Child) -> None:
         name = child.spec.name
         while not self._stopping.is_set():
-            if child.process is None:
+            if child.adopted is not None:
+                await pidfiles.wait_exit(child.adopted)
+                if self._stopping.is_set():
+                    return
+                _signal_group(child.adopted, signal.SIGKILL)
+                child.adopted = None
+                exit_reason = child.last_exit = "exited (adopted: exit code unknown)"
+            elif child.process is None:
                 exit_reason = child.last_exit or "failed to start"
             else:
                 returncode = await child.process.wait()
@@ -203,6 +238,8 @@ class Supervisor:
                 _signal_group(child.process.pid, signal.SIGKILL)
                 exit_reason = describe_exit(returncode)
                 child.last_exit = exit_reason
+            if self._pid_dir is not None:
+                pidfiles.remove(self._pid_dir, name)
             decision = next_restart(child.restart_times, self._clock(), self.policy)
             if decision.give_up:
                 child.given_up = True
@@ -236,8 +273,10 @@ class Supervisor:
                 stdout=out,
                 stderr=out,
                 start_new_session=True,
-                preexec_fn=self._preexec,
+                preexec_fn=None if self._pid_dir is not None else self._preexec,
             )
+            if self._pid_dir is not None:
+                pidfiles.write(self._pid_dir, spec.name, child.process.pid, spec.argv)
             log.info("started %s", spec.name, extra={"version": spec.name,
                                                       "pid": child.process.pid})
         except OSError as exc:
@@ -285,6 +324,16 @@ class Supervisor:
         if child.log_file is not None:
             child.log_file.close()
             child.log_file = None
+
+
+async def _reap_adopted(pid: int, deadline: float) -> None:
+    """Like `Supervisor._reap` for a child a previous monitor started (not ours to wait())."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(pidfiles.wait_exit(pid), max(0.0, deadline - time.monotonic()))
+    _signal_group(pid, signal.SIGKILL)
+    give_up_at = time.monotonic() + GROUP_EXIT_WAIT
+    while _group_alive(pid) and time.monotonic() < give_up_at:
+        await asyncio.sleep(0.02)
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -31,11 +31,13 @@ def create_app(
     rand: Callable[[], float] | None = None,
     exit_process: Callable[[int], None] = os._exit,
     catalog_path: Path | str = DATA_FILE,
+    docs: bool = False,
 ) -> FastAPI:
     """Load the catalog, build the version's search index and wire routes and fault handling.
 
     ``now``, ``sleep``, ``rand`` and ``exit_process`` are the service's edges (clock, latency,
     error dice, process exit); tests pass fakes. An empty ``chaos_token`` disables chaos.
+    ``docs`` serves /docs and /openapi.json (off unless asked: ``SERVICE_DOCS=1``).
     """
     catalog = Catalog.from_file(catalog_path)
     service = Service(
@@ -57,7 +59,9 @@ def create_app(
         yield
         service.burner.stop()
 
-    app = FastAPI(title=f"Book service {version}", version=version, lifespan=lifespan)
+    app = FastAPI(title=f"Book service {version}", version=version, lifespan=lifespan,
+                  docs_url="/docs" if docs else None, redoc_url=None,
+                  openapi_url="/openapi.json" if docs else None)
     app.state.service = service
     app.include_router(books_router(service))
     app.include_router(health_router(service))

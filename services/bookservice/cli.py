@@ -48,6 +48,7 @@ def main(
         version,
         strategy,
         chaos_token=os.environ.get("SERVICE_CHAOS_TOKEN") or None,
+        docs=os.environ.get("SERVICE_DOCS") == "1",
         catalog_path=args.catalog,
     )
     uvicorn.run(

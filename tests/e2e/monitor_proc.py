@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -82,14 +83,20 @@ class MonitorProcess:
                               env={**self.env, **(extra_env or {})}, input=stdin,
                               capture_output=True, text=True, timeout=60)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0, *,
+             keep_children: bool = False) -> int:
+        """Stop the monitor. The children it spawned outlive a SIGKILL (to be adopted by the
+        next monitor on this data dir); unless ``keep_children``, they are stopped here."""
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
         try:
-            return self.proc.wait(timeout=timeout)
+            code = self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            return self.proc.wait(timeout=5)
+            code = self.proc.wait(timeout=5)
+        if not keep_children:
+            stop_children(self.data_dir)
+        return code
 
     @property
     def text(self) -> str:
@@ -101,6 +108,18 @@ class MonitorProcess:
             for line in self.proc.stdout:
                 self.output.append(line)
         threading.Thread(target=pump, daemon=True).start()
+
+
+def stop_children(data_dir: Path) -> None:
+    """Kill the process groups recorded in ``<data_dir>/run/*.pid`` (children a killed
+    monitor left running) and remove their pid files."""
+    for path in (data_dir / "run").glob("*.pid"):
+        try:
+            pid = int(json.loads(path.read_text())["pid"])
+            os.killpg(pid, signal.SIGKILL)
+        except (OSError, ValueError, KeyError):
+            pass
+        path.unlink(missing_ok=True)
 
 
 def monitor_env(data_dir: Path, port: int, gateway_port: int, **extra: str) -> dict:
@@ -127,6 +146,7 @@ def start_monitor(data_dir: Path, *, services: dict[str, str] | None = None,
     if cwd != ROOT:
         extra.setdefault("PYTHONPATH", str(ROOT))
     env = monitor_env(data_dir, port, gateway_port, **extra)
+    port, gateway_port = int(env["MONITOR_PORT"]), int(env["MONITOR_GATEWAY_PORT"])
     proc = subprocess.Popen([sys.executable, "-m", "monitor", "run"], cwd=cwd, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     monitor = MonitorProcess(proc, data_dir, port, gateway_port, env, cwd)
@@ -144,6 +164,17 @@ def start_monitor(data_dir: Path, *, services: dict[str, str] | None = None,
         time.sleep(0.1)
     monitor.stop(signal.SIGKILL)
     raise AssertionError(f"monitor not ready within {ready_timeout}s: {monitor.text}")
+
+
+def wait_until(check, timeout: float, every: float = 0.02):
+    """Poll ``check()`` until it returns something true (returned), failing after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(every)
+    raise AssertionError(f"not within {timeout}s")
 
 
 def all_versions_up(status: dict) -> bool:

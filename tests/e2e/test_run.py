@@ -7,7 +7,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import time
 
 import psutil
 import pytest
@@ -19,6 +18,7 @@ from tests.e2e.monitor_proc import (
     free_ports,
     monitor_env,
     start_monitor,
+    wait_until,
 )
 
 
@@ -32,16 +32,6 @@ def audit_rows(data_dir, action: str) -> list[tuple]:
     with sqlite3.connect(data_dir / "monitor.db") as db:
         return db.execute("SELECT seq, target, reason FROM audit WHERE action=?",
                           (action,)).fetchall()
-
-
-def wait_until(check, timeout: float, every: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = check()
-        if result:
-            return result
-        time.sleep(every)
-    raise AssertionError(f"not within {timeout}s")
 
 
 def test_it_runs_supervises_fails_over_and_stops_cleanly(tmp_path):
@@ -148,16 +138,19 @@ def test_it_refuses_a_bad_setting_with_one_line_naming_it(tmp_path, setting, val
     assert "Traceback" not in result.stderr
 
 
-def test_it_leaves_no_service_behind_when_the_monitor_is_killed(tmp_path):
+def test_it_gives_the_services_no_monitor_settings_and_stops_every_child_on_sigterm(tmp_path):
+    """Children outlive a killed monitor (to be adopted: tests/e2e/test_gateway_process.py);
+    a clean stop stops them all."""
     monitor = start_monitor(tmp_path)
     try:
         monitor.wait_for(all_versions_up, timeout=20)
+        children = psutil.Process(monitor.proc.pid).children()
         pids = [c.pid for c in psutil.Process(monitor.proc.pid).children(recursive=True)]
-        assert len(pids) >= 3
-        env = {c.pid: c.environ() for c in psutil.Process(monitor.proc.pid).children()}
-        assert all(not any(k.startswith("MONITOR_") for k in e) for e in env.values())
+        services = [c for c in children if "services." in " ".join(c.cmdline())]
+        assert len(services) == 3 and len(pids) >= 4  # v1..v3 and the gateway
+        assert all(not any(k.startswith("MONITOR_") for k in c.environ()) for c in services)
     finally:
-        monitor.stop(signal.SIGKILL)
+        assert monitor.stop() == 0
     wait_until(lambda: not any(_alive(pid) for pid in pids), 10)
 
 

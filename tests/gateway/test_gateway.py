@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import httpx
@@ -12,6 +13,7 @@ from monitor.gateway import retry
 from monitor.gateway.app import create_gateway
 from monitor.gateway.headers import forward_headers, response_headers
 from monitor.gateway.retry import Failure
+from monitor.gateway.transport import UpstreamTransport
 
 URLS = {"v1": "http://v1.test:8001", "v2": "http://v2.test:8002", "v3": "http://v3.test:8003"}
 
@@ -161,8 +163,8 @@ def on_the_wire(response: httpx.Response) -> httpx.Response:
 
 def gateway_client(router, behaviour, *, metrics=None, **options):
     transport, seen = backends(behaviour)
-    upstream = httpx.AsyncClient(transport=transport)
-    app = create_gateway(router, client=upstream, metrics=metrics, rng=lambda: 0.0, **options)
+    app = create_gateway(router, transport=transport, metrics=metrics, rng=lambda: 0.0,
+                         **options)
     client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, client=("192.0.2.9", 5000)),
                                base_url="http://gateway.test")
     return client, seen
@@ -335,13 +337,11 @@ async def test_it_drops_hop_by_hop_headers_end_to_end():
 
 
 async def test_it_passes_cookies_to_the_client_and_keeps_none_itself():
-    from monitor.gateway.app import new_client
-
     def answer(request):
         return httpx.Response(200, content=b"{}", headers={"Set-Cookie": "session=abc"})
 
     transport, seen = backends({"v1": answer})
-    app = create_gateway(FakeRouter(), client=new_client(transport=transport))
+    app = create_gateway(FakeRouter(), transport=transport)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app),
                                  base_url="http://gateway.test") as client:
         first = await client.get("/books")
@@ -365,7 +365,7 @@ async def test_it_streams_a_large_response_before_the_backend_has_finished():
         return httpx.Response(200, content=body(), headers={"Content-Type": "text/plain"})
 
     transport, _ = backends({"v1": answer})
-    app = create_gateway(FakeRouter(), client=httpx.AsyncClient(transport=transport))
+    app = create_gateway(FakeRouter(), transport=transport)
     received: list[dict] = []
 
     async def send(message):
@@ -378,7 +378,7 @@ async def test_it_streams_a_large_response_before_the_backend_has_finished():
     async def receive():
         return next(requests)
 
-    scope = {"type": "http", "method": "GET", "path": "/big", "raw_path": b"/big",
+    scope = {"type": "http", "method": "GET", "path": "/books/big", "raw_path": b"/books/big",
              "query_string": b"", "headers": [], "client": ("127.0.0.1", 1), "scheme": "http"}
     await asyncio.wait_for(app(scope, receive, send), timeout=10)
     start, *bodies = received
@@ -388,14 +388,14 @@ async def test_it_streams_a_large_response_before_the_backend_has_finished():
     assert len(bodies) > 2 and not bodies[-1].get("more_body", False)
 
 
-async def test_it_owns_its_client_from_startup_to_shutdown():
+async def test_it_owns_its_transport_from_startup_to_shutdown():
     app = create_gateway(FakeRouter())
     messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
     sent: list[str] = []
-    clients: list[httpx.AsyncClient | None] = []
+    clients: list[httpx.AsyncBaseTransport | None] = []
 
     async def receive():
-        clients.append(app.client)
+        clients.append(app.transport)
         return next(messages)
 
     async def send(message):
@@ -404,8 +404,8 @@ async def test_it_owns_its_client_from_startup_to_shutdown():
     await app({"type": "lifespan"}, receive, send)
     owned = clients[1]
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
-    assert clients[0] is None and isinstance(owned, httpx.AsyncClient)
-    assert owned.is_closed and app.client is None
+    assert clients[0] is None and isinstance(owned, UpstreamTransport)
+    assert owned.closed and app.transport is None
 
 
 
@@ -432,23 +432,21 @@ async def test_it_refuses_a_target_that_is_not_a_plain_path(target):
 async def test_it_gives_the_backend_connection_back_when_a_request_is_cancelled():
     import asyncio
 
-    from monitor.gateway.transport import UpstreamTransport
     from tests.gateway.test_transport import OK, Backend
 
     stalled = b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf"  # small: read in the attempt
     backend = Backend(lambda c, r, req: stalled if c == 0 else OK)
     async with backend as url:
-        http = httpx.AsyncClient(transport=UpstreamTransport(max_connections=1),
-                                 timeout=httpx.Timeout(2.0, pool=0.5))
-        gateway = create_gateway(FakeRouter(), client=http)
+        http = UpstreamTransport(max_connections=1)
+        gateway = create_gateway(FakeRouter(), transport=http)
         attempt = asyncio.create_task(
-            gateway._attempt(httpx.Request("GET", f"{url}/stalls"), gateway.clock() + 5))
+            gateway._attempt(httpx.Request("GET", f"{url}/stalls"), gateway.clock() + 5, 5.0))
         await asyncio.sleep(0.1)
         attempt.cancel()
         with pytest.raises(asyncio.CancelledError):
             await attempt
         response, body, failure = await gateway._attempt(httpx.Request("GET", f"{url}/next"),
-                                                         gateway.clock() + 5)
+                                                         gateway.clock() + 5, 5.0)
         await http.aclose()
     assert (response.status_code, body, failure) == (200, b"hello", None)
 
@@ -460,3 +458,96 @@ async def test_it_retries_when_its_own_pool_is_full_but_reports_nothing_against_
         response = await client.get("/books")
     assert (response.status_code, response.headers["x-served-by"]) == (200, "v2")
     assert router.reports == []
+
+
+@pytest.mark.parametrize("path, forwarded", [
+    ("/books", True), ("/books/moby-dick", True), ("/books/search", True),
+    ("/docs", False), ("/openapi.json", False), ("/health", False), ("/chaos/crash", False),
+    ("/books/a/b", False), ("/books/", False), ("/booksx", False), ("/books/a%2Fb", False),
+    ("/", False),
+])
+async def test_it_forwards_only_the_book_api(path, forwarded):
+    client, seen = gateway_client(FakeRouter(), {})
+    async with client:
+        response = await client.post(path) if path.endswith("crash") else await client.get(path)
+    assert (response.status_code == 404 and response.json()["error"] == "not found") is \
+        (not forwarded)
+    assert bool(seen) is forwarded
+
+
+async def test_it_moves_on_from_a_hung_version_after_its_recent_latency_not_the_full_timeout():
+    async def hang(request):
+        await asyncio.sleep(30)
+        return httpx.Response(200)
+
+    router = FakeRouter()
+    behaviour: dict[str, object] = {"v1": 200}
+    client, _ = gateway_client(router, behaviour, attempt_timeout=5.0, deadline=10.0)
+    async with client:
+        for _ in range(20):  # v1 answers at once: its p99 is about 0
+            assert (await client.get("/books")).headers["x-served-by"] == "v1"
+        behaviour["v1"] = hang
+        started = asyncio.get_running_loop().time()
+        response = await client.get("/books")
+        took = asyncio.get_running_loop().time() - started
+    assert (response.status_code, response.headers["x-served-by"]) == (200, "v2")
+    assert router.reports == [("v1", "timeout")]
+    assert took < 5.0  # the floor (0.1 s) bounded the attempt, not attempt_timeout
+
+
+@contextlib.asynccontextmanager
+async def warmed(behaviour: dict[str, object], **options):
+    """A gateway whose v1 has answered 20 requests at once (p95 about 0: hedge at 50 ms)."""
+    router = FakeRouter()
+    client, seen = gateway_client(router, behaviour, attempt_timeout=5.0, deadline=10.0,
+                                  **options)
+    async with client:
+        for _ in range(20):
+            assert (await client.get("/books")).headers["x-served-by"] == "v1"
+        seen.clear()
+        yield client, seen, router
+
+
+async def test_it_hedges_a_get_to_the_next_version_when_the_first_is_slow():
+    behaviour: dict[str, object] = {"v1": 200}
+    async def hang(request):
+        await asyncio.sleep(30)
+        return httpx.Response(200)
+
+    async with warmed(behaviour, hedge=True, attempt_floor=4.0) as (client, seen, router):
+        behaviour["v1"] = hang
+        response = await client.get("/books")
+    assert (response.status_code, response.headers["x-served-by"]) == (200, "v2")
+    assert [r.url.host for r in seen] == ["v1.test", "v2.test"]
+    assert router.reports == []  # slow is not a failure: nothing reported against v1
+
+
+async def test_it_does_not_hedge_a_post_or_a_fast_answer():
+    async def slow(request):
+        await asyncio.sleep(0.2)
+        return httpx.Response(200, json={})
+
+    behaviour: dict[str, object] = {"v1": 200}
+    async with warmed(behaviour, hedge=True) as (client, seen, _):
+        assert (await client.get("/books")).headers["x-served-by"] == "v1"
+        behaviour["v1"] = slow
+        response = await client.post("/books/search", json={"description": "whale"})
+    assert response.headers["x-served-by"] == "v1"
+    assert [r.url.host for r in seen] == ["v1.test", "v1.test"]
+
+
+async def test_it_takes_the_hedge_answer_when_the_first_then_fails():
+    async def late_error(request):
+        await asyncio.sleep(0.2)
+        return httpx.Response(503)
+
+    async def late_ok(request):
+        await asyncio.sleep(0.4)
+        return httpx.Response(200, json={})
+
+    behaviour: dict[str, object] = {"v1": 200}
+    async with warmed(behaviour, hedge=True, attempt_floor=4.0) as (client, seen, router):
+        behaviour.update(v1=late_error, v2=late_ok)
+        response = await client.get("/books")
+    assert (response.status_code, response.headers["x-served-by"]) == (200, "v2")
+    assert router.reports == [("v1", "http_5xx")]

@@ -212,3 +212,10 @@ def test_it_stamps_every_response_with_its_version(client, version, method, path
     response = client.request(method, path)
     assert response.status_code == status
     assert response.headers["X-Service-Version"] == version
+
+
+@pytest.mark.parametrize("docs, status", [(False, 404), (True, 200)])
+def test_it_serves_api_docs_only_when_asked(build, version, docs, status):
+    with TestClient(build(version, docs=docs)) as client:
+        assert client.get("/docs").status_code == status
+        assert client.get("/openapi.json").status_code == status

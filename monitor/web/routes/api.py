@@ -15,9 +15,16 @@ from monitor.web.deps import Web, web
 router = APIRouter()
 
 
+def dataplane_status(runtime: object) -> dict | None:
+    """HAProxy's reachability when it carries the traffic (set by monitor.serve), else None."""
+    status = getattr(runtime, "dataplane_status", None)
+    return status() if callable(status) else None
+
+
 @router.get("/api/status")
 async def api_status(state: Web = Depends(web)) -> dict:
-    return await asyncio.to_thread(state.runtime.status)
+    status = await asyncio.to_thread(state.runtime.status)
+    return {**status, "dataplane": dataplane_status(state.runtime)}
 
 
 @router.get("/api/audit")
@@ -74,9 +81,13 @@ async def readyz(state: Web = Depends(web)):
     READY_CACHE_S of app.py, one check shared by concurrent requests: this route is public)."""
     started = bool(state.runtime.started)
     writable = bool((await state.ready.get()).value)
-    ready = started and writable
-    return JSONResponse({"ready": ready, "started": started, "writable": writable},
-                        status_code=200 if ready else 503)
+    dataplane = dataplane_status(state.runtime)
+    reachable = dataplane is None or dataplane["reachable"] is not False
+    ready = started and writable and reachable
+    body = {"ready": ready, "started": started, "writable": writable}
+    if dataplane is not None:
+        body["dataplane"] = {"kind": dataplane["kind"], "reachable": dataplane["reachable"]}
+    return JSONResponse(body, status_code=200 if ready else 503)
 
 
 @router.get("/metrics")

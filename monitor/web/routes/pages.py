@@ -11,6 +11,7 @@ from monitor.storage.users import list_users
 from monitor.web import queries
 from monitor.web.deps import Web, render, web
 from monitor.web.forms import FAULTS
+from monitor.web.routes.api import dataplane_status
 from monitor.web.views import Pager, chart
 
 router = APIRouter()
@@ -28,7 +29,7 @@ async def overview(request: Request, state: Web = Depends(web)):
     status = await asyncio.to_thread(state.runtime.status)
     return render(request, "overview.html", {
         "status": status, "chart": await _chart(state), "faults": FAULTS,
-        "versions": state.versions,
+        "versions": state.versions, "dataplane": dataplane_status(state.runtime),
     })
 
 

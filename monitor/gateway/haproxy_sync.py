@@ -1,0 +1,96 @@
+"""Keep HAProxy on the monitor's route: apply each decision, verify it, correct drift.
+
+:class:`HAProxySync.tick` runs often (every 0.25 s). It acts when the route changed (a
+decision: applied through the Runtime API, then verified by reading ``show servers state``
+again) and every ``every`` seconds (a reconcile: when HAProxy's state differs from the route
+without a decision, someone changed it behind the monitor's back; it is corrected and audited
+as drift). An unreachable HAProxy is audited and emailed once, until it answers again;
+``status()`` is what /readyz and the dashboard show.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from monitor.gateway.haproxy import HAProxyError, RuntimeAPI, desired, drift
+from monitor.gateway.route import Route
+
+log = logging.getLogger(__name__)
+
+# (action, target, params, outcome, reason, notify) -> an audit row (and a notice if notify)
+Record = Callable[[str, str, dict[str, Any], str, str, bool], Awaitable[None]]
+
+
+@dataclass
+class SyncStatus:
+    reachable: bool | None = None  # None until the first attempt
+    error: str = ""
+    checked_at: float = 0.0
+    applied_epoch: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": "haproxy", "reachable": self.reachable, "error": self.error,
+                "checked_at": self.checked_at, "applied_epoch": self.applied_epoch}
+
+
+class HAProxySync:
+    def __init__(self, api: RuntimeAPI, backend: str, route: Callable[[], Route],
+                 record: Record, clock: Callable[[], float], *, every: float = 3.0) -> None:
+        self.api, self.backend, self.route, self.record, self.clock = \
+            api, backend, route, record, clock
+        self.every = every
+        self.state = SyncStatus()
+        self._applied: Route | None = None
+
+    def status(self) -> dict[str, Any]:
+        return self.state.as_dict()
+
+    async def tick(self) -> None:
+        route = self.route()
+        decision = self._applied is None or not route.same_path(self._applied)
+        now = self.clock()
+        if not decision and now - self.state.checked_at < self.every:
+            return
+        self.state.checked_at = now
+        try:
+            corrected = await self._reconcile(route)
+        except HAProxyError as exc:
+            await self._unreachable(str(exc))
+            return
+        if self.state.reachable is False:
+            await self.record("haproxy.reachable", self.backend, {}, "ok",
+                              "HAProxy answers again", False)
+        self.state.reachable, self.state.error = True, ""
+        if corrected and not decision:
+            await self.record("haproxy.drift", self.backend, {"corrected": corrected}, "ok",
+                              "HAProxy differed from the monitor's route; restored", False)
+        self._applied = route
+        self.state.applied_epoch = route.epoch
+
+    async def _reconcile(self, route: Route) -> dict[str, tuple[str, str]]:
+        """Bring the servers to the route's states; verify; the differences found."""
+        servers = await self.api.servers(self.backend)
+        found = drift(desired(route, servers), servers)
+        if not found:
+            return {}
+        wanted = desired(route, servers)
+        # "ready" first, so there is never a moment without a ready server.
+        for name in sorted(found, key=lambda name: wanted[name] != "ready"):
+            await self.api.set_state(self.backend, name, wanted[name])
+        after = await self.api.servers(self.backend)
+        left = drift(desired(route, after), after)
+        if left:
+            raise HAProxyError(f"HAProxy did not take the route: {left}")
+        log.info("HAProxy set to route epoch %d: %s", route.epoch, found)
+        return found
+
+    async def _unreachable(self, error: str) -> None:
+        first = self.state.reachable is not False
+        self.state.reachable, self.state.error = False, error
+        if first:
+            log.error("HAProxy unreachable: %s", error)
+            await self.record("haproxy.unreachable", self.backend, {"error": error}, "failed",
+                              error, True)
