@@ -160,8 +160,7 @@ class HaSystem:
 
     def stop_monitors(self) -> None:
         for monitor in self.monitors.values():
-            if monitor.proc.poll() is None:
-                monitor.stop(signal.SIGKILL)
+            monitor.stop(signal.SIGKILL)  # also the gateway a killed monitor left running
         self.monitors.clear()
 
 
