@@ -4,7 +4,11 @@ Starts real v1/v2/v3 service processes once and, for every trial, a fresh monito
 directory, so no ejection or flapping history carries over) watching them. Each trial injects
 one fault on v1 and reads the switch time from the audit log's `failover.automatic` row.
 
-    python bench/failover_time.py [--trials 10] [--faults crash,hang,errors,corrupt]
+`local-crash` is the crash of a replica the monitor runs itself (a spec, MONITOR_SPEC): the
+process exit is certain evidence, so the version is DOWN without waiting for failed probes;
+`crash` is the same fault on an external service, found by probes only.
+
+    python bench/failover_time.py [--trials 10] [--faults crash,local-crash,hang,errors,corrupt]
 """
 
 from __future__ import annotations
@@ -25,12 +29,31 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from tests.e2e.monitor_proc import FAST, all_versions_up, free_ports, start_monitor  # noqa: E402
-from tests.e2e.procs import start_service  # noqa: E402
+from bench.processes import (  # noqa: E402
+    FAST,
+    all_versions_up,
+    free_ports,
+    inject_fault,
+    start_monitor,
+    start_service,
+)
 
 TOKEN = "bench-chaos-token-0123456789abcdef-xyz"
+LOCAL = "local-crash"
+LOCAL_SPEC = """apiVersion: v1
+kind: Service
+metadata: {name: books}
+spec:
+  versions:
+    - {name: v1, command: [python, -m, services.v1]}
+    - {name: v2, command: [python, -m, services.v2]}
+    - {name: v3, command: [python, -m, services.v3]}
+  readinessProbe: {periodSeconds: 0.5, failureThreshold: 3, timeoutSeconds: 0.4}
+  livenessProbe: {periodSeconds: 0.5, failureThreshold: 3, timeoutSeconds: 0.4}
+"""
 FAULTS = {
     "crash": ("crash", {}),
+    LOCAL: ("crash", {}),
     "hang": ("hang", {}),
     "errors": ("errors", {"probability": 1.0}),
     "corrupt": ("corrupt", {"silent": True}),
@@ -41,17 +64,6 @@ def bound() -> float:
     """interval + (fall-1)*fast_interval + timeout + 1 s (the issue's bound)."""
     return (float(FAST["MONITOR_INTERVAL"]) + 2 * float(FAST["MONITOR_FAST_INTERVAL"])
             + float(FAST["MONITOR_TIMEOUT"]) + 1.0)
-
-
-def inject(url: str, fault: str, body: dict) -> float:
-    at = time.time()
-    try:
-        httpx.post(f"{url}/chaos/{fault}", json=body, timeout=2.0,
-                   headers={"Authorization": f"Bearer {TOKEN}"})
-    except httpx.HTTPError:
-        if fault != "crash":
-            raise
-    return at
 
 
 def switched_at(db: Path, timeout: float) -> float | None:
@@ -88,14 +100,35 @@ class Services:
             proc.wait(timeout=10)
 
 
+def local_trial() -> float | None:
+    """A crash of v1's replica, run by the monitor from a spec."""
+    tmp = Path(tempfile.mkdtemp(prefix="bench-failover-local-"))
+    (tmp / "spec.yaml").write_text(LOCAL_SPEC)
+    monitor = start_monitor(tmp / "data", MONITOR_SPEC=str(tmp / "spec.yaml"),
+                            MONITOR_CHAOS_TOKEN=TOKEN, ready_timeout=60)
+    try:
+        status = monitor.wait_for(lambda s: all_versions_up(s) and all(
+            any(r["ready"] for r in v["replicas"] or []) for v in s["versions"]), timeout=60)
+        time.sleep(float(FAST["MONITOR_STARTUP_GRACE"]))
+        port = next(r["port"] for r in status["versions"][0]["replicas"] if r["ready"])
+        at = inject_fault(f"http://127.0.0.1:{port}", TOKEN, "crash")
+        done = switched_at(tmp / "data" / "monitor.db", timeout=bound() * 4)
+        return None if done is None else done - at
+    finally:
+        monitor.stop(signal.SIGTERM)
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def trial(services: Services, fault: str) -> float | None:
+    if fault == LOCAL:
+        return local_trial()
     data_dir = Path(tempfile.mkdtemp(prefix="bench-failover-"))
     monitor = start_monitor(data_dir, services=services.urls(), MONITOR_CHAOS_TOKEN=TOKEN)
     try:
         monitor.wait_for(all_versions_up, timeout=20)
         time.sleep(float(FAST["MONITOR_STARTUP_GRACE"]))
         name, body = FAULTS[fault]
-        at = inject(services.urls()["v1"], name, body)
+        at = inject_fault(services.urls()["v1"], TOKEN, name, body)
         done = switched_at(data_dir / "monitor.db", timeout=bound() * 4)
         return None if done is None else done - at
     finally:

@@ -382,7 +382,7 @@ async def one_fault(name: str, svc_ports: dict[str, int], gw_port: int, path: st
 def start_real_monitor(svc_ports: dict[str, int], token: str, data_dir: Path | None = None,
                        **extra: str):
     """`python -m monitor run` watching the bench's services (a fresh data dir by default)."""
-    from tests.e2e.monitor_proc import all_versions_up, start_monitor
+    from bench.processes import all_versions_up, start_monitor
 
     data_dir = data_dir or Path(tempfile.mkdtemp(prefix="bench-gateway-monitor-"))
     monitor = start_monitor(data_dir, MONITOR_CHAOS_TOKEN=token, services={

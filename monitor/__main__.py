@@ -10,9 +10,14 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from monitor.config import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from monitor.storage.store import Store
 
 ROLES = ("viewer", "operator", "admin")
 
@@ -21,7 +26,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         settings = load_settings()
-        return args.handler(settings, args)
+        code: int = args.handler(settings, args)
+        return code
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -78,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _run(settings: Settings, _args) -> int:
+def _run(settings: Settings, _args: argparse.Namespace) -> int:
     from monitor.serve import serve
 
     return serve(settings)
@@ -110,7 +116,7 @@ def _check_config(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
-def _store(settings: Settings):
+def _store(settings: Settings) -> Store:
     from monitor.storage.store import Store
 
     store = Store(settings.db_url())
@@ -130,7 +136,8 @@ def _new_password(prompt: str) -> str:
     return sys.stdin.readline().rstrip("\n")
 
 
-def _user_action(fn, settings: Settings, *args, **kwargs) -> int:
+def _user_action(fn: Callable[..., object], settings: Settings, *args: Any,
+                 **kwargs: Any) -> int:
     from monitor.storage.keys import load_keys
     from monitor.storage.users import UserError
 
@@ -143,7 +150,7 @@ def _user_action(fn, settings: Settings, *args, **kwargs) -> int:
     return 0
 
 
-def _user_add(settings: Settings, args) -> int:
+def _user_add(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.storage.users import add_user
 
     code = _user_action(add_user, settings, args.name, args.role,
@@ -153,7 +160,7 @@ def _user_add(settings: Settings, args) -> int:
     return code
 
 
-def _user_passwd(settings: Settings, args) -> int:
+def _user_passwd(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.storage.users import set_password
 
     code = _user_action(set_password, settings, args.name,
@@ -163,7 +170,7 @@ def _user_passwd(settings: Settings, args) -> int:
     return code
 
 
-def _user_disable(settings: Settings, args) -> int:
+def _user_disable(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.storage.users import disable_user
 
     code = _user_action(disable_user, settings, args.name)
@@ -172,7 +179,7 @@ def _user_disable(settings: Settings, args) -> int:
     return code
 
 
-def _user_list(settings: Settings, _args) -> int:
+def _user_list(settings: Settings, _args: argparse.Namespace) -> int:
     from monitor.storage.users import list_users
 
     for user in list_users(_store(settings)):
@@ -181,7 +188,7 @@ def _user_list(settings: Settings, _args) -> int:
     return 0
 
 
-def _audit_verify(settings: Settings, args) -> int:
+def _audit_verify(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.storage import audit
     from monitor.storage.keys import load_keys
     from monitor.storage.store import Store
@@ -199,7 +206,7 @@ def _audit_verify(settings: Settings, args) -> int:
     return 0 if report.ok else 1
 
 
-def _notify_test(settings: Settings, _args) -> int:
+def _notify_test(settings: Settings, _args: argparse.Namespace) -> int:
     from monitor.notices.delivery import NotifyError, send_test
 
     try:
@@ -210,12 +217,12 @@ def _notify_test(settings: Settings, _args) -> int:
     return 0
 
 
-def _canary_pin(settings: Settings, args) -> int:
+def _canary_pin(settings: Settings, args: argparse.Namespace) -> int:
     import httpx
 
     from monitor.actor import cli_actor
     from monitor.failover.canary import PinError, env_lines, read_canary, write_env
-    from monitor.storage import audit
+    from monitor.recorder import Recorder
     from monitor.storage.keys import load_keys
 
     store = _store(settings)
@@ -229,18 +236,16 @@ def _canary_pin(settings: Settings, args) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     write_env(args.env_file, env_lines(canary))
-    actor = cli_actor()
-    with store.write() as session:
-        audit.append(session, load_keys(settings).audit, now=time.time(), action="canary.pin",
-                     actor=actor.name, role=actor.role, target=active,
-                     params={"query": canary.query, "book_id": canary.book_id,
-                             "digest": canary.digest, "env_file": str(args.env_file)})
+    Recorder(store, load_keys(settings).audit, time.time).record(
+        cli_actor(), "canary.pin", target=active,
+        params={"query": canary.query, "book_id": canary.book_id, "digest": canary.digest,
+                "env_file": str(args.env_file)})
     print(f"canary pinned from {active}: book {canary.book_id} digest {canary.digest} "
           f"written to {args.env_file}; restart the monitor to use it")
     return 0
 
 
-def _backup(settings: Settings, args) -> int:
+def _backup(settings: Settings, args: argparse.Namespace) -> int:
     from monitor.storage.store import Store
 
     if args.path.exists():

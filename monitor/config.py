@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from monitor.failover.canary import Canary
 from monitor.failover.model import Policy
+from monitor.setting_values import is_loopback, items, parse_ports, parse_services
 
 VERSIONS = ("v1", "v2", "v3")
 DATABASE_SCHEMES = ("sqlite:///", "postgresql+psycopg://")
@@ -45,7 +46,8 @@ class Settings(BaseSettings):
     """Every knob of the monitor. See `.env.example` for one line per field."""
 
     model_config = SettingsConfigDict(
-        env_prefix="MONITOR_", env_file=".env", extra="ignore", validate_default=True
+        env_prefix="MONITOR_", env_file=".env", extra="ignore", validate_default=True,
+        env_ignore_empty=True,  # `MONITOR_TLS_CERTFILE=` means unset, not the path "."
     )
 
     host: str = "127.0.0.1"
@@ -70,6 +72,7 @@ class Settings(BaseSettings):
     restart_delay: float = Field(5.0, ge=0, le=300)
     lease_ttl: float = Field(5.0, ge=1.0, le=300)
     lease_renew: float = Field(0.0, ge=0, le=150)  # 0 = lease_ttl / 3
+    spec: Path | None = None  # desired-state YAML applied at start (MONITOR_SPEC)
 
     # The canary (monitor/failover/canary.py); defaults match the shipped catalog.
     canary_query: str = Field("Pride and Prejudice", min_length=1, max_length=200)
@@ -119,7 +122,7 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _proxy_addresses(cls, value: Any) -> tuple[str, ...]:
-        addresses = _items(value)
+        addresses = items(value)
         for address in addresses:
             try:
                 ipaddress.ip_address(address)
@@ -145,7 +148,7 @@ class Settings(BaseSettings):
     @field_validator("allowed_hosts", mode="before")
     @classmethod
     def _host_names(cls, value: Any) -> tuple[str, ...]:
-        names = tuple(n.lower() for n in _items(value))
+        names = tuple(n.lower() for n in items(value))
         for name in names:
             if not re.fullmatch(r"(\*\.)?[a-z0-9.:\[\]-]{1,253}", name):
                 raise ValueError(f"{name[:80]!r} is not a host name or address")
@@ -154,7 +157,7 @@ class Settings(BaseSettings):
     @field_validator("smtp_to", mode="before")
     @classmethod
     def _recipients(cls, value: Any) -> tuple[str, ...]:
-        return _items(value)
+        return items(value)
 
     @field_validator("services", mode="before")
     @classmethod
@@ -176,7 +179,7 @@ class Settings(BaseSettings):
             )
         if self.fast_interval > self.interval:
             raise ValueError("MONITOR_FAST_INTERVAL must not exceed MONITOR_INTERVAL")
-        if self.smtp_mode == "plain" and self.smtp_host and not _is_loopback(self.smtp_host):
+        if self.smtp_mode == "plain" and self.smtp_host and not is_loopback(self.smtp_host):
             raise ValueError("MONITOR_SMTP_MODE=plain is allowed only for a loopback SMTP host")
         if self.smtp_host and (not self.smtp_from or not self.smtp_to):
             raise ValueError("MONITOR_SMTP_FROM and MONITOR_SMTP_TO are required with SMTP_HOST")
@@ -187,7 +190,7 @@ class Settings(BaseSettings):
             raise ValueError("MONITOR_HAPROXY_SOCKET is required with MONITOR_DATAPLANE=haproxy")
         if bool(self.tls_certfile) != bool(self.tls_keyfile):
             raise ValueError("MONITOR_TLS_CERTFILE and MONITOR_TLS_KEYFILE go together")
-        if not _is_loopback(self.host) and not self.tls_certfile and not self.allow_plain_http:
+        if not is_loopback(self.host) and not self.tls_certfile and not self.allow_plain_http:
             raise ValueError(
                 f"MONITOR_HOST {self.host} is not a loopback address: serving the dashboard "
                 "there needs TLS (MONITOR_TLS_CERTFILE/_KEYFILE) or MONITOR_ALLOW_PLAIN_HTTP=1")
@@ -237,7 +240,7 @@ class Settings(BaseSettings):
         if self.allowed_hosts:
             return list(self.allowed_hosts)
         names = [] if self.host in ("0.0.0.0", "::") else [self.host.lower()]  # noqa: S104
-        if _is_loopback(self.host):
+        if is_loopback(self.host):
             names += ["127.0.0.1", "localhost", "::1", "[::1]"]
         public = urlsplit(self.public_url).hostname if self.public_url else None
         if public:
@@ -246,49 +249,6 @@ class Settings(BaseSettings):
 
     def smtp_recipients(self) -> list[str]:
         return list(self.smtp_to)
-
-
-def _items(value: Any) -> tuple[str, ...]:
-    """A comma-separated string (or a sequence given in code) as stripped, non-empty items."""
-    parts = value.split(",") if isinstance(value, str) else list(value or ())
-    return tuple(p.strip() for p in map(str, parts) if p.strip())
-
-
-def parse_ports(value: str) -> tuple[int, int, int]:
-    try:
-        ports = [int(p) for p in value.split(",")]
-    except ValueError:
-        raise ValueError(f"expected three comma-separated port numbers, got {value!r}") from None
-    if len(ports) != 3 or not all(1 <= p <= 65535 for p in ports):
-        raise ValueError(f"expected three ports between 1 and 65535, got {value!r}")
-    return ports[0], ports[1], ports[2]
-
-
-def parse_services(value: str) -> dict[str, str]:
-    """`v1=URL,v2=URL,v3=URL` in priority order; empty means spawn local services."""
-    if not value.strip():
-        return {}
-    urls: dict[str, str] = {}
-    for part in value.split(","):
-        name, sep, url = part.strip().partition("=")
-        parts = urlsplit(url.strip())
-        if not sep or not name.strip() or parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ValueError(f"expected NAME=http(s)://host:port, got {part.strip()!r}")
-        urls[name.strip()] = url.strip().rstrip("/")
-    if len(urls) < 2:
-        raise ValueError("at least two versions are needed to fail over")
-    return urls
-
-
-def _is_loopback(host: str) -> bool:
-    """Only `localhost` or a literal loopback address: `127.attacker.example` is a DNS name
-    anyone can point anywhere."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 class ConfigError(Exception):

@@ -10,7 +10,9 @@ scheduler; `await runtime.stop()` undoes it in reverse, leaving a checkpoint and
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import ssl
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -24,6 +26,7 @@ from sqlmodel import select
 
 from monitor.actor import SYSTEM, Actor
 from monitor.config import Settings
+from monitor.desired.service import DesiredService, LiveUrls
 from monitor.failover.model import Policy
 from monitor.failover.operations import ActionResult, Operations
 from monitor.failover.scheduler import Scheduler
@@ -37,15 +40,25 @@ from monitor.recorder import Notice, Recorder
 from monitor.storage import audit, checkpoints
 from monitor.storage.commands import CommandKind
 from monitor.storage.keys import Keys, load_keys
-from monitor.storage.lease import Fenced, Leadership, holder_id, leadership_for
+from monitor.storage.lease import Leadership, idle_in_transaction_ms, leadership_for
 from monitor.storage.store import AuditRow, Store
 
 log = logging.getLogger("monitor.runtime")
+DESIRED_SYNC_S = 1.0  # replica probes, autoscaling and new spec revisions, once a second
 
 
-def policy_from(settings: Settings) -> Policy:
+@functools.cache
+def tls_context() -> ssl.SSLContext:
+    """One verifying TLS context per process, for https service URLs: loading the CA bundle
+    costs about 0.1 s, too much to repeat for every runtime a test builds."""
+    return httpx.create_ssl_context()
+
+
+def policy_from(settings: Settings, versions: tuple[str, ...] | None = None) -> Policy:
+    """The failover policy of the settings, for `versions` (the settings' own by default)."""
     return Policy(
-        versions=tuple(settings.service_urls()), fall=settings.fall, rise=settings.rise,
+        versions=versions or tuple(settings.service_urls()), fall=settings.fall,
+        rise=settings.rise,
         cooldown=settings.cooldown, startup_grace=settings.startup_grace,
         auto_failback_after=settings.auto_failback_after, interval=settings.interval,
         fast_interval=settings.fast_interval, down_interval=settings.down_interval)
@@ -61,14 +74,20 @@ class Runtime:
         self.duties = LeaderDuties(self)
         self.leadership.on_elected = self.duties.on_elected
         self.leadership.on_lost = self.duties.on_lost
-        self.urls = settings.service_urls()
-        self.policy = policy_from(settings)
-        self.checkpoint_path: Path = settings.data_dir / "audit.checkpoints"
         self.metrics = Metrics()
         self.client = http_client or httpx.AsyncClient(
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
-            timeout=settings.timeout)
+            timeout=settings.timeout, verify=tls_context())
         self.recorder = Recorder(store, keys.audit, clock)
+        self.desired = DesiredService(
+            settings, store=store, audit_key=keys.audit, client=self.client,
+            record=self._record_replica, env={"SERVICE_CHAOS_TOKEN": keys.chaos_token},
+            clock=clock, on_exit=self._replica_exited)
+        self.desired.load()  # MONITOR_SPEC and the spec in force decide the versions
+        fixed = self.desired.versions(settings.service_urls())
+        self.urls = LiveUrls(fixed, self.desired)
+        self.policy = policy_from(settings, tuple(fixed))
+        self.checkpoint_path: Path = settings.data_dir / "audit.checkpoints"
         self.notifier = delivery.Notifier(settings, store, clock=clock,
                                           may_send=lambda: self.leadership.is_leader)
         self.watchdog = Watchdog(
@@ -80,7 +99,7 @@ class Runtime:
         self.watchdog.on_hurry = self.scheduler.hurry
         self.operations = Operations(watchdog=self.watchdog, policy=self.policy, urls=self.urls,
                                      client=self.client, chaos_token=keys.chaos_token,
-                                     recorder=self.recorder)
+                                     recorder=self.recorder, killer=self.desired.kill)
         self.reads = StatusReader(watchdog=self.watchdog, policy=self.policy, urls=self.urls,
                                   store=store, clock=clock, processes=self._processes)
         self.supervisor: Supervisor | None = None
@@ -93,7 +112,9 @@ class Runtime:
 
     # Lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
-        if self.settings.local_services:
+        await self.desired.start()
+        await self.desired.wait_ready(timeout=30.0)
+        if self.settings.local_services and self.desired.spec is None:
             self.supervisor = Supervisor(self._child_specs(), on_event=self._on_child_event,
                                          log_dir=self.settings.data_dir / "logs",
                                          pid_dir=self.settings.data_dir / "run",
@@ -117,6 +138,8 @@ class Runtime:
             self.scheduler.every(0.25, gate(self.duties.apply_commands), "commands")
             self.scheduler.every(1.0, self.duties.follow, "follow")
             self.leadership.start()
+        if self.desired.controller is not None:
+            self.scheduler.every(DESIRED_SYNC_S, gate(self.desired.sync), "desired")
         self.started = True
 
     async def stop(self) -> None:
@@ -135,6 +158,7 @@ class Runtime:
             await self.checkpoint()
         finally:
             await self.leadership.stop()  # releases the lease at once: a follower takes over
+            await self.desired.stop()
             if self.supervisor:
                 await self.supervisor.stop()
             await self.client.aclose()
@@ -168,6 +192,19 @@ class Runtime:
             self.metrics.supervisor_restart(name)
         self._spawn(self.arecord(SYSTEM, f"supervisor.{kind}", target=name, reason=reason))
 
+    async def _record_replica(self, action: str, target: str, params: dict[str, Any],
+                              reason: str) -> None:
+        await self.arecord(SYSTEM, action, target=target, params=params, reason=reason)
+
+    def _replica_exited(self, version: str) -> None:
+        """A replica's process exited: when no ready replica of the version is left, that is
+        certain evidence (no probes to wait for)."""
+        if not self.desired.endpoints().get(version):
+            self._spawn(self._exited(version))
+
+    async def _exited(self, version: str) -> None:
+        await self.watchdog.report_exit(version, "every ready replica's process exited")
+
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` in the background, keeping a reference so it is not collected mid-way."""
         task = asyncio.get_running_loop().create_task(work)
@@ -181,19 +218,9 @@ class Runtime:
         await asyncio.to_thread(write)
 
     def checkpoint_now(self) -> None:
-        """Blocking: append a checkpoint of the audit head (file, anchor, second sink). Only
-        the leader writes checkpoints; with a lease, under a fenced transaction (the lease row
-        stays share-locked, so no other monitor takes over meanwhile)."""
-        if not self.leadership.is_leader:
-            return
-        if not self.leadership.shared:
-            self._write_checkpoint()
-            return
-        try:
-            with self.store.write(fenced=True):
-                self._write_checkpoint()
-        except Fenced as exc:
-            log.info("no checkpoint: %s", exc)
+        """Blocking: append a checkpoint of the audit head (file, anchor, second sink); only
+        the leader does (monitor.ops.leadership)."""
+        self.duties.fenced(self._write_checkpoint)
 
     def _write_checkpoint(self) -> None:
         entry = audit.write_checkpoint(self.store, self.keys.audit, self.checkpoint_path,
@@ -222,42 +249,35 @@ class Runtime:
                                     outcome=outcome, reason=reason, evidence=evidence,
                                     notice=notice)
 
-    # A follower queues operator actions for the leader (monitor.ops.leadership).
     async def failover(self, actor: Actor, target: str, *, reason: str,
                        force: bool = False) -> ActionResult:
-        if queued := await self.duties.queue(CommandKind.FAILOVER, actor, {
-                "target": target, "reason": reason, "force": force}):
-            return queued
-        return await self.operations.failover(actor, target, reason=reason, force=force)
+        return await self.duties.queue(CommandKind.FAILOVER, actor, {
+            "target": target, "reason": reason, "force": force}) or \
+            await self.operations.failover(actor, target, reason=reason, force=force)
 
     async def failback(self, actor: Actor, *, reason: str) -> ActionResult:
-        if queued := await self.duties.queue(CommandKind.FAILBACK, actor, {"reason": reason}):
-            return queued
-        return await self.operations.failback(actor, reason=reason)
+        return await self.duties.queue(CommandKind.FAILBACK, actor, {"reason": reason}) or \
+            await self.operations.failback(actor, reason=reason)
 
     async def pause(self, actor: Actor, *, reason: str) -> ActionResult:
-        if queued := await self.duties.queue(CommandKind.PAUSE, actor, {"reason": reason}):
-            return queued
-        return await self.operations.pause(actor, reason=reason)
+        return await self.duties.queue(CommandKind.PAUSE, actor, {"reason": reason}) or \
+            await self.operations.pause(actor, reason=reason)
 
     async def resume(self, actor: Actor, *, reason: str) -> ActionResult:
-        if queued := await self.duties.queue(CommandKind.RESUME, actor, {"reason": reason}):
-            return queued
-        return await self.operations.resume(actor, reason=reason)
+        return await self.duties.queue(CommandKind.RESUME, actor, {"reason": reason}) or \
+            await self.operations.resume(actor, reason=reason)
 
     async def chaos(self, actor: Actor, version: str, fault: str,
                     params: dict[str, Any]) -> ActionResult:
-        if queued := await self.duties.queue(CommandKind.CHAOS, actor, {
-                "version": version, "fault": fault, "params": params}):
-            return queued
-        try:
-            return await self.operations.chaos(actor, version, fault, params)
-        except Fenced:
-            return ActionResult(False, "this monitor no longer leads; nothing injected")
+        return await self.duties.queue(CommandKind.CHAOS, actor, {
+            "version": version, "fault": fault, "params": params}) or \
+            await self.duties.unless_fenced(self.operations.chaos(actor, version, fault, params))
 
     def status(self) -> dict[str, Any]:
         view = self.reads.status()
         view["leader"] = self.leadership.view()
+        for item in view["versions"]:
+            item["replicas"] = self.desired.replicas(item["name"])
         return view
 
     def latency_series(self, minutes: int = 15) -> LatencySeries:
@@ -274,12 +294,7 @@ def create_runtime(settings: Settings, *, clock: Callable[[], float] = time.time
                    http_client: httpx.AsyncClient | None = None) -> Runtime:
     """Build (but do not start) the monitor: keys, database, engine state, scheduler."""
     keys = load_keys(settings)
-    # a monitor paused inside a transaction must not hold locks past half a lease
-    store = Store(settings.db_url(), idle_in_transaction_ms=int(settings.lease_ttl * 500)
-                  if settings.shared_database else 0)
+    store = Store(settings.db_url(), idle_in_transaction_ms=idle_in_transaction_ms(settings))
     store.create_all()
-    leadership = leadership_for(
-        store, shared=settings.shared_database, holder=holder_id(settings.port),
-        ttl=settings.lease_ttl, renew=settings.lease_renew_s(), audit_key=keys.audit)
     return Runtime(settings, keys=keys, store=store, clock=clock, http_client=http_client,
-                   leadership=leadership)
+                   leadership=leadership_for(store, settings, keys.audit))

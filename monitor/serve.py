@@ -22,6 +22,8 @@ import signal
 import socket
 import sys
 import time
+from collections.abc import Iterator
+from typing import Any
 
 import uvicorn
 
@@ -34,7 +36,7 @@ class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: this process owns SIGINT/SIGTERM."""
 
     @contextlib.contextmanager
-    def capture_signals(self):
+    def capture_signals(self) -> Iterator[None]:
         yield
 
 
@@ -104,13 +106,14 @@ async def _main(settings: Settings, sockets: dict[str, socket.socket]) -> int:
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    ssl = {"ssl_certfile": str(settings.tls_certfile), "ssl_keyfile": str(settings.tls_keyfile)} \
+    ssl: dict[str, Any] = {"ssl_certfile": str(settings.tls_certfile),
+                           "ssl_keyfile": str(settings.tls_keyfile)} \
         if settings.tls_certfile else {}
     # proxy_headers=False: X-Forwarded-For from a loopback client would otherwise become the
     # client address, letting anyone on the machine dodge per-IP lockout and forge audit IPs.
-    common = {"log_config": uvicorn_log_config(), "server_header": False,
-              "date_header": False, "access_log": False, "lifespan": "on",
-              "proxy_headers": False, "timeout_graceful_shutdown": 5}
+    common: dict[str, Any] = {"log_config": uvicorn_log_config(), "server_header": False,
+                              "date_header": False, "access_log": False, "lifespan": "on",
+                              "proxy_headers": False, "timeout_graceful_shutdown": 5}
     servers = [
         _Server(uvicorn.Config(create_app(runtime), **{**common, **_proxies(settings)}, **ssl)),
     ]
@@ -161,7 +164,8 @@ class _DataPlane:
         self.settings = settings
         key = runtime.keys.derive(PURPOSE)
         self.publisher = RoutePublisher(settings.data_dir, key, lambda: route_from(
-            runtime.watchdog.state.epoch, runtime.route_candidates(), runtime.urls, time.time()))
+            runtime.watchdog.state.epoch, runtime.route_candidates(), runtime.urls, time.time(),
+            replicas=runtime.desired.endpoints()))
         self.receiver = Receiver(settings.data_dir, key, time.time,
                                  runtime.report_gateway_failure, _counter(runtime.metrics))
         self.gateway: Supervisor | None = None
@@ -251,7 +255,7 @@ def _haproxy_sync(settings: Settings, runtime, route):  # noqa: ANN001, ANN202
                        record, time.time)
 
 
-def _proxies(settings: Settings) -> dict:
+def _proxies(settings: Settings) -> dict[str, Any]:
     """Behind a reverse proxy (TLS termination), believe X-Forwarded-For from it alone."""
     trusted = ",".join(settings.trusted_proxies)
     return {"proxy_headers": True, "forwarded_allow_ips": trusted} if trusted else {}

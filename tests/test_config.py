@@ -157,3 +157,13 @@ def test_it_warns_about_a_typo_in_check_config(monkeypatch, tmp_path, capsys):
     main(["check-config"])
     assert "warning: unknown setting MONITOR_COOLDOWNN (did you mean MONITOR_COOLDOWN?)" in \
         capsys.readouterr().err
+
+
+def test_it_documents_every_setting_in_the_example_env_file_with_its_default():
+    import re
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / ".env.example"
+    documented = set(re.findall(r"^(MONITOR_\w+)=", example.read_text(), re.MULTILINE))
+    assert documented == {f"MONITOR_{name.upper()}" for name in Settings.model_fields}
+    assert Settings(_env_file=example) == Settings(_env_file=None)

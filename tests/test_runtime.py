@@ -5,12 +5,11 @@ import json
 
 import httpx
 import pytest
-from sqlmodel import select
 
 from monitor.actor import Actor
 from monitor.config import Settings
 from monitor.runtime import create_runtime
-from monitor.storage.store import AuditRow
+from tests import support
 
 URLS = "v1=http://v1.test,v2=http://v2.test,v3=http://v3.test"
 OLGA = Actor("olga", "operator", "127.0.0.1", "pytest", "req-7")
@@ -55,8 +54,7 @@ async def runtime(tmp_path, endpoint):
 
 
 def audit_rows(runtime):
-    with runtime.store.read() as session:
-        return list(session.exec(select(AuditRow).order_by(AuditRow.seq)))
+    return support.audit_rows(runtime.store)
 
 
 async def test_it_injects_chaos_with_the_token_and_shows_the_fault_at_once(runtime, endpoint):

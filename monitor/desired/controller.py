@@ -133,7 +133,7 @@ class Controller:
         killed = []
         for handle in victims:
             pid = handle.supervisor.status()[handle.seen.id]["pid"]
-            if pid:
+            if isinstance(pid, int):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
                 killed.append(handle.seen.id)
@@ -168,7 +168,8 @@ class Controller:
     async def _observe_one(self, handle: _Handle) -> None:
         status = handle.supervisor.status()[handle.seen.id]
         alive = bool(status["running"])
-        handle.restarts = int(status["restarts"])
+        restarts, pid = status["restarts"], status["pid"]
+        handle.restarts = restarts if isinstance(restarts, int) else 0
         seen = replace(handle.seen, alive=alive)
         if alive:
             spec = self.service.spec
@@ -180,7 +181,7 @@ class Controller:
                 seen, liveness_failures=0 if live else seen.liveness_failures + 1,
                 readiness_failures=0 if ready else seen.readiness_failures + 1,
                 readiness_successes=seen.readiness_successes + 1 if ready else 0)
-            handle.cpu_percent = self._cpu(handle, status["pid"])
+            handle.cpu_percent = self._cpu(handle, pid if isinstance(pid, int) else None)
         else:
             handle.cpu, handle.cpu_percent = None, None
             seen = replace(seen, readiness_successes=0)

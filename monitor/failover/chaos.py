@@ -3,11 +3,28 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import httpx
 
-FAULTS = ("cpu", "latency", "errors", "corrupt", "hang", "crash", "flap", "reset")
+
+class Fault(StrEnum):
+    """The services' chaos faults (DESIGN §4); `reset` clears them all."""
+
+    CPU = "cpu"
+    LATENCY = "latency"
+    ERRORS = "errors"
+    CORRUPT = "corrupt"
+    HANG = "hang"
+    CRASH = "crash"
+    FLAP = "flap"
+    RESET = "reset"
+    KILL = "kill"  # SIGKILL replica processes: done by the monitor, not by the service
+
+
+KILL = Fault.KILL
+FAULTS = tuple(Fault)
 
 
 @dataclass(frozen=True)
@@ -21,14 +38,14 @@ class ChaosOutcome:
 async def inject(client: httpx.AsyncClient, base_url: str, token: str, fault: str,
                  params: dict[str, Any], *, timeout: float = 5.0) -> ChaosOutcome:
     """POST one fault to a service; refusals and errors come back as data, never raised."""
-    if fault not in FAULTS:
+    if fault not in FAULTS or fault == KILL:
         return ChaosOutcome(False, None, f"unknown fault {fault!r}; one of {', '.join(FAULTS)}")
     try:
         response = await client.post(f"{base_url}/chaos/{fault}", json=params,
                                      headers={"Authorization": f"Bearer {token}"},
                                      timeout=timeout)
     except httpx.HTTPError as exc:
-        if fault == "crash" and isinstance(exc, httpx.RemoteProtocolError):
+        if fault == Fault.CRASH and isinstance(exc, httpx.RemoteProtocolError):
             return ChaosOutcome(True, None, "crash injected (connection closed)")
         return ChaosOutcome(False, None, f"service unreachable: {type(exc).__name__}")
     try:

@@ -23,6 +23,8 @@ from monitor.failover.model import (
 def fold(h: Health, seen: Observation, policy: Policy, now: float) -> Health:
     """Add one real observation to a version's streaks; change state at fall / rise."""
     ok, fail = (h.ok_streak + 1, 0) if seen.ok else (0, h.fail_streak + 1)
+    if seen.certain and not seen.ok:
+        fail = max(fail, policy.fall)
     folded = replace(h, ok_streak=ok, fail_streak=fail, passive_hint=False,
                      recent=(h.recent + (seen,))[-EVIDENCE_KEPT:])
     state = h.state

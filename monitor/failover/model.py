@@ -47,6 +47,7 @@ class Failure(StrEnum):
     CORRUPT = "corrupt"
     SLOW = "slow"
     PASSIVE = "passive"
+    EXITED = "exited"  # every ready replica's process exited (certain, not probed)
 
 
 class IncidentKind(StrEnum):
@@ -98,16 +99,19 @@ class Policy:
 @dataclass(frozen=True)
 class Observation:
     """What one probe saw. ``passive`` marks a gateway failure report: it speeds up probing of
-    that version and never counts toward fall or rise."""
+    that version and never counts toward fall or rise. ``certain`` marks a failure that needs
+    no confirmation (every ready replica's process of the version exited): the version is
+    DOWN at once, without waiting for ``fall`` failed probes."""
 
     version: str
     ok: bool
     at: float
     latency_ms: float | None = None
-    failure: Failure | str | None = None  # a Failure; str for rows read back
+    failure: Failure | None = None
     status: int | None = None
     detail: str = ""
     passive: bool = False
+    certain: bool = False
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ after, so no fault is ever live without an audit row.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,7 @@ import httpx
 
 from monitor.actor import Actor
 from monitor.failover import engine
-from monitor.failover.chaos import FAULTS, inject
+from monitor.failover.chaos import FAULTS, KILL, ChaosOutcome, Fault, inject
 from monitor.failover.model import Policy
 from monitor.failover.watchdog import Watchdog
 from monitor.recorder import Recorder
@@ -27,11 +28,16 @@ class ActionResult:
     data: dict[str, Any] = field(default_factory=dict)
 
 
+Killer = Callable[[str, int], Awaitable[list[str]]]  # version, count -> replicas killed
+
+
 class Operations:
-    def __init__(self, *, watchdog: Watchdog, policy: Policy, urls: dict[str, str],
-                 client: httpx.AsyncClient, chaos_token: str, recorder: Recorder) -> None:
+    def __init__(self, *, watchdog: Watchdog, policy: Policy, urls: Mapping[str, str],
+                 client: httpx.AsyncClient, chaos_token: str, recorder: Recorder,
+                 killer: Killer | None = None) -> None:
         self.watchdog, self.policy, self.urls = watchdog, policy, urls
         self.client, self.chaos_token, self.recorder = client, chaos_token, recorder
+        self.killer = killer
 
     async def failover(self, actor: Actor, target: str, *, reason: str,
                        force: bool = False) -> ActionResult:
@@ -75,7 +81,11 @@ class Operations:
             return ActionResult(False, f"{version}: {message}")
         await self.recorder.arecord(actor, "chaos.intent", target=version,
                                     params={**params, "fault": fault}, outcome="requested")
-        outcome = await inject(self.client, self.urls[version], self.chaos_token, fault, params)
+        if fault == KILL:
+            outcome = await self._kill(version, int(params.get("count", 1)))
+        else:
+            outcome = await inject(self.client, self.urls[version], self.chaos_token, fault,
+                                   params)
         if outcome.ok:
             self._remember_faults(version, fault, params, outcome.body)
         await self.recorder.arecord(actor, f"chaos.{fault}", target=version,
@@ -84,6 +94,14 @@ class Operations:
                                     reason=outcome.message)
         return ActionResult(outcome.ok, f"{version}: {outcome.message}")
 
+    async def _kill(self, version: str, count: int) -> ChaosOutcome:
+        """SIGKILL `count` replica processes of a version (local replicas only)."""
+        killed = await self.killer(version, count) if self.killer else []
+        if not killed:
+            return ChaosOutcome(False, None, "no running replica of this version to kill")
+        return ChaosOutcome(True, None, f"killed {', '.join(killed)}",
+                            {"killed": killed})
+
     def _remember_faults(self, version: str, fault: str, params: dict[str, Any],
                          body: dict[str, Any] | None) -> None:
         """Show what was injected at once, even while the version cannot report it itself."""
@@ -91,7 +109,7 @@ class Operations:
         faults = self.watchdog.faults
         if isinstance(reported, dict):
             faults[version] = reported
-        elif fault == "reset":
+        elif fault == Fault.RESET:
             faults[version] = {}
         else:
             faults[version] = {**faults.get(version, {}), fault: params}

@@ -6,7 +6,7 @@ Reads only: the engine state from the watchdog's memory, history from the store.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy import case, func
@@ -25,7 +25,7 @@ LatencySeries = dict[str, list[tuple[float, float | None]]]
 
 
 class StatusReader:
-    def __init__(self, *, watchdog: Watchdog, policy: Policy, urls: dict[str, str],
+    def __init__(self, *, watchdog: Watchdog, policy: Policy, urls: Mapping[str, str],
                  store: Store, clock: Callable[[], float], processes: Processes) -> None:
         self.watchdog, self.policy, self.urls = watchdog, policy, urls
         self.store, self.clock, self.processes = store, clock, processes

@@ -13,9 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from functools import partial
 from typing import Any, TypeVar
 
@@ -29,6 +28,7 @@ from monitor.failover.health import shown_state
 from monitor.failover.model import (
     EngineError,
     Event,
+    Failure,
     MonitorState,
     Observation,
     Policy,
@@ -45,13 +45,12 @@ from monitor.storage.store import ProbeRow, StaleEpoch, Store
 
 log = logging.getLogger("monitor.failover.watchdog")
 MAX_BACKLOG = 100_000  # queued writes kept while the database refuses them
-REPLAY_PROBES, REPLAY_ROWS = 4, 300  # recent probe rows folded into a reloaded state
 Step = Callable[[MonitorState, float], tuple[MonitorState, list[Event]]]
 T = TypeVar("T")
 
 
 class Watchdog:
-    def __init__(self, *, policy: Policy, urls: dict[str, str], store: Store, audit_key: bytes,
+    def __init__(self, *, policy: Policy, urls: Mapping[str, str], store: Store, audit_key: bytes,
                  client: httpx.AsyncClient, clock: Callable[[], float], canary: Canary,
                  timeout: float, slow_ms: float = 0.0, enqueue: Enqueue | None = None,
                  metrics: Metrics | None = None) -> None:
@@ -92,25 +91,13 @@ class Watchdog:
         self._set_active_metric()
         return state
 
-    async def reload(self, *, takeover: bool = False) -> None:
-        """Read the state the leader wrote and fold in the latest probes it stored (a
-        follower's view, or on becoming leader). A takeover is not a start: no startup grace,
-        and streaks continue from the previous leader's probes."""
+    async def reload(self, read: Callable[[], MonitorState | None]) -> None:
+        """Adopt the state another monitor wrote (`read` runs on the database thread; see
+        monitor.ops.leadership.shared_state)."""
         async with self._lock:
-            record = await self._run(self.store.load_state)
-            if record is None:
-                return
-            now = self.clock()
-            since = now - REPLAY_PROBES * self.policy.down_interval
-            rows = await self._run(partial(self.store.probes, since=since, limit=REPLAY_ROWS))
-            state = engine.replay(from_record(record, self.policy, now), [
-                Observation(version=r.version, ok=r.ok, at=r.at, latency_ms=r.latency_ms,
-                            failure=r.failure, status=r.status, passive=r.passive)
-                for r in reversed(rows)], self.policy)
-            if takeover:
-                state = replace(state, started_at=now - self.policy.startup_grace)
-            self.state = state
-            self._set_active_metric()
+            if (state := await self._run(read)) is not None:
+                self.state = state
+                self._set_active_metric()
 
     def close(self) -> None:
         self._db.shutdown(wait=True)
@@ -166,6 +153,15 @@ class Watchdog:
             return
         self._passive_at[version] = now
         self.expedite(version)
+
+    async def report_exit(self, version: str, detail: str) -> list[Event]:
+        """Every ready replica of `version` exited: certain evidence, DOWN at once (the
+        failover still waits for its confirming probe of the target)."""
+        if version not in self.urls:
+            return []
+        seen = Observation(version=version, ok=False, at=self.clock(), failure=Failure.EXITED,
+                           detail=detail[:200], certain=True)
+        return await self.observe(seen)
 
     def expedite(self, version: str) -> None:
         self.hurry.add(version)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from monitor.gateway.route import Route, encode
@@ -94,9 +94,12 @@ class RoutePublisher:
         self._inode = (st.st_ino, st.st_mtime_ns)
 
 
-def route_from(epoch: int, candidates: list[tuple[str, str]], urls: dict[str, str],
-               now: float) -> Route:
-    """The route for a monitor whose router says ``candidates`` (active first)."""
+def route_from(epoch: int, candidates: list[tuple[str, str]], urls: Mapping[str, str],
+               now: float, replicas: Mapping[str, list[str]] | None = None) -> Route:
+    """The route for a monitor whose router says ``candidates`` (active first), with the
+    ready replicas of the versions that have several."""
     active = candidates[0][0] if candidates else next(iter(urls))
-    return Route(epoch=epoch, active=active, fallbacks=tuple(v for v, _ in candidates[1:]),
-                 urls=dict(urls), issued=now)
+    fallbacks = tuple(dict.fromkeys(v for v, _ in candidates if v != active))
+    spread = {v: tuple(u) for v, u in (replicas or {}).items() if u and v in urls}
+    return Route(epoch=epoch, active=active, fallbacks=fallbacks, urls=dict(urls),
+                 issued=now, replicas=spread)

@@ -37,12 +37,16 @@ class RouteFollower:
         self.sender = sender
         self.persist = persist
         self.route: Route | None = None
+        self._turn = 0
         self._seen: tuple[int, int, int] | None = None
         self.refused: list[str] = []
 
     # Router protocol ----------------------------------------------------------------------
     def route_candidates(self) -> list[tuple[str, str]]:
-        return self.route.candidates() if self.route is not None else []
+        if self.route is None:
+            return []
+        self._turn += 1  # round-robin over a version's replicas
+        return self.route.candidates(self._turn)
 
     def report_gateway_failure(self, version: str, failure: str) -> None:
         if self.sender is not None:

@@ -72,15 +72,14 @@ def may_retry(method: str, failure: Failure) -> bool:
 
 
 def plan(candidates: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    """The backends one request may try, in order: each version and each base URL at most once."""
-    seen_versions: set[str] = set()
+    """The backends one request may try, in order: each base URL at most once (a version with
+    several replicas is tried replica by replica before the next version)."""
     seen_urls: set[str] = set()
     out: list[tuple[str, str]] = []
     for version, url in candidates:
         key = url.rstrip("/")
-        if version in seen_versions or key in seen_urls:
+        if key in seen_urls:
             continue
-        seen_versions.add(version)
         seen_urls.add(key)
         out.append((version, url))
     return out

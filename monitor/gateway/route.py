@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 PURPOSE = "route-feed"
@@ -29,26 +29,43 @@ class RouteError(ValueError):
 @dataclass(frozen=True)
 class Route:
     """``active`` first, then ``fallbacks`` (UP versions in priority order); ``urls`` maps
-    every version named to its base URL; ``issued`` is the publisher's clock in seconds."""
+    every version named to its base URL; ``issued`` is the publisher's clock in seconds.
+    ``replicas`` lists, for a version with several ready replicas, their base URLs: requests
+    are spread over them round-robin, and a retry goes to the next replica first, then to the
+    next version."""
 
     epoch: int
     active: str
     fallbacks: tuple[str, ...]
     urls: dict[str, str]
     issued: float
+    replicas: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
-    def candidates(self) -> list[tuple[str, str]]:
+    def candidates(self, turn: int = 0) -> list[tuple[str, str]]:
+        """The backends of one request in order; `turn` rotates each version's replicas."""
         order = [self.active, *[v for v in self.fallbacks if v != self.active]]
-        return [(v, self.urls[v]) for v in order if v in self.urls]
+        out: list[tuple[str, str]] = []
+        for version in order:
+            spread = self.replicas.get(version)
+            if spread:
+                start = turn % len(spread)
+                out.extend((version, url) for url in spread[start:] + spread[:start])
+            elif version in self.urls:
+                out.append((version, self.urls[version]))
+        return out
 
     def same_path(self, other: Route) -> bool:
         """True when both send requests the same way (only ``issued`` may differ)."""
-        return (self.epoch, self.active, self.fallbacks, self.urls) == \
-            (other.epoch, other.active, other.fallbacks, other.urls)
+        return (self.epoch, self.active, self.fallbacks, self.urls, self.replicas) == \
+            (other.epoch, other.active, other.fallbacks, other.urls, other.replicas)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"epoch": self.epoch, "active": self.active, "fallbacks": list(self.fallbacks),
-                "urls": dict(self.urls), "issued": self.issued}
+        body: dict[str, Any] = {"epoch": self.epoch, "active": self.active,
+                                "fallbacks": list(self.fallbacks), "urls": dict(self.urls),
+                                "issued": self.issued}
+        if self.replicas:
+            body["replicas"] = {v: list(urls) for v, urls in self.replicas.items()}
+        return body
 
 
 def newer(candidate: Route, held: Route | None) -> bool:
@@ -103,5 +120,11 @@ def _shape(doc: dict[str, Any]) -> Route:
         raise RouteError("route fallbacks must be versions named in its urls")
     if not isinstance(issued, int | float) or isinstance(issued, bool):
         raise RouteError("route issued must be a number")
+    replicas = doc.get("replicas", {})
+    if not isinstance(replicas, dict) or not all(
+            k in urls and isinstance(v, list) and all(
+                isinstance(u, str) and u.startswith(("http://", "https://")) for u in v)
+            for k, v in replicas.items()):
+        raise RouteError("route replicas must map its versions to lists of http(s) URLs")
     return Route(epoch=epoch, active=active, fallbacks=tuple(fallbacks), urls=dict(urls),
-                 issued=float(issued))
+                 issued=float(issued), replicas={k: tuple(v) for k, v in replicas.items()})

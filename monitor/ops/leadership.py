@@ -17,10 +17,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import replace
 from functools import partial
 from typing import TYPE_CHECKING
 
 from monitor.actor import Actor
+from monitor.failover import engine
+from monitor.failover.model import Failure, MonitorState, Observation, from_record
 from monitor.failover.operations import ActionResult
 from monitor.storage import commands
 from monitor.storage.commands import CommandKind, CommandRow
@@ -32,6 +35,28 @@ if TYPE_CHECKING:
 log = logging.getLogger("monitor.ops.leadership")
 COMMAND_POLL_S = 0.25
 FOLLOW_S = 1.0
+
+
+REPLAY_PROBES, REPLAY_ROWS = 4, 300  # recent probe rows folded into a reloaded state
+KNOWN = frozenset(Failure)
+
+
+def shared_state(runtime: Runtime, *, takeover: bool = False) -> MonitorState | None:
+    """Blocking: the state the leader wrote, with the latest probes it stored folded in (a
+    follower's view, or the start of a new leader). A takeover is not a start: no startup
+    grace, and streaks continue from the previous leader's probes."""
+    record = runtime.store.load_state()
+    if record is None:
+        return None
+    policy, now = runtime.policy, runtime.clock()
+    rows = runtime.store.probes(since=now - REPLAY_PROBES * policy.down_interval,
+                                limit=REPLAY_ROWS)
+    state = engine.replay(from_record(record, policy, now), [
+        Observation(version=r.version, ok=r.ok, at=r.at, latency_ms=r.latency_ms,
+                    failure=Failure(r.failure) if r.failure in KNOWN else None, status=r.status,
+                    passive=r.passive)
+        for r in reversed(rows)], policy)
+    return replace(state, started_at=now - policy.startup_grace) if takeover else state
 
 
 class LeaderDuties:
@@ -57,7 +82,7 @@ class LeaderDuties:
         return await self.runtime.watchdog.cycle(version)
 
     async def on_elected(self, term: int) -> None:
-        await self.runtime.watchdog.reload(takeover=True)
+        await self.runtime.watchdog.reload(partial(shared_state, self.runtime, takeover=True))
         for version in self.runtime.policy.versions:
             self.runtime.scheduler.hurry(version)
         state = self.runtime.watchdog.state
@@ -71,7 +96,29 @@ class LeaderDuties:
     async def follow(self) -> None:
         """A follower shows the leader's state (dashboard, gateway route)."""
         if not self.leading:
-            await self.runtime.watchdog.reload()
+            await self.runtime.watchdog.reload(partial(shared_state, self.runtime))
+
+    def fenced(self, write: Callable[[], None]) -> None:
+        """Blocking: run `write` (a checkpoint) only while leading; with a lease, inside a
+        fenced transaction (the lease row stays share-locked: no takeover meanwhile)."""
+        leadership = self.runtime.leadership
+        if not leadership.is_leader:
+            return
+        if not leadership.shared:
+            write()
+            return
+        try:
+            with self.runtime.store.write(fenced=True):
+                write()
+        except Fenced as exc:
+            log.info("not written: %s", exc)
+
+    async def unless_fenced(self, action: Awaitable[ActionResult]) -> ActionResult:
+        """An action whose writes were refused because another monitor leads now."""
+        try:
+            return await action
+        except Fenced:
+            return ActionResult(False, "this monitor no longer leads; nothing was done")
 
     # Operator actions ------------------------------------------------------------------------
     async def queue(self, kind: CommandKind, actor: Actor,

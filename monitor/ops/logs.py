@@ -34,12 +34,12 @@ _SECRET_PAIR = re.compile(
 _URL_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^/\s:@]+:)[^@\s/]+@", re.IGNORECASE)
 
 
-def _hide_credential(match: re.Match) -> str:
+def _hide_credential(match: re.Match[str]) -> str:
     # A credential has digits, capitals or base64 punctuation after its first character;
     # an English word after "Basic" ("Basic checks passed") does not.
     if re.search(r"[0-9A-Z=+/._~:-]", match.group(3)[1:]):
         return f"{match.group(1)}{match.group(2)}{REDACTED}"
-    return match.group(0)
+    return str(match.group(0))
 
 
 # Attributes every LogRecord has; anything else on a record came from `extra=`.
@@ -113,7 +113,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str, ensure_ascii=False)
 
 
-class _MonitorHandler(logging.StreamHandler):
+class _MonitorHandler(logging.StreamHandler):  # type: ignore[type-arg]
     """Marks the handler we installed, so configuring twice replaces it."""
 
 
@@ -145,7 +145,7 @@ def configure_logging(level: str | int = "INFO", stream: IO[str] | None = None) 
     return handler
 
 
-def uvicorn_log_config(level: str = "INFO") -> dict:
+def uvicorn_log_config(level: str = "INFO") -> dict[str, Any]:
     """For `uvicorn.Config(log_config=...)`: JSON lines on stderr, access log off."""
     return {
         "version": 1,

@@ -36,6 +36,7 @@ from sqlalchemy import BigInteger, Column, DateTime, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Field, Session, SQLModel
 
+from monitor.config import Settings
 from monitor.storage import audit
 from monitor.storage.store import Store
 
@@ -318,10 +319,14 @@ def holder_id(port: int) -> str:
     return f"{socket.gethostname()}:{port}:{os.getpid()}"
 
 
-def leadership_for(store: Store, *, shared: bool, holder: str, ttl: float, renew: float,
-                   audit_key: bytes) -> Leadership:
+def leadership_for(store: Store, settings: Settings, audit_key: bytes) -> Leadership:
     """A lease on PostgreSQL (several monitors may share it), a single leader on SQLite."""
-    if not shared:
+    if not settings.shared_database:
         return Leadership.single()
-    lease = Lease(store, holder, ttl=ttl, audit_key=audit_key)
-    return Leadership(lease, ttl=ttl, renew=renew)
+    lease = Lease(store, holder_id(settings.port), ttl=settings.lease_ttl, audit_key=audit_key)
+    return Leadership(lease, ttl=settings.lease_ttl, renew=settings.lease_renew_s())
+
+
+def idle_in_transaction_ms(settings: Settings) -> int:
+    """A monitor paused inside a transaction must not hold locks past half a lease."""
+    return int(settings.lease_ttl * 500) if settings.shared_database else 0

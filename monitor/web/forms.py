@@ -38,6 +38,7 @@ FAULTS: dict[str, tuple[Param, ...]] = {
     "crash": (),
     "flap": (Param("period_s", "period s", "float", 1, 300, 5.0),),
     "reset": (),
+    "kill": (Param("count", "replicas", "int", 1, 50, 1, "1"),),
 }
 
 

@@ -10,6 +10,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
+from functools import lru_cache
 from typing import Protocol
 
 from services.bookservice.catalog import Book
@@ -43,6 +44,7 @@ class SearchStrategy(Protocol):
 StrategyFactory = Callable[[list[Book]], SearchStrategy]
 
 
+@lru_cache(maxsize=8192)  # the catalog's fields are normalised again by every app built
 def normalize(text: str) -> str:
     """Case-folded text without accents, words separated by single spaces."""
     decomposed = unicodedata.normalize("NFKD", text)

@@ -98,3 +98,48 @@ async def test_it_follows_a_spec_change_while_replicas_start(harness):
     assert len(controller.replicas("v1")) == 1
     assert record.actions().count("replica.start") == 3
     assert record.actions().count("replica.stop") == 2
+
+
+AUTOSCALED = """apiVersion: v1
+kind: Service
+metadata: {name: books}
+spec:
+  versions:
+    - {name: v1, command: [python, -m, services.v1], replicas: 1}
+  readinessProbe: {periodSeconds: 1, failureThreshold: 3, timeoutSeconds: 1}
+  livenessProbe: {periodSeconds: 1, failureThreshold: 3, timeoutSeconds: 1}
+  autoscale: {targetCPU: 40, min: 1, max: 3, scaleDownStabilizationSeconds: 3}
+"""
+TOKEN = "autoscale-chaos-token-0123456789"
+
+
+async def test_it_scales_up_on_real_cpu_within_two_syncs_and_back_down_after_the_window(
+        tmp_path):
+    record = Recorder()
+    async with httpx.AsyncClient() as client:
+        controller = Controller(parse(AUTOSCALED)[0], client=client, record=record,
+                                env={"SERVICE_CHAOS_TOKEN": TOKEN}, log_dir=tmp_path,
+                                restart_delay=1.0)
+        try:
+            await converge(controller, lambda: len(controller.endpoints("v1")) == 1)
+            await controller.sync(time.time())  # a first CPU reading of the idle replica
+            (url,) = controller.endpoints("v1")
+            burn = await client.post(f"{url}/chaos/cpu", json={"seconds": 6, "workers": 1},
+                                     headers={"Authorization": f"Bearer {TOKEN}"})
+            assert burn.status_code == 200, burn.text
+            for _ in range(2):  # two sync periods
+                await asyncio.sleep(1.0)
+                await controller.sync(time.time())
+                if controller.wanted("v1") > 1:
+                    break
+            assert controller.wanted("v1") >= 2
+            (scale_up,) = [r for r in record.rows if r[0] == "replicas.scale"]
+            assert scale_up[2]["from"] == 1 and scale_up[2]["to"] >= 2
+            await converge(controller, lambda: len(controller.endpoints("v1")) >= 2)
+            # the burn ends after 6 s; the window keeps the replicas 3 s more, then one goes
+            await converge(controller, lambda: controller.wanted("v1") == 1
+                           and len(controller.replicas("v1")) == 1, limit=40)
+            downs = [r for r in record.rows if r[0] == "replicas.scale" and r[2]["to"] == 1]
+            assert downs and "average CPU" in downs[-1][3]
+        finally:
+            await controller.stop()

@@ -9,15 +9,20 @@ import sqlite3
 import subprocess
 import sys
 
-import httpx
 import pytest
 
+from bench.processes import (
+    ROOT,
+    all_versions_up,
+    audit_table,
+    free_ports,
+    inject_fault,
+    monitor_env,
+    running_services,
+    start_monitor,
+)
 from monitor.config import Settings
-from tests.e2e.monitor_proc import ROOT, all_versions_up, free_ports, monitor_env, start_monitor
-from tests.e2e.procs import start_service, stop_process
-
-TOKEN = "e2e-chaos-token-external-0123456789abcdef"
-VERSIONS = ("v1", "v2", "v3")
+from tests.e2e.conftest import TOKEN
 
 
 @pytest.fixture
@@ -35,12 +40,8 @@ def edited_catalog(tmp_path):
 
 @pytest.fixture
 def services(edited_catalog):
-    ports = free_ports(3)
-    procs = [start_service(v, p, TOKEN, catalog=edited_catalog)
-             for v, p in zip(VERSIONS, ports, strict=True)]
-    yield {v: f"http://127.0.0.1:{p}" for v, p in zip(VERSIONS, ports, strict=True)}
-    for proc in procs:
-        stop_process(proc)
+    with running_services(TOKEN, catalog=edited_catalog) as urls:
+        yield urls
 
 
 def pin(workdir, data_dir, services) -> subprocess.CompletedProcess:
@@ -69,16 +70,15 @@ def test_it_watches_an_edited_catalog_without_false_corrupt_and_catches_silent_c
         assert (status["active"], status["epoch"]) == ("v1", 0)
         assert "corrupt" not in json.dumps(status["versions"])
 
-        httpx.post(f"{services['v1']}/chaos/corrupt", json={"silent": True}, timeout=5,
-                   headers={"Authorization": f"Bearer {TOKEN}"}).raise_for_status()
+        inject_fault(services["v1"], TOKEN, "corrupt", {"silent": True})
         status = monitor.wait_for(lambda s: s["active"] == "v2", timeout=20)
         v1 = next(v for v in status["versions"] if v["name"] == "v1")
         assert "corrupt" in json.dumps(v1)
     finally:
         stopped = monitor.stop()
     assert stopped == 0, monitor.text
+    pins = audit_table(data_dir, "target, params", action="canary.pin")
     with sqlite3.connect(data_dir / "monitor.db") as db:
-        pins = db.execute("SELECT target, params FROM audit WHERE action='canary.pin'").fetchall()
         corrupt = db.execute("SELECT DISTINCT version FROM probe "
                              "WHERE failure='corrupt'").fetchall()
     assert pins[0][0] == "v1" and json.loads(pins[0][1])["digest"] in env_file

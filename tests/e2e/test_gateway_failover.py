@@ -113,6 +113,8 @@ async def test_it_keeps_every_get_answered_while_v1_crashes(services, gateway):
     assert all(by == service for _, _, by, service in seen)  # X-Served-By tells the truth
     after = [by for started, _, by, _ in seen if started > crashed_at[0]]
     assert sum(1 for s in seen if s[2] == "v1") >= CRASH_AFTER
-    assert len(after) >= AFTER_CRASH and set(after) == {"v2"}
+    # v2 serves; a GET hedged past v2's recent p95 (a loaded machine) may be answered by v3
+    assert len(after) >= AFTER_CRASH and "v1" not in after
+    assert after.count("v2") > 0.8 * len(after)
     assert ("v1", "refused") in router.reports
     assert {v for v, _ in router.reports} == {"v1"}

@@ -17,7 +17,7 @@ import time
 import httpx
 import psutil
 
-from tests.e2e import test_failover
+from tests.e2e.conftest import TOKEN
 from tests.e2e.load import Load
 from tests.e2e.monitor_proc import (
     ROOT,
@@ -28,9 +28,6 @@ from tests.e2e.monitor_proc import (
     wait_until,
 )
 from tests.e2e.procs import stop_process
-from tests.e2e.test_failover import TOKEN
-
-services = test_failover.services  # the fixture: v1..v3 processes accepting TOKEN
 
 
 def held_route(data_dir) -> dict:

@@ -4,24 +4,10 @@ import time
 from contextlib import contextmanager
 
 import httpx
-import pytest
 
+from tests.e2e.conftest import TOKEN
 from tests.e2e.monitor_proc import all_versions_up, free_ports, start_monitor
-from tests.e2e.procs import start_service
 from tests.notices.test_smtp import Inbox, smtp_server
-
-TOKEN = "e2e-notices-token-0123456789abcdef-xyz"
-
-
-@pytest.fixture
-def services():
-    ports = dict(zip(("v1", "v2", "v3"), free_ports(3), strict=True))
-    procs = {v: start_service(v, p, TOKEN) for v, p in ports.items()}
-    yield {v: f"http://127.0.0.1:{p}" for v, p in ports.items()}
-    for proc in procs.values():
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=10)
 
 
 def crash(url: str) -> None:

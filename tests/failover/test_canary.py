@@ -80,3 +80,24 @@ def test_it_creates_a_private_env_file(tmp_path):
     write_env(env, {"MONITOR_CANARY_DIGEST": "b" * 64})
     assert env.stat().st_mode & 0o077 == 0
     assert env.read_text() == "MONITOR_CANARY_DIGEST=" + "b" * 64 + "\n"
+
+
+def test_it_refuses_to_pin_from_an_unreachable_version_and_changes_nothing(
+        tmp_path, monkeypatch, capsys):
+    from monitor.__main__ import main
+    from monitor.storage.store import Store
+    from tests.support import audit_rows
+
+    for name in [n for n in __import__("os").environ if n.startswith("MONITOR_")]:
+        monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MONITOR_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("MONITOR_SERVICES", "v1=http://127.0.0.1:9,v2=http://127.0.0.1:7")
+    (tmp_path / ".env").write_text("MONITOR_PORT=9000\n")
+
+    assert main(["canary", "pin"]) == 1
+    assert "error: http://127.0.0.1:9 did not answer" in capsys.readouterr().err
+    assert (tmp_path / ".env").read_text() == "MONITOR_PORT=9000\n"
+    store = Store(f"sqlite:///{tmp_path / 'data' / 'monitor.db'}")
+    assert audit_rows(store, "canary.pin") == []
+    store.dispose()

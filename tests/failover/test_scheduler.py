@@ -6,17 +6,12 @@ import collections
 import pytest
 
 from monitor.failover.scheduler import Scheduler, jittered
+from tests.support import eventually
 
 
 @pytest.mark.parametrize("rng, expected", [(0.0, 1.90), (0.5, 2.0), (1.0, 2.10)])
 def test_it_adds_at_most_five_percent_jitter(rng, expected):
     assert jittered(2.0, lambda: rng) == pytest.approx(expected)
-
-
-async def wait_for(predicate, timeout=5.0):
-    async with asyncio.timeout(timeout):
-        while not predicate():
-            await asyncio.sleep(0.01)
 
 
 async def test_it_never_overlaps_two_probes_of_one_version():
@@ -35,7 +30,7 @@ async def test_it_never_overlaps_two_probes_of_one_version():
     scheduler = Scheduler(cycle=cycle, versions=("v1", "v2"), first_delay=0.01)
     scheduler.start()
     try:
-        await wait_for(lambda: min(runs["v1"], runs["v2"]) >= 5)
+        await eventually(lambda: min(runs["v1"], runs["v2"]) >= 5)
         for _ in range(5):
             scheduler.hurry("v1")  # hurrying a running probe must not start a second one
             await asyncio.sleep(0.01)
@@ -54,9 +49,9 @@ async def test_it_probes_a_version_at_once_when_hurried():
     scheduler = Scheduler(cycle=cycle, versions=("v1",), first_delay=0.01)
     scheduler.start()
     try:
-        await wait_for(lambda: runs["v1"] == 1)
+        await eventually(lambda: runs["v1"] == 1)
         scheduler.hurry("v1")
-        await wait_for(lambda: runs["v1"] == 2)
+        await eventually(lambda: runs["v1"] == 2)
     finally:
         scheduler.shutdown()
     assert runs["v1"] == 2

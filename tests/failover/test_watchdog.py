@@ -14,20 +14,13 @@ from monitor.failover.watchdog import Watchdog
 from monitor.notices import delivery
 from monitor.storage import audit
 from monitor.storage.store import AuditRow, Incident, Notice, ProbeRow, Store
+from tests.support import FakeClock
 
 KEY = b"k" * 32
 BOOK = {"id": "b1", "title": "Moby-Dick", "authors": ["Herman Melville"]}
 CANARY = Canary(query="Moby-Dick", book_id="b1", digest=book_digest(BOOK))
 URLS = {v: f"http://{v}.test" for v in ("v1", "v2", "v3")}
 POLICY = Policy(fall=3, rise=2, cooldown=15, startup_grace=0)
-
-
-class Clock:
-    def __init__(self, t=1000.0):
-        self.t = t
-
-    def __call__(self):
-        return self.t
 
 
 class Services:
@@ -76,7 +69,7 @@ async def probe_all(dog, clock, rounds=1):
     for _ in range(rounds):
         for version in URLS:
             await dog.cycle(version)
-        clock.t += 1
+        clock.advance(1)
     # confirming probes requested by the engine
     for version in sorted(dog.hurry):
         await dog.cycle(version)
@@ -97,7 +90,7 @@ async def crash_v1(store, services, clock):
 
 
 async def test_it_persists_a_failover_with_its_evidence_audit_row_and_notice(store, services):
-    clock = Clock()
+    clock = FakeClock(1000.0)
     dog = await crash_v1(store, services, clock)
     assert (dog.state.active, dog.state.epoch) == ("v2", 1)
     assert store.load_state()["active"] == "v2" and store.load_state()["epoch"] == 1
@@ -113,7 +106,7 @@ async def test_it_persists_a_failover_with_its_evidence_audit_row_and_notice(sto
 
 
 async def test_it_resumes_the_same_active_and_epoch_after_a_restart(store, services):
-    clock = Clock()
+    clock = FakeClock(1000.0)
     dog = await crash_v1(store, services, clock)
     assert dog.state.active == "v2"
 
@@ -126,7 +119,7 @@ async def test_it_resumes_the_same_active_and_epoch_after_a_restart(store, servi
 
 
 async def test_it_opens_one_incident_when_all_versions_are_down(store, services):
-    clock = Clock()
+    clock = FakeClock(1000.0)
     dog = make_watchdog(store, services, clock)
     await probe_all(dog, clock, rounds=2)
     services.down.update(URLS)
@@ -143,7 +136,7 @@ async def test_it_opens_one_incident_when_all_versions_are_down(store, services)
 
 async def test_it_keeps_failing_over_while_the_database_is_locked_and_loses_no_row(
         store, services, tmp_path):
-    clock = Clock()
+    clock = FakeClock(1000.0)
     dog = make_watchdog(store, services, clock)
     await probe_all(dog, clock, rounds=2)
     services.down.add("v1")
@@ -163,7 +156,7 @@ async def test_it_audits_a_refused_manual_action_and_changes_nothing(store, serv
     from monitor.actor import Actor
     from monitor.failover import engine
 
-    clock = Clock()
+    clock = FakeClock(1000.0)
     dog = make_watchdog(store, services, clock)
     actor = Actor("olga", "operator", "127.0.0.1", "pytest", "req-1")
     ok, message = await dog.act(
@@ -179,25 +172,28 @@ async def test_it_audits_a_refused_manual_action_and_changes_nothing(store, serv
 
 async def test_it_keeps_memory_and_database_in_step_when_cancelled_mid_write(store, services):
     import asyncio
-    import time
+    import threading
 
     from monitor.actor import Actor
     from monitor.failover import engine
 
-    clock = Clock()
+    clock = FakeClock(1000.0)
     dog = make_watchdog(store, services, clock)
     real_write = dog._write
+    writing, release = threading.Event(), threading.Event()
 
-    def slow_write(*args):
-        time.sleep(0.2)  # the commit is still running when shutdown cancels the caller
+    def held_write(*args):
+        writing.set()
+        release.wait(timeout=10)  # the commit is still running when shutdown cancels the caller
         real_write(*args)
 
-    dog._write = slow_write
+    dog._write = held_write
     task = asyncio.create_task(dog.act(
         lambda state, now: engine.pause(state, now, reason="maintenance", actor="olga"),
         actor=Actor("olga", "operator"), action="failover.pause"))
-    await asyncio.sleep(0.05)
+    assert await asyncio.to_thread(writing.wait, 10)
     task.cancel()
+    release.set()
     with pytest.raises(asyncio.CancelledError):
         await task
     assert store.load_state()["paused"] is True
@@ -205,7 +201,7 @@ async def test_it_keeps_memory_and_database_in_step_when_cancelled_mid_write(sto
 
 
 def test_it_probes_a_version_at_once_on_gateway_failures_but_never_fails_over(store, services):
-    clock = Clock()
+    clock = FakeClock(1000.0)
     dog = make_watchdog(store, services, clock)
     hurried = []
     dog.on_hurry = hurried.append
@@ -213,7 +209,7 @@ def test_it_probes_a_version_at_once_on_gateway_failures_but_never_fails_over(st
         dog.report_passive("v1", "refused")  # a burst: one probe, not ten
     dog.report_passive("v9", "refused")      # unknown versions are ignored
     assert hurried == ["v1"]
-    clock.t += POLICY.fast_interval
+    clock.advance(POLICY.fast_interval)
     dog.report_passive("v1", "timeout")
     assert hurried == ["v1", "v1"]
     assert (dog.state.active, dog.state.epoch) == ("v1", 0)
@@ -224,7 +220,7 @@ async def test_it_drops_plain_probe_rows_first_when_the_queue_is_full(store, ser
     from monitor.failover import watchdog
 
     monkeypatch.setattr(watchdog, "MAX_BACKLOG", 4)
-    clock = Clock()
+    clock = FakeClock(1000.0)
     dog = make_watchdog(store, services, clock)
     await probe_all(dog, clock, rounds=2)
     services.down.add("v1")

@@ -69,7 +69,8 @@ def test_it_treats_only_transient_5xx_statuses_as_failures(status, kind):
     ([("v1", "http://a"), ("v2", "http://b")], ["v1", "v2"]),
     ([("v1", "http://a"), ("v1", "http://a"), ("v2", "http://b")], ["v1", "v2"]),
     ([("v1", "http://a"), ("v2", "http://a/"), ("v3", "http://c")], ["v1", "v3"]),
-    ([("v2", "http://b"), ("v1", "http://a"), ("v2", "http://x")], ["v2", "v1"]),
+    # another replica of a version is another backend: replicas first, then the next version
+    ([("v2", "http://b"), ("v2", "http://x"), ("v1", "http://a")], ["v2", "v2", "v1"]),
 ])
 def test_it_never_plans_the_same_backend_twice(candidates, planned):
     assert [v for v, _ in retry.plan(candidates)] == planned

@@ -214,3 +214,22 @@ async def test_it_carries_evidence_from_the_gateway_to_the_monitor(tmp_path):
     assert counted == [[("v1", "ok", 7)]]
     sender.report("v1", "refused")  # the monitor is gone: dropped, never raised
     sender.close()
+
+
+def test_it_spreads_requests_over_replicas_round_robin_then_falls_back():
+    route = Route(epoch=3, active="v1", fallbacks=("v2",),
+                  urls={"v1": "http://a1", "v2": "http://b"}, issued=1.0,
+                  replicas={"v1": ("http://a1", "http://a2", "http://a3")})
+    firsts = [route.candidates(turn)[0][1] for turn in range(6)]
+    assert firsts == ["http://a1", "http://a2", "http://a3"] * 2
+    assert route.candidates(1) == [("v1", "http://a2"), ("v1", "http://a3"),
+                                   ("v1", "http://a1"), ("v2", "http://b")]
+
+
+def test_it_signs_and_reads_back_the_replicas():
+    key = b"k" * 32
+    route = Route(epoch=1, active="v1", fallbacks=(), urls={"v1": "http://a1"}, issued=2.0,
+                  replicas={"v1": ("http://a1", "http://a2")})
+    assert decode(encode(route, key), key) == route
+    plain = Route(epoch=1, active="v1", fallbacks=(), urls={"v1": "http://a1"}, issued=2.0)
+    assert "replicas" not in encode(plain, key).decode()  # older gateways read it unchanged

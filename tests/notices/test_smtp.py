@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import logging
-import socket
 import ssl
 from contextlib import contextmanager
 from email import policy
@@ -15,17 +14,12 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult
 
+from bench.processes import free_port
 from monitor.config import Settings
 from monitor.notices.delivery import send_test
 from monitor.notices.smtp import NotifyError, SmtpTransport, compose
 
 PASSWORD = "correct-horse-battery-staple"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Inbox:

@@ -12,7 +12,8 @@ import pytest
 
 from monitor.ops import pidfiles
 from monitor.ops.supervisor import ChildSpec, Supervisor
-from tests.ops.test_supervisor import SLEEPER, Events, alive, until
+from tests.ops.test_supervisor import SLEEPER, Events, alive
+from tests.support import eventually as until
 
 
 def abandon(supervisor: Supervisor) -> None:

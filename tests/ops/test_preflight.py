@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 import trustme
 
+from bench.processes import free_ports
 from monitor.config import Settings
 from monitor.ops.preflight import check, port_problem, smtp_problem, tls_problems
 
@@ -23,16 +24,6 @@ def listener() -> Iterator[socket.socket]:
     sock.listen()
     yield sock
     sock.close()
-
-
-def free_ports(n: int) -> list[int]:
-    socks = [socket.socket() for _ in range(n)]
-    for s in socks:
-        s.bind(("127.0.0.1", 0))
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 def settings(tmp_path, **overrides) -> Settings:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -19,6 +17,7 @@ from monitor.ops.supervisor import (
     describe_exit,
     next_restart,
 )
+from tests.support import eventually
 
 POLICY = RestartPolicy(backoff_base=0.5, backoff_max=30.0, give_up_after=5, window=60.0)
 
@@ -78,15 +77,6 @@ class Events:
         return [(kind, reason) for n, kind, reason in self.items if n == name]
 
 
-async def until(condition, timeout: float = 10.0) -> None:
-    """Poll `condition` every 20 ms, failing the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.02)
-
-
 def alive(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
@@ -116,8 +106,8 @@ async def test_it_restarts_a_crashing_child_with_back_off_and_reports_each_resta
     first_pid = sup.status()["v1"]["pid"]
     assert isinstance(first_pid, int)
 
-    await until(lambda: sup.status()["v1"]["restarts"] >= 2)
-    await until(lambda: sup.status()["v1"]["pid"] not in (None, first_pid))
+    await eventually(lambda: sup.status()["v1"]["restarts"] >= 2)
+    await eventually(lambda: sup.status()["v1"]["pid"] not in (None, first_pid))
 
     assert events.of("v1")[:2] == [
         ("restart", "exited with code 1; restart 1 in 0.1s"),
@@ -138,7 +128,7 @@ async def test_it_restarts_a_child_killed_by_a_signal(supervise):
     pid = sup.status()["v1"]["pid"]
 
     psutil.Process(pid).kill()
-    await until(lambda: sup.status()["v1"]["running"] and sup.status()["v1"]["pid"] != pid)
+    await eventually(lambda: sup.status()["v1"]["running"] and sup.status()["v1"]["pid"] != pid)
 
     assert events.of("v1") == [("restart", "killed by signal SIGKILL; restart 1 in 0.0s")]
     assert not alive(pid)
@@ -150,7 +140,7 @@ async def test_it_leaves_a_child_that_keeps_dying_down(supervise):
                     backoff_base=0.01, give_up_after=2, give_up_window=60.0)
     await sup.start()
 
-    await until(lambda: sup.status()["v3"]["given_up"])
+    await eventually(lambda: sup.status()["v3"]["given_up"])
 
     kinds = [kind for kind, _ in events.of("v3")]
     assert kinds == ["restart", "restart", "gave_up"]
@@ -166,7 +156,7 @@ async def test_it_reports_a_child_that_cannot_start_and_gives_up(supervise, tmp_
                     backoff_base=0.01, give_up_after=1)
     await sup.start()
 
-    await until(lambda: sup.status()["v2"]["given_up"])
+    await eventually(lambda: sup.status()["v2"]["given_up"])
 
     assert [kind for kind, _ in events.of("v2")] == ["restart", "gave_up"]
     assert all(reason.startswith("failed to start:") for _, reason in events.of("v2"))
@@ -182,7 +172,7 @@ async def test_it_keeps_supervising_when_the_event_listener_fails(supervise):
     sup = supervise([ChildSpec("v1", crasher(0))], on_event=broken, backoff_base=0.01)
     await sup.start()
 
-    await until(lambda: sup.status()["v1"]["restarts"] >= 2)
+    await eventually(lambda: sup.status()["v1"]["restarts"] >= 2)
     assert calls[:2] == ["restart", "restart"]
 
 
@@ -195,7 +185,7 @@ async def test_it_stops_every_process_group_and_never_restarts_on_stop(supervise
     sup = supervise([ChildSpec("v1", SLEEPER), ChildSpec("v2", spawner)], on_event=events)
     await sup.start()
     pids = {name: s["pid"] for name, s in sup.status().items()}
-    await until(lambda: len(psutil.Process(pids["v2"]).children()) == 1)
+    await eventually(lambda: len(psutil.Process(pids["v2"]).children()) == 1)
     grandchild = psutil.Process(pids["v2"]).children()[0].pid
 
     await sup.stop(timeout=5.0)
@@ -215,7 +205,7 @@ async def test_it_kills_a_child_that_ignores_sigterm_and_logs_its_output(supervi
     await sup.start()
     pid = sup.status()["v1"]["pid"]
     log_file = Path(tmp_path / "logs" / "v1.log")
-    await until(lambda: log_file.exists() and "ready" in log_file.read_text())
+    await eventually(lambda: log_file.exists() and "ready" in log_file.read_text())
 
     await sup.stop(timeout=0.3)
 
@@ -231,7 +221,7 @@ async def test_it_passes_extra_environment_to_the_child(supervise, tmp_path):
                     on_event=Events(), log_dir=tmp_path)
     await sup.start()
 
-    await until(lambda: "token=abc123" in (tmp_path / "v1.log").read_text())
+    await eventually(lambda: "token=abc123" in (tmp_path / "v1.log").read_text())
     assert sup.status()["v1"]["running"] is True
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import re
 
 from argon2 import PasswordHasher
-from sqlmodel import select
 
 from monitor.config import Settings
 from monitor.storage.store import AuditRow
 from monitor.web.security import csrf
+from tests import support
+from tests.support import FakeClock as FakeClock  # the web tests' clock is the shared one
 
 UNREACHABLE = "v1=http://127.0.0.1:9,v2=http://127.0.0.1:7,v3=http://127.0.0.1:5"
 ORIGIN = "http://testserver"
@@ -20,17 +21,6 @@ PASSWORDS = {
     "admin": "Admin-pass-9012!",
 }
 CHEAP_HASHER = PasswordHasher(time_cost=1, memory_cost=64, parallelism=1)
-
-
-class FakeClock:
-    def __init__(self, now: float = 1_750_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def make_settings(tmp_path, **overrides) -> Settings:
@@ -64,11 +54,7 @@ def post_form(client, runtime, path: str, role: str, data: dict | None = None,
 
 
 def audit_rows(runtime, action: str | None = None) -> list[AuditRow]:
-    with runtime.store.read() as session:
-        query = select(AuditRow).order_by(AuditRow.seq)
-        if action:
-            query = query.where(AuditRow.action == action)
-        return list(session.exec(query))
+    return support.audit_rows(runtime.store, action)
 
 
 def flush_failures(app) -> None:

@@ -59,3 +59,17 @@ def test_it_refuses_an_apply_without_the_csrf_token(client, runtime):
                          headers={"Sec-Fetch-Site": "same-origin"})
     assert answer.status_code == 403
     assert client.get("/api/spec", auth=auth("viewer")).json()["revision"] is None
+
+
+def test_it_shows_each_replica_on_the_overview(client, runtime, monkeypatch):
+    replicas = [{"id": "v1-1", "port": 8123, "ready": True, "pid": 42, "restarts": 2,
+                 "cpu_percent": 37.4},
+                {"id": "v1-2", "port": 8124, "ready": False, "pid": None, "restarts": 0,
+                 "cpu_percent": None}]
+    monkeypatch.setattr(runtime.desired, "replicas",
+                        lambda version: replicas if version == "v1" else None)
+    status = client.get("/api/status", auth=auth("viewer")).json()
+    assert status["versions"][0]["replicas"] == replicas
+    assert status["versions"][1]["replicas"] is None
+    page = client.get("/", auth=auth("viewer")).text
+    assert ":8123 ready 37% CPU 2 restarts; :8124 not ready" in page

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Match, Router
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from monitor.runtime import Actor
+from monitor.actor import Actor
 from monitor.storage.audit import utc_iso
 from monitor.web.deps import Web, actor_for, client_ip, render
 from monitor.web.security import csrf

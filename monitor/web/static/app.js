@@ -27,6 +27,16 @@
     }).join(", ");
   }
 
+  function fmtReplicas(replicas) {
+    if (!replicas || !replicas.length) { return "-"; }
+    return replicas.map(function (r) {
+      var text = ":" + r.port + " " + (r.ready ? "ready" : "not ready");
+      if (r.cpu_percent !== null && r.cpu_percent !== undefined) { text += " " + r.cpu_percent.toFixed(0) + "% CPU"; }
+      if (r.restarts) { text += " " + r.restarts + " restarts"; }
+      return text;
+    }).join("; ");
+  }
+
   function setText(root, selector, text) {
     var el = root.querySelector(selector);
     if (el && el.textContent !== text) { el.textContent = text; }
@@ -60,6 +70,7 @@
       setText(row, '[data-col="eligible"]', v.eligible ? "yes" : "no");
       setText(row, '[data-col="ejected"]', v.ejected_for_s ? fmtSeconds(v.ejected_for_s) : "-");
       setText(row, '[data-col="faults"]', fmtFaults(v.faults));
+      setText(row, '[data-col="replicas"]', fmtReplicas(v.replicas));
     });
   }
 
