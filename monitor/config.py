@@ -25,6 +25,7 @@ from monitor.failover.model import Policy
 from monitor.setting_values import is_loopback, items, parse_ports, parse_services
 
 VERSIONS = ("v1", "v2", "v3")
+DATABASE_SCHEMES = ("sqlite:///", "postgresql+psycopg://")
 SmtpMode = Literal["ssl", "starttls", "plain"]
 DEFAULT_POLICY = Policy()
 # MONITOR_* names read outside Settings: the templates lookup, the CLI's new password, and the
@@ -69,6 +70,8 @@ class Settings(BaseSettings):
     auto_failback_after: float = Field(DEFAULT_POLICY.auto_failback_after, ge=0, le=86400)
     retention_hours: float = Field(24.0, gt=0, le=24 * 365)
     restart_delay: float = Field(5.0, ge=0, le=300)
+    lease_ttl: float = Field(5.0, ge=1.0, le=300)
+    lease_renew: float = Field(0.0, ge=0, le=150)  # 0 = lease_ttl / 3
     spec: Path | None = None  # desired-state YAML applied at start (MONITOR_SPEC)
 
     # The canary (monitor/failover/canary.py); defaults match the shipped catalog.
@@ -127,6 +130,13 @@ class Settings(BaseSettings):
                 raise ValueError(f"{address!r} is not an IP address") from None
         return addresses
 
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: str) -> str:
+        if value and not value.startswith(DATABASE_SCHEMES):
+            raise ValueError(f"expected a URL starting with {' or '.join(DATABASE_SCHEMES)}")
+        return value
+
     @field_validator("audit_checkpoint_url")
     @classmethod
     def _checkpoint_url(cls, value: str) -> str:
@@ -173,6 +183,9 @@ class Settings(BaseSettings):
             raise ValueError("MONITOR_SMTP_MODE=plain is allowed only for a loopback SMTP host")
         if self.smtp_host and (not self.smtp_from or not self.smtp_to):
             raise ValueError("MONITOR_SMTP_FROM and MONITOR_SMTP_TO are required with SMTP_HOST")
+        if self.lease_renew > self.lease_ttl / 2:
+            raise ValueError(f"MONITOR_LEASE_RENEW ({self.lease_renew}) must be at most half "
+                             f"of MONITOR_LEASE_TTL ({self.lease_ttl})")
         if self.dataplane == DataPlane.HAPROXY and not self.haproxy_socket:
             raise ValueError("MONITOR_HAPROXY_SOCKET is required with MONITOR_DATAPLANE=haproxy")
         if bool(self.tls_certfile) != bool(self.tls_keyfile):
@@ -206,6 +219,15 @@ class Settings(BaseSettings):
 
     def db_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'monitor.db'}"
+
+    def lease_renew_s(self) -> float:
+        """Seconds between lease renewals (and takeover attempts of followers)."""
+        return self.lease_renew or self.lease_ttl / 3
+
+    @property
+    def shared_database(self) -> bool:
+        """PostgreSQL: several monitors may share it, one leading by the lease."""
+        return self.db_url().startswith("postgresql")
 
     def dashboard_url(self) -> str:
         scheme = "https" if self.tls_certfile else "http"

@@ -14,6 +14,7 @@ from monitor.storage import audit
 from monitor.storage.store import Store
 
 Notice = tuple[str, str, dict[str, Any]]  # kind, subject, payload
+ACTING = ("chaos.",)  # rows of acting writes: refused (lease.Fenced) unless this monitor leads
 
 
 class Recorder:
@@ -25,7 +26,7 @@ class Recorder:
                evidence: list[Any] | None = None, notice: Notice | None = None) -> None:
         """One audit row (and optionally one notice) in its own write transaction."""
         now = self.clock()
-        with self.store.write() as session:
+        with self.store.write(fenced=action.startswith(ACTING)) as session:
             audit.append(session, self.audit_key, now=now, action=action,
                          **actor.audit_fields(), target=target, params=params,
                          outcome=outcome, reason=reason, evidence=evidence)

@@ -33,12 +33,15 @@ from monitor.failover.scheduler import Scheduler
 from monitor.failover.status import LatencySeries, StatusReader
 from monitor.failover.watchdog import Watchdog
 from monitor.notices import delivery
+from monitor.ops.leadership import LeaderDuties
 from monitor.ops.metrics import Metrics
 from monitor.ops.supervisor import ChildSpec, Supervisor
 from monitor.recorder import Notice, Recorder
 from monitor.storage import audit, checkpoints
+from monitor.storage.commands import CommandKind
 from monitor.storage.journal import Journal
 from monitor.storage.keys import Keys, load_keys
+from monitor.storage.lease import Leadership, idle_in_transaction_ms, leadership_for
 from monitor.storage.store import AuditRow, Store
 
 log = logging.getLogger("monitor.runtime")
@@ -64,8 +67,14 @@ def policy_from(settings: Settings, versions: tuple[str, ...] | None = None) -> 
 
 class Runtime:
     def __init__(self, settings: Settings, *, keys: Keys, store: Store, clock: Callable[[], float],
-                 http_client: httpx.AsyncClient | None) -> None:
+                 http_client: httpx.AsyncClient | None,
+                 leadership: Leadership | None = None) -> None:
         self.settings, self.keys, self.store, self.clock = settings, keys, store, clock
+        self.leadership = leadership or Leadership.single()
+        store.fence = self.leadership.fence
+        self.duties = LeaderDuties(self)
+        self.leadership.on_elected = self.duties.on_elected
+        self.leadership.on_lost = self.duties.on_lost
         self.metrics = Metrics()
         self.client = http_client or httpx.AsyncClient(
             limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
@@ -73,20 +82,21 @@ class Runtime:
         self.recorder = Recorder(store, keys.audit, clock)
         self.desired = DesiredService(
             settings, store=store, audit_key=keys.audit, client=self.client,
-            record=self._record_replica, env={"SERVICE_CHAOS_TOKEN": keys.chaos_token},
-            clock=clock, on_exit=self._replica_exited)
+            recorder=self.recorder, env={"SERVICE_CHAOS_TOKEN": keys.chaos_token}, clock=clock)
         self.desired.load()  # MONITOR_SPEC and the spec in force decide the versions
         fixed = self.desired.versions(settings.service_urls())
         self.urls = LiveUrls(fixed, self.desired)
         self.policy = policy_from(settings, tuple(fixed))
         self.checkpoint_path: Path = settings.data_dir / "audit.checkpoints"
-        self.notifier = delivery.Notifier(settings, store, clock=clock)
+        self.notifier = delivery.Notifier(settings, store, clock=clock,
+                                          may_send=lambda: self.leadership.is_leader)
         self.watchdog = Watchdog(
             policy=self.policy, urls=self.urls, store=store, audit_key=keys.audit,
             client=self.client, clock=clock, canary=settings.canary(), timeout=settings.timeout,
             slow_ms=settings.slow_ms, enqueue=delivery.enqueue, metrics=self.metrics,
             journal=Journal(settings.data_dir / "decisions.journal"))
-        self.scheduler = Scheduler(cycle=self.watchdog.cycle, versions=self.policy.versions,
+        self.desired.report_exit = self.watchdog.report_exit  # a process exit is certain
+        self.scheduler = Scheduler(cycle=self.duties.probe, versions=self.policy.versions,
                                    first_delay=min(settings.interval, 1.0))
         self.watchdog.on_hurry = self.scheduler.hurry
         self.operations = Operations(watchdog=self.watchdog, policy=self.policy, urls=self.urls,
@@ -121,14 +131,19 @@ class Runtime:
                                    "services": self.urls})
         await self.checkpoint()
         self.scheduler.start()
-        self.scheduler.every(0.25, self.watchdog.tick, "tick")
-        self.scheduler.every(1.0, self.notifier.deliver_due, "notices")
-        self.scheduler.every(30.0, self.notifier.remind, "reminders")
+        gate = self.duties.gate  # only the leader acts (always the case with SQLite)
+        self.scheduler.every(0.25, gate(self.watchdog.tick), "tick")
+        self.scheduler.every(1.0, gate(self.notifier.deliver_due), "notices")
+        self.scheduler.every(30.0, gate(self.notifier.remind), "reminders")
         self.scheduler.every(10.0, self._refresh_gauges, "gauges")
-        self.scheduler.every(60.0, self.checkpoint, "checkpoint")
-        self.scheduler.every(600.0, self._retention, "retention")
+        self.scheduler.every(60.0, gate(self.checkpoint), "checkpoint")
+        self.scheduler.every(600.0, gate(self._retention), "retention")
+        if self.leadership.shared:
+            self.scheduler.every(0.25, gate(self.duties.apply_commands), "commands")
+            self.scheduler.every(1.0, self.duties.follow, "follow")
+            self.leadership.start()
         if self.desired.controller is not None:
-            self.scheduler.every(DESIRED_SYNC_S, self.desired.sync, "desired")
+            self.scheduler.every(DESIRED_SYNC_S, gate(self.desired.sync), "desired")
         self.started = True
 
     async def stop(self) -> None:
@@ -146,6 +161,7 @@ class Runtime:
                                params={"active": self.watchdog.state.active})
             await self.checkpoint()
         finally:
+            await self.leadership.stop()  # releases the lease at once: a follower takes over
             await self.desired.stop()
             if self.supervisor:
                 await self.supervisor.stop()
@@ -180,19 +196,6 @@ class Runtime:
             self.metrics.supervisor_restart(name)
         self._spawn(self.arecord(SYSTEM, f"supervisor.{kind}", target=name, reason=reason))
 
-    async def _record_replica(self, action: str, target: str, params: dict[str, Any],
-                              reason: str) -> None:
-        await self.arecord(SYSTEM, action, target=target, params=params, reason=reason)
-
-    def _replica_exited(self, version: str) -> None:
-        """A replica's process exited: when no ready replica of the version is left, that is
-        certain evidence (no probes to wait for)."""
-        if not self.desired.endpoints().get(version):
-            self._spawn(self._exited(version))
-
-    async def _exited(self, version: str) -> None:
-        await self.watchdog.report_exit(version, "every ready replica's process exited")
-
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run `work` in the background, keeping a reference so it is not collected mid-way."""
         task = asyncio.get_running_loop().create_task(work)
@@ -206,7 +209,11 @@ class Runtime:
         await asyncio.to_thread(write)
 
     def checkpoint_now(self) -> None:
-        """Blocking: append a checkpoint of the audit head (file, anchor, second sink)."""
+        """Blocking: append a checkpoint of the audit head (file, anchor, second sink); only
+        the leader does (monitor.ops.leadership)."""
+        self.duties.fenced(self._write_checkpoint)
+
+    def _write_checkpoint(self) -> None:
         entry = audit.write_checkpoint(self.store, self.keys.audit, self.checkpoint_path,
                                        now=self.clock(), sink=self.checkpoint_sink)
         if entry:
@@ -235,23 +242,31 @@ class Runtime:
 
     async def failover(self, actor: Actor, target: str, *, reason: str,
                        force: bool = False) -> ActionResult:
-        return await self.operations.failover(actor, target, reason=reason, force=force)
+        return await self.duties.queue(CommandKind.FAILOVER, actor, {
+            "target": target, "reason": reason, "force": force}) or \
+            await self.operations.failover(actor, target, reason=reason, force=force)
 
     async def failback(self, actor: Actor, *, reason: str) -> ActionResult:
-        return await self.operations.failback(actor, reason=reason)
+        return await self.duties.queue(CommandKind.FAILBACK, actor, {"reason": reason}) or \
+            await self.operations.failback(actor, reason=reason)
 
     async def pause(self, actor: Actor, *, reason: str) -> ActionResult:
-        return await self.operations.pause(actor, reason=reason)
+        return await self.duties.queue(CommandKind.PAUSE, actor, {"reason": reason}) or \
+            await self.operations.pause(actor, reason=reason)
 
     async def resume(self, actor: Actor, *, reason: str) -> ActionResult:
-        return await self.operations.resume(actor, reason=reason)
+        return await self.duties.queue(CommandKind.RESUME, actor, {"reason": reason}) or \
+            await self.operations.resume(actor, reason=reason)
 
     async def chaos(self, actor: Actor, version: str, fault: str,
                     params: dict[str, Any]) -> ActionResult:
-        return await self.operations.chaos(actor, version, fault, params)
+        return await self.duties.queue(CommandKind.CHAOS, actor, {
+            "version": version, "fault": fault, "params": params}) or \
+            await self.duties.unless_fenced(self.operations.chaos(actor, version, fault, params))
 
     def status(self) -> dict[str, Any]:
         view = self.reads.status()
+        view["leader"] = self.leadership.view()
         for item in view["versions"]:
             item["replicas"] = self.desired.replicas(item["name"])
         return view
@@ -270,6 +285,7 @@ def create_runtime(settings: Settings, *, clock: Callable[[], float] = time.time
                    http_client: httpx.AsyncClient | None = None) -> Runtime:
     """Build (but do not start) the monitor: keys, database, engine state, scheduler."""
     keys = load_keys(settings)
-    store = Store(settings.db_url())
+    store = Store(settings.db_url(), idle_in_transaction_ms=idle_in_transaction_ms(settings))
     store.create_all()
-    return Runtime(settings, keys=keys, store=store, clock=clock, http_client=http_client)
+    return Runtime(settings, keys=keys, store=store, clock=clock, http_client=http_client,
+                   leadership=leadership_for(store, settings, keys.audit))

@@ -34,3 +34,14 @@ def store(tmp_path):
     store.create_all()
     yield store
     store.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A private PostgreSQL 15 cluster for the session (skipped without one, see postgres.py)."""
+    from tests.storage.postgres import require_postgres, start_cluster
+
+    require_postgres()
+    cluster = start_cluster()
+    yield cluster
+    cluster.stop()

@@ -18,16 +18,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import httpx
 
 from monitor.actor import SYSTEM
 from monitor.config import ConfigError, Settings
 from monitor.desired import apply as applying
-from monitor.desired.controller import Controller, Record
+from monitor.desired.controller import Controller
 from monitor.desired.spec import ServiceSpec, SpecError
+from monitor.recorder import Recorder
 from monitor.storage.store import Store
 
 log = logging.getLogger(__name__)
@@ -65,13 +67,16 @@ class LiveUrls(Mapping[str, str]):
 
 class DesiredService:
     def __init__(self, settings: Settings, *, store: Store, audit_key: bytes,
-                 client: httpx.AsyncClient, record: Record, env: dict[str, str],
-                 clock: Callable[[], float], on_exit: Callable[[str], None]) -> None:
+                 client: httpx.AsyncClient, recorder: Recorder, env: dict[str, str],
+                 clock: Callable[[], float]) -> None:
         self.settings, self.store, self.audit_key = settings, store, audit_key
         self.clock = clock
         self.controller: Controller | None = None
         self.spec: ServiceSpec | None = None
-        self._client, self._record, self._env, self._on_exit = client, record, env, on_exit
+        # the watchdog's: every ready replica of a version exited (certain evidence)
+        self.report_exit: Callable[[str, str], Awaitable[object]] | None = None
+        self._client, self._recorder, self._env = client, recorder, env
+        self._tasks: set[asyncio.Task[None]] = set()
         self._revision: int | None = None
         self._managed: frozenset[str] = frozenset()
         self._warned: int | None = None
@@ -110,7 +115,7 @@ class DesiredService:
         self.controller = Controller(self.spec, client=self._client, record=self._record,
                                      env=self._env, log_dir=self.settings.data_dir / "logs",
                                      restart_delay=self.settings.restart_delay,
-                                     on_exit=self._on_exit)
+                                     on_exit=self._exited)
         await self.controller.sync(self.clock())
 
     async def wait_ready(self, timeout: float) -> None:
@@ -124,6 +129,25 @@ class DesiredService:
                 if self.controller.wanted(v) > 0):
             await asyncio.sleep(0.2)
             await self.controller.sync(self.clock())
+
+    async def _record(self, action: str, target: str, params: dict[str, Any],
+                      reason: str) -> None:
+        await self._recorder.arecord(SYSTEM, action, target=target, params=params,
+                                     reason=reason)
+
+    def _exited(self, version: str) -> None:
+        """A replica's process exited: with no ready replica of the version left, that is
+        certain evidence for the watchdog (no probes to wait for)."""
+        if self.report_exit is None or self.controller is None \
+                or self.controller.endpoints(version):
+            return
+        task = asyncio.get_running_loop().create_task(self._report(version))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _report(self, version: str) -> None:
+        if self.report_exit is not None:
+            await self.report_exit(version, "every ready replica's process exited")
 
     async def sync(self) -> None:
         if self.controller is None:

@@ -15,6 +15,7 @@ from typing import Any
 
 from monitor.ops.metrics import Metrics
 from monitor.storage.journal import Journal
+from monitor.storage.lease import Fenced
 from monitor.storage.store import StaleEpoch
 
 log = logging.getLogger("monitor.failover.watchdog")
@@ -59,6 +60,12 @@ class Backlog:
                 head = self.items[0]
                 try:
                     head.job()
+                except Fenced:
+                    # written by a monitor that no longer leads: none of them may be written
+                    for item in self.items:
+                        self.done(item)
+                    self.items.clear()
+                    raise
                 except StaleEpoch:
                     self.done(self.items.pop(0))
                     if head is queued:

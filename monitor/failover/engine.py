@@ -210,6 +210,16 @@ def tick(state: MonitorState, policy: Policy, now: float) -> Step:
     return state, events + more
 
 
+def replay(state: MonitorState, seen: Iterable[Observation], policy: Policy) -> MonitorState:
+    """Fold observations another monitor made (oldest first) into each version's health and
+    decide nothing: a follower's view of the leader's probes, or a takeover's starting point."""
+    for observation in seen:
+        if observation.version in state.versions and not observation.passive:
+            health = state.health_of(observation.version)
+            state = state.with_health(fold(health, observation, policy, observation.at))
+    return state
+
+
 # --- operator actions -----------------------------------------------------------------------
 
 def manual_failover(state: MonitorState, target: str, policy: Policy, now: float, *,

@@ -1,14 +1,11 @@
 """The shell around the engine: probe -> decide -> persist (state, probe row, audit, outbox).
 
 The engine decides; the watchdog only moves data. Every decision is written in ONE transaction
-together with the state it produced, its audit rows and its notices. While the database refuses
-writes (locked, full disk), decisions still take effect and their transactions wait in memory,
-in order, until a write succeeds, so failover keeps working and no audit row is lost; each
-waiting transaction is also journaled to an fsynced file (storage.journal) and replayed at
-the next start. A write waits at most DECISION_BUSY_MS for another writer's lock, so a locked
-database never delays a decision (or the other versions' probes) by more than that. All
-database work runs on one worker thread, so the event loop never waits on SQLite and the
-watchdog's writes keep their order.
+with the state it produced, its audit rows and its notices, fenced by the leader's term. While
+the database refuses writes, decisions still take effect and their transactions wait, in order,
+in the backlog (journaled, replayed at the next start). A write waits at most DECISION_BUSY_MS
+for another writer's lock. All database work runs on one worker thread, so the event loop never
+waits on the database and the watchdog's writes keep their order.
 """
 
 from __future__ import annotations
@@ -22,6 +19,7 @@ from functools import partial
 from typing import Any, TypeVar
 
 import httpx
+from sqlalchemy.exc import IntegrityError
 
 from monitor.actor import SYSTEM, Actor
 from monitor.failover import engine, pending
@@ -44,6 +42,7 @@ from monitor.failover.recording import Enqueue, failover_label, write_event
 from monitor.ops.metrics import Metrics
 from monitor.storage import audit
 from monitor.storage.journal import Journal
+from monitor.storage.lease import Fenced
 from monitor.storage.store import ProbeRow, StaleEpoch, Store
 
 log = logging.getLogger("monitor.failover.watchdog")
@@ -81,17 +80,28 @@ class Watchdog:
         record = journaled or self.store.load_state()
         if record is None:
             state = initial_state(self.policy, now)
-            with self.store.write() as session:
-                self.store.save_state(session, to_record(state), expected_epoch=None,
-                                      now=now)
-                audit.append(session, self.audit_key, now=now, action="monitor.state_created",
-                             **SYSTEM.audit_fields(), target=state.active,
-                             params={"epoch": state.epoch})
+            try:
+                with self.store.write() as session:
+                    self.store.save_state(session, to_record(state), expected_epoch=None,
+                                          now=now)
+                    audit.append(session, self.audit_key, now=now,
+                                 action="monitor.state_created", **SYSTEM.audit_fields(),
+                                 target=state.active, params={"epoch": state.epoch})
+            except (StaleEpoch, IntegrityError):  # another monitor created it first
+                return self.load()
         else:
             state = from_record(record, self.policy, now)
         self.state = state
         self._set_active_metric()
         return state
+
+    async def reload(self, read: Callable[[], MonitorState | None]) -> None:
+        """Adopt the state another monitor wrote (`read` runs on the database thread; see
+        monitor.ops.leadership.shared_state)."""
+        async with self._lock:
+            if (state := await self._run(read)) is not None:
+                self.state = state
+                self._set_active_metric()
 
     def close(self) -> None:
         self._db.shutdown(wait=True)
@@ -172,10 +182,13 @@ class Watchdog:
                 new, events = step(self.state, now)
             except EngineError as exc:
                 why = str(exc)
-                await self._persist(partial(self._write_refusal, actor, action, target,
-                                            params, reason, why, now), droppable=False,
-                                    entry=partial(pending.refusal_entry, actor, action, target,
-                                                  params, reason, why, now))
+                try:
+                    await self._persist(partial(self._write_refusal, actor, action, target,
+                                                params, reason, why, now), droppable=False,
+                                        entry=partial(pending.refusal_entry, actor, action,
+                                                      target, params, reason, why, now))
+                except Fenced:
+                    return False, "this monitor no longer leads; nothing changed"
                 return False, str(exc)
             if not await self._commit(new, events, now, actor=actor, params=params):
                 return False, "the state changed meanwhile; nothing changed, try again"
@@ -199,6 +212,9 @@ class Watchdog:
         except asyncio.CancelledError:
             self.state = new  # written or queued: either way the decision stands
             raise
+        except Fenced as exc:
+            log.warning("decision not written: %s", exc)
+            return False
         except StaleEpoch as exc:
             log.warning("state changed elsewhere (%s); reloading", exc)
             record = await self._run(self.store.load_state)
@@ -246,7 +262,7 @@ class Watchdog:
                params: dict[str, Any] | None,
                records: tuple[dict[str, Any], dict[str, Any]] | None = None) -> None:
         old_record, record = records or (to_record(old), to_record(new))
-        with self.store.write(busy_timeout_ms=DECISION_BUSY_MS) as session:
+        with self.store.write(busy_timeout_ms=DECISION_BUSY_MS, fenced=True) as session:
             if row is not None:
                 session.add(ProbeRow(version=row.version, at=row.at, ok=row.ok,
                                      latency_ms=row.latency_ms, status=row.status,
@@ -261,7 +277,7 @@ class Watchdog:
     def _write_refusal(self, actor: Actor, action: str, target: str,
                        params: dict[str, Any] | None, reason: str, why: str,
                        now: float) -> None:
-        with self.store.write(busy_timeout_ms=DECISION_BUSY_MS) as session:
+        with self.store.write(busy_timeout_ms=DECISION_BUSY_MS, fenced=True) as session:
             audit.append(session, self.audit_key, now=now, action=action,
                          **actor.audit_fields(), target=target,
                          params={**(params or {}), "reason": reason},

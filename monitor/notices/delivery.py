@@ -17,6 +17,11 @@ Life of a notice (column `status`):
   sends the same email with the same Message-ID and the receiver can deduplicate.
 - A claimed batch is leased for `2 * smtp_timeout + 10` seconds: a batch left in "sending" by a
   process that died is retried once the lease has passed.
+- Several monitors (PostgreSQL): only the leader delivers. A claim is a fenced write (refused
+  once another monitor leads) and locks its rows `FOR UPDATE SKIP LOCKED`, so two claimers
+  never take the same notice; just before the SMTP call the leader checks it still leads
+  (`may_send`), so a paused-then-resumed old leader sends nothing. A new leader resends a batch
+  left "sending" with its Message-ID once the claim lease has passed.
 - "unsent" is not final: when SMTP is configured later, unsent notices are delivered (or, if
   older than the give-up age, marked failed).
 """
@@ -51,6 +56,7 @@ from monitor.notices.outbox import (
 )
 from monitor.notices.render import Item, Rendered, render, utc_text
 from monitor.notices.smtp import NotifyError, SmtpTransport, compose
+from monitor.storage.lease import Fenced
 from monitor.storage.store import Incident, Notice, NoticeAttempt, Store
 
 __all__ = ["KINDS", "STATUSES", "NOT_CONFIGURED", "NotifyError", "Notifier", "backoff", "counts",
@@ -103,7 +109,8 @@ class Notifier:
     def __init__(self, settings: Settings, store: Store, *, transport: Transport | None = None,
                  clock: Callable[[], float] = time.time,
                  render: Callable[..., Rendered] = render,
-                 rng: random.Random | None = None) -> None:
+                 rng: random.Random | None = None,
+                 may_send: Callable[[], bool] = lambda: True) -> None:
         self.settings = settings
         self.store = store
         self.transport = transport if transport is not None else (
@@ -112,6 +119,7 @@ class Notifier:
         self.render = render
         self.rng = rng or random.Random()
         self.lease = 2 * settings.smtp_timeout + 10
+        self.may_send = may_send
         self._busy = threading.Lock()
 
     @property
@@ -138,7 +146,11 @@ class Notifier:
                 return 0
             delivered = 0
             for _ in range(MAX_BATCHES_PER_RUN):
-                batch = self._claim(self.clock())
+                try:
+                    batch = self._claim(self.clock())
+                except Fenced as exc:
+                    log.info("notices not claimed: %s", exc)
+                    break
                 if not batch:
                     break
                 error = self._send(batch)
@@ -169,7 +181,7 @@ class Notifier:
 
     def _claim(self, now: float) -> list[Notice]:
         """Pick one batch (a retry first, else a new group) and commit it as "sending"."""
-        with self.store.write() as session:
+        with self.store.write(fenced=True) as session:
             self._give_up(session, now)
             batch = self._due_batch(session, now) or self._new_batch(session, now)
             for notice in batch:
@@ -198,13 +210,14 @@ class Notifier:
             select(Notice).where(col(Notice.batch_id).is_not(None), col(Notice.status).in_(OPEN),
                                  col(Notice.next_attempt_at) <= now)
             .order_by(col(Notice.next_attempt_at), col(Notice.id)).limit(1)
+            .with_for_update(skip_locked=True)
         ).first()
         if first is None:
             return []
         return list(session.exec(
             select(Notice).where(col(Notice.batch_id) == first.batch_id,
                                  col(Notice.status).in_(OPEN))
-            .order_by(col(Notice.created_at), col(Notice.id))
+            .order_by(col(Notice.created_at), col(Notice.id)).with_for_update(skip_locked=True)
         ))
 
     def _new_batch(self, session: Session, now: float) -> list[Notice]:
@@ -213,6 +226,7 @@ class Notifier:
                                  col(Notice.status).in_(("pending", "unsent")),
                                  col(Notice.created_at) <= now)
             .order_by(col(Notice.created_at), col(Notice.id)).limit(MAX_PER_EMAIL)
+            .with_for_update(skip_locked=True)
         ))
         if not waiting or now - waiting[0].created_at < self.settings.notify_group_window:
             return []
@@ -223,6 +237,8 @@ class Notifier:
 
     def _send(self, batch: list[Notice]) -> NotifyError | None:
         first = batch[0]
+        if not self.may_send():  # lost the lead since the claim: the new leader resends it
+            return NotifyError("not sent: this monitor no longer leads", permanent=False)
         now = self.clock()
         try:
             rendered = self.render([item(n) for n in batch],

@@ -81,12 +81,31 @@ def data_dir_problems(settings: Settings) -> list[str]:
 
 def _database_problems(settings: Settings) -> list[str]:
     url = settings.db_url()
+    if url.startswith("postgresql"):
+        return _postgres_problems(url)
     if not url.startswith("sqlite:///") or ":memory:" in url:
         return []
     db = Path(url.removeprefix("sqlite:///"))
     for file in (db, db.with_name(db.name + "-wal")):
         if file.exists() and not os.access(file, os.R_OK | os.W_OK):
             return [f"MONITOR_DATABASE_URL: {file} is not readable and writable"]
+    return []
+
+
+def _postgres_problems(url: str) -> list[str]:
+    """One line when the shared database cannot be reached (the URL's password not shown)."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import SQLAlchemyError
+
+    engine = create_engine(url, connect_args={"connect_timeout": 5})
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        return [f"MONITOR_DATABASE_URL: cannot connect to PostgreSQL ({reason})"]
+    finally:
+        engine.dispose()
     return []
 
 

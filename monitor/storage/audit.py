@@ -3,8 +3,10 @@
 Each row stores `seq`, `prev_mac` and `mac = HMAC-SHA256(audit_key, canonical JSON of the row
 including seq and prev_mac)`. Appends run inside the caller's write transaction (`BEGIN
 IMMEDIATE`), so the row lands atomically with the action it records and two writers can never
-fork the chain. Checkpoints of (seq, head mac) are kept in a file outside the database so a
-deleted tail is caught too (storage.checkpoints); verification is in storage.verification.
+fork the chain (on PostgreSQL, `pg_advisory_xact_lock(AUDIT_LOCK)` serialises appends across
+monitors until the transaction ends). Checkpoints of (seq, head mac) are kept in a file outside
+the database so a deleted tail is caught too (storage.checkpoints); verification is in
+storage.verification.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import text
 from sqlmodel import Session, col, select
 
 from monitor.storage.checkpoints import write_checkpoint as write_checkpoint
@@ -31,6 +34,7 @@ CHAINED = ("seq", "ts", "actor", "role", "source_ip", "user_agent", "action", "t
            "outcome", "reason", "request_id", "evidence", "prev_mac")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 MAX_FIELD = 2000
+AUDIT_LOCK = 0x61756474  # PostgreSQL advisory lock key of the chain head ("audt")
 # Actions after whose commit a checkpoint is written at once (besides the one every minute).
 SECURITY_ACTIONS = ("login.", "access.denied", "csrf.", "chaos.", "failover.", "user.",
                     "incident.", "audit.")
@@ -66,6 +70,8 @@ def append(session: Session, key: bytes, *, now: datetime | float, action: str,
            outcome: str = "ok", reason: str = "", request_id: str = "",
            evidence: list[Any] | None = None) -> AuditRow:
     """Append one row to the chain inside the caller's (write) transaction."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": AUDIT_LOCK})
     head = session.exec(select(AuditRow).order_by(col(AuditRow.seq).desc()).limit(1)).first()
     fields: dict[str, Any] = {
         "seq": (head.seq + 1) if head else 1,

@@ -21,7 +21,9 @@ import hmac
 import json
 import logging
 import os
+import socket
 import threading
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -104,16 +106,25 @@ def write_checkpoint(store: Store, key: bytes, path: Path, *, now: float,
             os.fsync(handle.fileno())
         if created:
             fsync_dir(path.parent)
-        _record_anchor(store, key, entry["n"], entry["sig"])
+        _record_anchor(store, key, entry["n"], entry["sig"], anchor_id(store, path))
     if sink is not None:
         sink.send(entry)
     return entry
 
 
-def _record_anchor(store: Store, key: bytes, lines: int, last_sig: str) -> None:
+def anchor_id(store: Store, path: Path) -> int:
+    """Row of `audit_anchor` for the file at `path`: 1 with SQLite (one monitor); with a
+    shared database each monitor's file (host and path) has its own row."""
+    if store.is_sqlite:
+        return 1
+    where = f"{socket.gethostname()}:{path.resolve()}".encode()
+    return 2 + zlib.crc32(where) % 2_000_000_000
+
+
+def _record_anchor(store: Store, key: bytes, lines: int, last_sig: str, row: int) -> None:
     try:
         with store.write() as session:
-            anchor = session.get(AuditAnchor, 1) or AuditAnchor(id=1)
+            anchor = session.get(AuditAnchor, row) or AuditAnchor(id=row)
             anchor.lines, anchor.last_sig = lines, last_sig
             anchor.mac = _anchor_mac(key, lines, last_sig)
             session.add(anchor)
@@ -182,7 +193,7 @@ def _raw_sig(line: str) -> str:
 
 def _anchor_problems(key: bytes, store: Store, lines: list[str], path: Path) -> list[str]:
     with store.read() as session:
-        anchor = session.get(AuditAnchor, 1)
+        anchor = session.get(AuditAnchor, anchor_id(store, path))
     if anchor is None:
         chained = any('"n":' in line for line in lines)
         return [f"{path.name}: its anchor row was deleted"] if chained else []

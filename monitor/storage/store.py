@@ -1,9 +1,15 @@
-"""SQLModel tables and small repository functions on one SQLite (WAL) database.
+"""SQLModel tables and small repository functions on SQLite (WAL) or PostgreSQL (psycopg 3).
 
-Writes go through `Store.write()`: one transaction opened with `BEGIN IMMEDIATE` on SQLite, so
+Writes go through `Store.write()`: one transaction, opened with `BEGIN IMMEDIATE` on SQLite, so
 appends to the audit chain and compare-and-set on the monitor state are serialised even across
-processes (the CLI and the running monitor). Reads use a separate engine with deferred
+processes (the CLI and the running monitor); on PostgreSQL audit appends take a transaction
+advisory lock instead (`audit.append`). Reads use a separate engine with deferred
 transactions, so a page never takes the write lock.
+
+`write(fenced=True)` is for writes that act (state, decisions, chaos, notice claims,
+checkpoints): its first statement is the leader check of `Store.fence` (see
+`monitor.storage.lease`), in the same transaction, so a monitor that lost the lease writes
+nothing. Without a fence (SQLite, one monitor) it is a plain write.
 """
 
 from __future__ import annotations
@@ -139,6 +145,22 @@ class User(SQLModel, table=True):
     created_at: float = 0.0
 
 
+def _without_nul(conn: object, cursor: object, statement: str, parameters: object,
+                 context: object, executemany: bool) -> tuple[str, object]:
+    """PostgreSQL text cannot hold NUL: a probe detail or a reason with one would make its
+    whole transaction (a decision) fail, so NUL becomes a space in every bound string."""
+    def scrub(values: object) -> object:
+        if isinstance(values, dict):
+            return {k: v.replace("\x00", " ") if isinstance(v, str) else v
+                    for k, v in values.items()}
+        if isinstance(values, (list, tuple)):
+            return type(values)(scrub(v) if isinstance(v, (dict, list, tuple)) else
+                                v.replace("\x00", " ") if isinstance(v, str) else v
+                                for v in values)
+        return values
+    return statement, scrub(parameters)
+
+
 class AuditAnchor(SQLModel, table=True):
     """How many checkpoint lines were written and the last one's signature (MAC'd), so a
     missing or shortened checkpoint file is caught (storage.checkpoints)."""
@@ -157,8 +179,13 @@ class StaleEpoch(Exception):
 class Store:
     """Two engines on one database URL: an immediate-transaction writer and a reader."""
 
-    def __init__(self, url: str, *, busy_timeout_ms: int = 5000) -> None:
+    def __init__(self, url: str, *, busy_timeout_ms: int = 5000,
+                 idle_in_transaction_ms: int = 0) -> None:
+        """`idle_in_transaction_ms` (PostgreSQL): the server ends a session left idle inside a
+        transaction that long, so a monitor paused mid-write (SIGSTOP, VM freeze) cannot hold
+        the lease row or the audit lock while another monitor takes over; 0 = never."""
         self.url = url
+        self.idle_in_transaction_ms = idle_in_transaction_ms
         # Called (in the writing thread) after a commit that appended a security-relevant
         # audit row (audit.SECURITY_ACTIONS): the runtime writes a checkpoint there.
         self.after_security_commit: Callable[[], None] | None = None
@@ -169,10 +196,15 @@ class Store:
         self.writer = self._engine(immediate=True, busy_timeout_ms=busy_timeout_ms)
         self.reader = self._engine(immediate=False, busy_timeout_ms=busy_timeout_ms)
         self._bounded: dict[int, Engine] = {}  # writers with a shorter busy timeout
+        self.fence: Callable[[Session], None] | None = None
 
     def _engine(self, *, immediate: bool, busy_timeout_ms: int) -> Engine:
         if not self.is_sqlite:
-            return create_engine(self.url, pool_pre_ping=True)
+            options = f"-c idle_in_transaction_session_timeout={int(self.idle_in_transaction_ms)}"
+            engine = create_engine(self.url, pool_pre_ping=True, pool_size=5, max_overflow=10,
+                                   connect_args={"options": options})
+            event.listen(engine, "before_cursor_execute", _without_nul, retval=True)
+            return engine
         engine = create_engine(
             self.url, connect_args={"check_same_thread": False, "timeout": busy_timeout_ms / 1000}
         )
@@ -196,9 +228,10 @@ class Store:
         return engine
 
     def create_all(self) -> None:
-        SQLModel.metadata.create_all(self.writer)
-        for index in AuditRow.__table__.indexes:  # type: ignore[attr-defined]
-            index.create(self.writer, checkfirst=True)  # indexes added to existing tables
+        """Bring the schema to the newest migration (Alembic), on SQLite and PostgreSQL."""
+        from monitor.storage.schema import migrate
+
+        migrate(self)
 
     def dispose(self) -> None:
         self.writer.dispose()
@@ -216,13 +249,17 @@ class Store:
         return self._bounded[busy_timeout_ms]
 
     @contextmanager
-    def write(self, *, busy_timeout_ms: int | None = None) -> Iterator[Session]:
+    def write(self, *, busy_timeout_ms: int | None = None,
+              fenced: bool = False) -> Iterator[Session]:
         """One write transaction; commits on success, rolls back on any exception.
 
         `busy_timeout_ms` bounds how long it waits for another writer's lock (the watchdog's
-        decision path: a short wait, then the transaction is queued and journaled)."""
+        decision path: a short wait, then the transaction is queued and journaled).
+        `fenced=True`: an acting write, refused (lease.Fenced) unless this monitor leads."""
         with Session(self._writer(busy_timeout_ms), expire_on_commit=False) as session:
             with session.begin():
+                if fenced and self.fence is not None:
+                    self.fence(session)
                 yield session
             if session.info.get(SECURITY_ROW) and self.after_security_commit is not None:
                 try:
@@ -263,13 +300,13 @@ class Store:
                                  updated_at=now))
             session.flush()
             return
-        result = session.execute(
+        result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
             text("UPDATE monitor_state SET epoch=:epoch, active=:active, record=:record, "
                  "updated_at=:now WHERE id=1 AND epoch=:expected"),
             {"epoch": record["epoch"], "active": record["active"], "record": data, "now": now,
              "expected": expected_epoch},
         )
-        if cast(CursorResult[Any], result).rowcount != 1:
+        if result.rowcount != 1:
             raise StaleEpoch(f"epoch is no longer {expected_epoch}")
 
     # Probes -------------------------------------------------------------------------------

@@ -146,3 +146,18 @@ def test_it_checks_smtp_only_for_check_config(tmp_path):
 def test_it_accepts_a_listening_smtp_server(tmp_path, listener):
     assert smtp_problem(smtp_settings(tmp_path, listener.getsockname()[1])) is None
     assert smtp_problem(settings(tmp_path)) is None  # not configured: nothing to check
+
+
+def test_it_reports_an_unreachable_postgresql_without_its_password(tmp_path):
+    (tmp_path / "data").mkdir(mode=0o700)
+    url = "postgresql+psycopg://monitor:hunter2-secret@127.0.0.1:9/monitor"
+    problems = check(settings(tmp_path, services=EXTERNAL, database_url=url), for_run=False)
+    [problem] = [p for p in problems if "MONITOR_DATABASE_URL" in p]
+    assert "cannot connect to PostgreSQL" in problem and "hunter2" not in problem
+
+
+def test_it_finds_a_reachable_postgresql_fine(tmp_path, pg_cluster):
+    (tmp_path / "data").mkdir(mode=0o700)
+    problems = check(settings(tmp_path, services=EXTERNAL, database_url=pg_cluster.url()),
+                     for_run=False)
+    assert [p for p in problems if "MONITOR_DATABASE_URL" in p] == []

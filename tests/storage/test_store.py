@@ -43,7 +43,8 @@ def test_it_rolls_old_probes_up_per_minute_and_keeps_recent_ones_raw(store):
     assert len({r.bucket for r in rollups}) == len(rollups) <= 3
 
 
-def test_it_takes_a_consistent_backup_while_a_writer_is_open(store, tmp_path):
+def test_it_takes_a_consistent_backup_while_a_writer_is_open(sqlite_store, tmp_path):
+    store = sqlite_store
     with store.write() as session:
         session.add(ProbeRow(version="v2", at=1.0, ok=True))
     with store.write() as session:
@@ -53,14 +54,16 @@ def test_it_takes_a_consistent_backup_while_a_writer_is_open(store, tmp_path):
         assert copy.execute("SELECT version FROM probe").fetchall() == [("v2",)]
 
 
-def test_it_runs_sqlite_in_wal_mode_with_a_busy_timeout(store):
+def test_it_runs_sqlite_in_wal_mode_with_a_busy_timeout(sqlite_store):
+    store = sqlite_store
     with store.writer.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 5000
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
 
 
-def test_it_reports_whether_the_database_is_writable(store, tmp_path):
+def test_it_reports_whether_the_database_is_writable(sqlite_store, tmp_path):
+    store = sqlite_store
     assert store.writable()
     blocker = sqlite3.connect(tmp_path / "m.db")
     blocker.execute("BEGIN EXCLUSIVE")

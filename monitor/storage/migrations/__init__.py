@@ -1,0 +1,1 @@
+"""Alembic migrations of the monitor's schema; `monitor.storage.schema.migrate` runs them."""
