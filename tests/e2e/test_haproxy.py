@@ -116,11 +116,11 @@ def test_it_loses_no_get_through_haproxy_when_the_active_version_crashes(stack):
 
 def test_it_restores_a_server_state_changed_by_hand_and_audits_it(stack):
     sock = stack["socket"]
-    wait_until(lambda: admin_states(sock)["v2"] == "ready", timeout=10)
+    wait_until(lambda: admin_states(sock)["v2"] == "ready", timeout=30)
     assert runtime_api(sock, "set server books/v2 state maint").strip() == ""
     assert admin_states(sock)["v2"] == "maint"
-    wait_until(lambda: admin_states(sock)["v2"] == "ready", timeout=10)
-    rows = wait_until(lambda: audit_rows(stack["data"], "haproxy.drift"), timeout=10)
+    wait_until(lambda: admin_states(sock)["v2"] == "ready", timeout=30)
+    rows = wait_until(lambda: audit_rows(stack["data"], "haproxy.drift"), timeout=30)
     assert rows[0][0] == "books" and "v2" in rows[0][1]
 
 
