@@ -67,3 +67,20 @@ def test_it_audits_a_repeated_apply_as_unchanged(data_dir, capsys):
     assert main(["apply", "-f", spec]) == 0
     assert "unchanged: books" in capsys.readouterr().out
     assert audit_actions(data_dir) == [("spec.apply", "ok"), ("spec.apply", "unchanged")]
+
+
+def test_it_refuses_to_start_on_a_bad_monitor_spec_naming_the_setting(data_dir, tmp_path,
+                                                                     capsys):
+    from monitor.config import ConfigError
+    from monitor.runtime import create_runtime
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text((EXAMPLES / "books-autoscale.yaml").read_text().replace("min: 1", "min: 9"))
+    settings = load_settings().model_copy(update={"spec": bad})
+    with pytest.raises(ConfigError, match="MONITOR_SPEC: books: spec.autoscale: min"):
+        create_runtime(settings)
+    missing = load_settings().model_copy(update={"spec": tmp_path / "missing.yaml"})
+    with pytest.raises(ConfigError, match="MONITOR_SPEC: cannot read"):
+        create_runtime(missing)
+    assert main(["get"]) == 0
+    assert "no spec applied" in capsys.readouterr().err
