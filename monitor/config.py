@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     down_interval: float = Field(DEFAULT_POLICY.down_interval, gt=0, le=3600)
     timeout: float = Field(1.0, gt=0, le=600)
     slow_ms: float = Field(0.0, ge=0)
+    probe_concurrency: int = Field(64, ge=1, le=10_000)
     fall: int = Field(DEFAULT_POLICY.fall, ge=1, le=100)
     rise: int = Field(DEFAULT_POLICY.rise, ge=1, le=100)
     cooldown: float = Field(DEFAULT_POLICY.cooldown, ge=0, le=86400)

@@ -29,6 +29,7 @@ from monitor.config import Settings
 from monitor.desired.service import DesiredService, LiveUrls
 from monitor.failover.model import Policy
 from monitor.failover.operations import ActionResult, Operations
+from monitor.failover.probe_client import probe_client
 from monitor.failover.scheduler import Scheduler
 from monitor.failover.status import LatencySeries, StatusReader
 from monitor.failover.watchdog import Watchdog
@@ -76,9 +77,8 @@ class Runtime:
         self.leadership.on_elected = self.duties.on_elected
         self.leadership.on_lost = self.duties.on_lost
         self.metrics = Metrics()
-        self.client = http_client or httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
-            timeout=settings.timeout, verify=tls_context())
+        self.client = http_client or probe_client(timeout=settings.timeout,
+                                                  verify=tls_context())
         self.recorder = Recorder(store, keys.audit, clock)
         self.desired = DesiredService(
             settings, store=store, audit_key=keys.audit, client=self.client,
@@ -97,7 +97,8 @@ class Runtime:
             journal=Journal(settings.data_dir / "decisions.journal"))
         self.desired.report_exit = self.watchdog.report_exit  # a process exit is certain
         self.scheduler = Scheduler(cycle=self.duties.probe, versions=self.policy.versions,
-                                   first_delay=min(settings.interval, 1.0))
+                                   first_delay=min(settings.interval, 1.0),
+                                   in_flight=settings.probe_concurrency)
         self.watchdog.on_hurry = self.scheduler.hurry
         self.operations = Operations(watchdog=self.watchdog, policy=self.policy, urls=self.urls,
                                      client=self.client, chaos_token=keys.chaos_token,

@@ -3,10 +3,13 @@
 Each version has one `date` job that re-arms itself after its probe finished, so probes of one
 version never overlap and every delay can differ (interval, fast_interval, down_interval, with
 ±5 % jitter). A version that must be probed at once has its pending job moved to now.
+At most `in_flight` cycles run at once; a cycle waits for its slot before its probe's timeout
+starts, so a burst of slow targets delays other probes instead of failing them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -23,8 +26,9 @@ def jittered(delay: float, rng: Callable[[], float] = random.random) -> float:
 
 class Scheduler:
     def __init__(self, *, cycle: Callable[[str], Awaitable[float]], versions: tuple[str, ...],
-                 first_delay: float) -> None:
+                 first_delay: float, in_flight: int = 64) -> None:
         self._cycle = cycle
+        self._slots = asyncio.Semaphore(in_flight)
         self.versions = versions
         self.first_delay = first_delay
         self.aps = AsyncIOScheduler(timezone=UTC,
@@ -54,7 +58,8 @@ class Scheduler:
     async def _run(self, version: str) -> None:
         delay = 1.0
         try:
-            delay = await self._cycle(version)
+            async with self._slots:
+                delay = await self._cycle(version)
         finally:
             if self.aps.running:
                 self._arm(version, jittered(delay))
