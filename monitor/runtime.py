@@ -98,7 +98,8 @@ class Runtime:
         self.desired.report_exit = self.watchdog.report_exit  # a process exit is certain
         self.scheduler = Scheduler(cycle=self.duties.probe, versions=self.policy.versions,
                                    first_delay=min(settings.interval, 1.0),
-                                   in_flight=settings.probe_concurrency)
+                                   in_flight=settings.probe_concurrency,
+                                   on_lag=self.metrics.schedule_lag.observe)
         self.watchdog.on_hurry = self.scheduler.hurry
         self.operations = Operations(watchdog=self.watchdog, policy=self.policy, urls=self.urls,
                                      client=self.client, chaos_token=keys.chaos_token,

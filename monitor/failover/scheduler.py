@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
@@ -26,9 +27,12 @@ def jittered(delay: float, rng: Callable[[], float] = random.random) -> float:
 
 class Scheduler:
     def __init__(self, *, cycle: Callable[[str], Awaitable[float]], versions: tuple[str, ...],
-                 first_delay: float, in_flight: int = 64) -> None:
+                 first_delay: float, in_flight: int = 64,
+                 on_lag: Callable[[float], None] | None = None) -> None:
         self._cycle = cycle
         self._slots = asyncio.Semaphore(in_flight)
+        self._on_lag = on_lag  # seconds between a probe's planned and actual start
+        self._due: dict[str, float] = {}
         self.versions = versions
         self.first_delay = first_delay
         self.aps = AsyncIOScheduler(timezone=UTC,
@@ -52,6 +56,7 @@ class Scheduler:
         """Probe `version` now; when its probe is already running, it re-arms at once."""
         try:
             self.aps.modify_job(f"probe:{version}", next_run_time=datetime.now(UTC))
+            self._due[version] = time.monotonic()
         except JobLookupError:
             pass
 
@@ -59,6 +64,8 @@ class Scheduler:
         delay = 1.0
         try:
             async with self._slots:
+                if self._on_lag is not None and version in self._due:
+                    self._on_lag(max(0.0, time.monotonic() - self._due[version]))
                 delay = await self._cycle(version)
         finally:
             if self.aps.running:
@@ -67,6 +74,7 @@ class Scheduler:
     def _arm(self, version: str, delay: float) -> None:
         # max_instances=2: the finishing run is still counted while it arms its successor;
         # overlap is impossible anyway, since a successor is armed only when a run ends.
+        self._due[version] = time.monotonic() + delay
         self.aps.add_job(self._run, "date", args=[version], id=f"probe:{version}",
                          run_date=datetime.now(UTC) + timedelta(seconds=delay),
                          replace_existing=True, max_instances=2)
