@@ -46,6 +46,7 @@ from monitor.storage.lease import Leadership, idle_in_transaction_ms, leadership
 from monitor.storage.store import AuditRow, Store
 
 log = logging.getLogger("monitor.runtime")
+PROBE_FLUSH_S = 1.0  # probe rows that decided nothing are written together, this often
 DESIRED_SYNC_S = 1.0  # replica probes, autoscaling and new spec revisions, once a second
 
 
@@ -135,6 +136,7 @@ class Runtime:
         self.scheduler.start()
         gate = self.duties.gate  # only the leader acts (always the case with SQLite)
         self.scheduler.every(0.25, gate(self.watchdog.tick), "tick")
+        self.scheduler.every(PROBE_FLUSH_S, gate(self.watchdog.flush_probes), "probe-rows")
         self.scheduler.every(1.0, gate(self.notifier.deliver_due), "notices")
         self.scheduler.every(30.0, gate(self.notifier.remind), "reminders")
         self.scheduler.every(10.0, self._refresh_gauges, "gauges")

@@ -45,3 +45,16 @@ async def test_it_still_answers_after_a_burst_of_cancelled_requests():
             await _cancelled_burst(client, url)
             response = await client.get(url)  # a poisoned pool raises PoolTimeout here
             assert response.status_code == 200
+
+
+async def test_it_keeps_one_small_pool_per_origin():
+    servers = [await asyncio.start_server(_answer, "127.0.0.1", 0) for _ in range(3)]
+    urls = [f"http://127.0.0.1:{s.sockets[0].getsockname()[1]}/health" for s in servers]
+    async with probe_client(timeout=1.0) as client:
+        for url in urls * 3:
+            assert (await client.get(url)).status_code == 200
+        pools = client._transport._pools  # the edge under test: one pool per origin
+        assert len(pools) == 3
+        assert all(len(pool._pool.connections) == 1 for pool in pools.values())  # reused
+    for server in servers:
+        server.close()
