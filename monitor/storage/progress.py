@@ -35,7 +35,7 @@ class PlainProgress:
         self.started = clock()
         self.expected = 0
         self.done = 0
-        self._next_line = 0.0
+        self._next_line = PLAIN_STEP
 
     def total(self, rows: int) -> None:
         self.expected += max(0, rows)

@@ -76,27 +76,40 @@ class Verifier:
     def run(self, *, full: bool = False, progress: Progress | None = None) -> Report:
         with self._lock:
             archive = segments.check_records(self.store, self.key)
-            walk = None if full else self._resumable()
-            wanted = _checkpointed(self.key, self.path)
-            stored = InDatabase(self.store)
             problems = [Problem(0, "archive", p) for p in archive.problems]
+            stored = InDatabase(self.store)
+            walk = None if full else self._resumable()
             if walk is None:
                 walk = Walk(self.key)
-                if full:
-                    problems += self._feed_segments(walk, archive, wanted, stored, progress)
-                else:
+                if not full:
                     self._start(walk, archive)
-            walk.wanted |= wanted
+            walk.wanted |= _checkpointed(self.key, self.path)
+            if not full:
+                problems += self._gap(archive)
+            if progress is not None:
+                first = archive.start_seq if full else (walk.last_stored or (0, ""))[0]
+                progress.total(self._remaining(first) + (
+                    sum(r.rows for r in archive.records) if full else 0))
+            if full:
+                problems += self._feed_segments(walk, archive, stored, progress)
             before = walk.report.total
             after = walk.last_stored[0] if walk.last_stored else None
-            if progress is not None:
-                progress.total(self._remaining(after) + walk.report.total - before)
             walk.feed(chain.counted(chain.rows_after(self.store, after), progress), stored)
             self.rows_read = walk.report.total - before
             self._walk = walk
             report = walk.finish(self.path, self.store)
             report.problems[:0] = problems
             return report
+
+    def _gap(self, archive: segments.Archive) -> list[Problem]:
+        """Rows between the archive anchor and the table's first row are gone (a full walk
+        finds this itself)."""
+        low, _ = chain.seq_range(self.store)
+        if low <= archive.start_seq + 1:
+            return []
+        return [Problem(archive.start_seq + 1, "deleted", (
+            f"{low - archive.start_seq - 1} row(s) missing before seq {low}: neither in the "
+            "table nor in an archived segment"))]
 
     def _start(self, walk: Walk, archive: segments.Archive) -> None:
         """Begin after the newest verified checkpoint, else after the archive anchor."""
@@ -109,14 +122,11 @@ class Verifier:
         walk.report.total = walk.report.valid = seq
         walk.last_stored = (seq, mac) if seq else None
 
-    def _feed_segments(self, walk: Walk, archive: segments.Archive, wanted: set[int],
-                       stored: Stored, progress: Progress | None) -> list[Problem]:
+    def _feed_segments(self, walk: Walk, archive: segments.Archive, stored: Stored,
+                       progress: Progress | None) -> list[Problem]:
         """Walk every recorded segment file's rows, oldest first, before the table's."""
         problems: list[Problem] = []
-        walk.wanted |= wanted
         directory = self.archive_dir
-        if progress is not None:
-            progress.total(sum(r.rows for r in archive.records))
         for record in archive.records:
             path = directory / record.file if directory else None
             if path is None or not path.exists():
@@ -139,9 +149,9 @@ class Verifier:
             else walk.last_stored
         return problems
 
-    def _remaining(self, after: int | None) -> int:
+    def _remaining(self, after: int) -> int:
         low, high = chain.seq_range(self.store)
-        return max(0, high - max(after or 0, low - 1))
+        return max(0, high - max(after, low - 1))
 
     def _resumable(self) -> Walk | None:
         """The last walk, when the row it ended on is still there, unchanged."""
