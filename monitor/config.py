@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     gateway_keepalive: float = Field(5.0, gt=0, le=3600)
     gateway_attempt_max: float = Field(2.0, gt=0, le=60)
     gateway_hedge: bool = True
+    dashboard_header_timeout: float = Field(10.0, gt=0, le=300)
+    dashboard_conns_per_ip: int = Field(64, ge=1, le=100_000)
 
     secret_key: SecretStr | None = None
     chaos_token: SecretStr | None = None
