@@ -7,6 +7,7 @@ version never overlap and every delay can differ (interval, fast_interval, down_
 
 from __future__ import annotations
 
+import contextlib
 import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
@@ -44,6 +45,18 @@ class Scheduler:
         if self.aps.running:
             self.aps.shutdown(wait=False)
 
+    def set_versions(self, versions: tuple[str, ...]) -> None:
+        """Probe these versions from now on: new ones at once, removed ones no more."""
+        added = [v for v in versions if v not in self.versions]
+        removed = [v for v in self.versions if v not in versions]
+        self.versions = versions
+        for version in removed:
+            with contextlib.suppress(JobLookupError):
+                self.aps.remove_job(f"probe:{version}")
+        if self.aps.running:
+            for version in added:
+                self._arm(version, 0.0)
+
     def hurry(self, version: str) -> None:
         """Probe `version` now; when its probe is already running, it re-arms at once."""
         try:
@@ -56,7 +69,7 @@ class Scheduler:
         try:
             delay = await self._cycle(version)
         finally:
-            if self.aps.running:
+            if self.aps.running and version in self.versions:
                 self._arm(version, jittered(delay))
 
     def _arm(self, version: str, delay: float) -> None:

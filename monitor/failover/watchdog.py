@@ -65,6 +65,7 @@ class Watchdog:
         self.faults: dict[str, dict[str, Any]] = {}  # last known injected faults per version
         self.hurry: set[str] = set()
         self.on_hurry: Callable[[str], None] = lambda version: None
+        self.replica_gate: Callable[[ProbeResult], ProbeResult] = lambda seen: seen  # minReady
         self._lock = asyncio.Lock()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watchdog-db")
         self._passive_at: dict[str, float] = {}
@@ -115,8 +116,9 @@ class Watchdog:
     async def cycle(self, version: str) -> float:
         """Probe one version, fold the result in, and return the delay to its next probe."""
         self.hurry.discard(version)
-        result = await probe(self.client, version, self.urls[version], now=self.clock(),
-                             timeout=self.timeout, canary=self.canary, slow_ms=self.slow_ms)
+        result = self.replica_gate(await probe(
+            self.client, version, self.urls[version], now=self.clock(), timeout=self.timeout,
+            canary=self.canary, slow_ms=self.slow_ms))
         self.last[version] = result
         if result.faults is not None:
             self.faults[version] = result.faults
