@@ -51,6 +51,14 @@ from monitor.ops.supervisor import ChildSpec, Supervisor
 Record = Callable[[str, str, dict[str, Any], str], Coroutine[Any, Any, None]]
 
 
+def _state(seen: Replica) -> str:
+    if not seen.alive:
+        return "exited"
+    if seen.in_rotation:
+        return "ready"
+    return "unready" if seen.has_lived else "starting"
+
+
 @dataclass
 class _Handle:
     """What the controller knows of one replica beyond what the reconciler sees."""
@@ -98,8 +106,9 @@ class Controller:
     def replicas(self, version: str) -> list[dict[str, Any]]:
         """The `/api/status` view of a version's replicas."""
         return [{"id": h.seen.id, "port": h.port, "ready": h.seen.in_rotation and h.seen.alive,
-                 "pid": h.supervisor.status()[h.seen.id]["pid"], "restarts": h.restarts,
-                 "cpu_percent": h.cpu_percent} for h in self._of(version)]
+                 "state": _state(h.seen), "pid": h.supervisor.status()[h.seen.id]["pid"],
+                 "restarts": h.restarts, "cpu_percent": h.cpu_percent}
+                for h in self._of(version)]
 
     def wanted(self, version: str) -> int:
         scaling = self._scaling.get(version)
@@ -199,6 +208,7 @@ class Controller:
                                     spec.readiness_probe.timeout_seconds)
             seen = replace(
                 seen, liveness_failures=0 if live else seen.liveness_failures + 1,
+                has_lived=seen.has_lived or live,
                 readiness_failures=0 if ready else seen.readiness_failures + 1,
                 readiness_successes=seen.readiness_successes + 1 if ready else 0)
             handle.cpu_percent = self._cpu(handle, pid if isinstance(pid, int) else None)
