@@ -26,6 +26,7 @@ from sqlmodel import select
 
 from monitor.actor import SYSTEM, Actor
 from monitor.config import Settings
+from monitor.desired.reshape import reshape
 from monitor.desired.service import DesiredService, LiveUrls
 from monitor.failover.model import Policy
 from monitor.failover.operations import ActionResult, Operations
@@ -97,6 +98,8 @@ class Runtime:
             slow_ms=settings.slow_ms, enqueue=delivery.enqueue, metrics=self.metrics,
             journal=Journal(settings.data_dir / "decisions.journal"))
         self.desired.report_exit = self.watchdog.report_exit  # a process exit is certain
+        self.desired.on_versions = partial(reshape, self)  # a revision changes the versions
+        self.watchdog.replica_gate = self.desired.gate  # minReady
         self.scheduler = Scheduler(cycle=self.duties.probe, versions=self.policy.versions,
                                    first_delay=min(settings.interval, 1.0),
                                    in_flight=settings.probe_concurrency,
@@ -119,8 +122,8 @@ class Runtime:
 
     # Lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
-        await self.desired.start()
-        await self.desired.wait_ready(timeout=30.0)
+        if not self.leadership.shared:  # with a lease, replicas follow the election
+            await self.desired.lead()
         if self.settings.local_services and self.desired.spec is None:
             self.supervisor = Supervisor(self._child_specs(), on_event=self._on_child_event,
                                          log_dir=self.settings.data_dir / "logs",
@@ -146,7 +149,7 @@ class Runtime:
             self.scheduler.every(0.25, gate(self.duties.apply_commands), "commands")
             self.scheduler.every(1.0, self.duties.follow, "follow")
             self.leadership.start()
-        if self.desired.controller is not None:
+        if self.desired.spec is not None:
             self.scheduler.every(DESIRED_SYNC_S, gate(self.desired.sync), "desired")
         self.started = True
 

@@ -10,6 +10,7 @@ starts, so a burst of slow targets delays other probes instead of failing them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
@@ -52,6 +53,19 @@ class Scheduler:
         if self.aps.running:
             self.aps.shutdown(wait=False)
 
+    def set_versions(self, versions: tuple[str, ...]) -> None:
+        """Probe these versions from now on: new ones at once, removed ones no more."""
+        added = [v for v in versions if v not in self.versions]
+        removed = [v for v in self.versions if v not in versions]
+        self.versions = versions
+        for version in removed:
+            with contextlib.suppress(JobLookupError):
+                self.aps.remove_job(f"probe:{version}")
+            self._due.pop(version, None)
+        if self.aps.running:
+            for version in added:
+                self._arm(version, 0.0)
+
     def hurry(self, version: str) -> None:
         """Probe `version` now; when its probe is already running, it re-arms at once."""
         try:
@@ -68,7 +82,7 @@ class Scheduler:
                     self._on_lag(max(0.0, time.monotonic() - self._due[version]))
                 delay = await self._cycle(version)
         finally:
-            if self.aps.running:
+            if self.aps.running and version in self.versions:
                 self._arm(version, jittered(delay))
 
     def _arm(self, version: str, delay: float) -> None:

@@ -67,6 +67,7 @@ class Watchdog:
         self.faults: dict[str, dict[str, Any]] = {}  # last known injected faults per version
         self.hurry: set[str] = set()
         self.on_hurry: Callable[[str], None] = lambda version: None
+        self.replica_gate: Callable[[ProbeResult], ProbeResult] = lambda seen: seen  # minReady
         self._lock = asyncio.Lock()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watchdog-db")
         self._passive_at: dict[str, float] = {}
@@ -79,9 +80,9 @@ class Watchdog:
         """Replay the journal, then resume the persisted state (or the last journaled one
         while the database still refuses it), or create and persist the first one."""
         now = self.clock()
-        journaled = self._backlog.replay(
-            partial(pending.replay, policy=self.policy, write=self._write,
-                    write_refusal=self._write_refusal))
+        replay = partial(pending.replay, policy=self.policy, write=self._write,
+                         write_refusal=self._write_refusal)
+        journaled = self._backlog.replay(replay)
         record = journaled or self.store.load_state()
         if record is None:
             state = initial_state(self.policy, now)
@@ -120,8 +121,9 @@ class Watchdog:
     async def cycle(self, version: str) -> float:
         """Probe one version, fold the result in, and return the delay to its next probe."""
         self.hurry.discard(version)
-        result = await probe(self.client, version, self.urls[version], now=self.clock(),
-                             timeout=self.timeout, canary=self.canary, slow_ms=self.slow_ms)
+        result = self.replica_gate(await probe(
+            self.client, version, self.urls[version], now=self.clock(), timeout=self.timeout,
+            canary=self.canary, slow_ms=self.slow_ms))
         self.last[version] = result
         if result.faults is not None:
             self.faults[version] = result.faults
@@ -254,8 +256,7 @@ class Watchdog:
                 await self._commit(self.state, [], self.clock())
 
     async def flush(self) -> int:
-        """Write the probe batch, then try once more to write what the database refused;
-        returns what is still queued."""
+        """Write the probe batch, retry what the database refused; returns what is queued."""
         await self.flush_probes()
         await self._run(self._backlog.drain, None)
         return len(self._backlog)
@@ -280,9 +281,8 @@ class Watchdog:
                        params: dict[str, Any] | None, reason: str, why: str,
                        now: float) -> None:
         with self.store.write(busy_timeout_ms=DECISION_BUSY_MS, fenced=True) as session:
-            audit.append(session, self.audit_key, now=now, action=action,
-                         **actor.audit_fields(), target=target,
-                         params={**(params or {}), "reason": reason},
+            audit.append(session, self.audit_key, now=now, action=action, **actor.audit_fields(),
+                         target=target, params={**(params or {}), "reason": reason},
                          outcome="refused", reason=why)
 
     def _after(self, events: list[Event]) -> None:

@@ -30,6 +30,7 @@ EXPECTED = {
     "/health-log": ("GET", "/health-log", None, (401, 200, 200, 200)),
     "/notices": ("GET", "/notices", None, (401, 200, 200, 200)),
     "/users": ("GET", "/users", None, (401, 403, 403, 200)),
+    "/spec": ("GET", "/spec", None, (401, 200, 200, 200)),
     "/api/status": ("GET", "/api/status", None, (401, 200, 200, 200)),
     "/api/audit": ("GET", "/api/audit", None, (401, 200, 200, 200)),
     "/api/probes": ("GET", "/api/probes", None, (401, 200, 200, 200)),

@@ -23,6 +23,7 @@ ROUTE_ROLES: dict[str, str] = {
     "/health-log": "viewer",
     "/notices": "viewer",
     "/users": "admin",
+    "/spec": "viewer",
     # JSON API, mirroring the pages
     "/api/status": "viewer",
     "/api/audit": "viewer",
