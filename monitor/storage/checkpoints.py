@@ -46,7 +46,7 @@ def sign_line(key: bytes, entry: dict[str, Any]) -> str:
     return hmac.new(key, json.dumps(body, sort_keys=True).encode(), hashlib.sha256).hexdigest()
 
 
-def _anchor_mac(key: bytes, lines: int, last_sig: str) -> str:
+def anchor_mac(key: bytes, lines: int, last_sig: str) -> str:
     return hmac.new(key, f"anchor\0{lines}\0{last_sig}".encode(), hashlib.sha256).hexdigest()
 
 
@@ -126,7 +126,7 @@ def record_anchor(store: Store, key: bytes, lines: int, last_sig: str, row: int)
         with store.write() as session:
             anchor = session.get(AuditAnchor, row) or AuditAnchor(id=row)
             anchor.lines, anchor.last_sig = lines, last_sig
-            anchor.mac = _anchor_mac(key, lines, last_sig)
+            anchor.mac = anchor_mac(key, lines, last_sig)
             session.add(anchor)
     except Exception:  # noqa: BLE001 - a lagging anchor only weakens the check, never fails it
         log.warning("could not record the checkpoint anchor (database busy?)", exc_info=True)
@@ -198,7 +198,7 @@ def _anchor_problems(key: bytes, store: Store, lines: list[str], path: Path) -> 
         chained = any('"n":' in line for line in lines)
         return [f"{path.name}: its anchor row was deleted"] if chained else []
     if not hmac.compare_digest(anchor.mac.encode(),
-                               _anchor_mac(key, anchor.lines, anchor.last_sig).encode()):
+                               anchor_mac(key, anchor.lines, anchor.last_sig).encode()):
         return [f"{path.name}: its anchor row was altered"]
     if anchor.lines == 0:
         return []
