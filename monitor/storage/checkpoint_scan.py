@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from monitor.storage.checkpoints import GENESIS, anchor_id, anchor_mac, sign_line
+from monitor.storage.checkpoints import GENESIS, anchor_id, anchor_mac, raw_sig, sign_line
 from monitor.storage.store import AuditAnchor, Store
 
 BLOCK = 1 << 16
@@ -61,13 +61,6 @@ def tail_lines(path: Path, *, stop_seq: int, limit: int) -> list[str]:
         if rest.strip() and len(found) < limit:
             found.append(rest.decode("utf-8", "replace"))
     return found
-
-
-def _raw_sig(line: str) -> str:
-    try:
-        return str(json.loads(line)["sig"])
-    except (ValueError, KeyError, TypeError):
-        return GENESIS
 
 
 def _seq_of(line: str) -> int:
@@ -147,7 +140,7 @@ class Scan:
                     number += 1
                     entry, last_sig, problem = _parsed(self.key, line)
                     if number == anchored:
-                        sig_at_anchor = _raw_sig(line)
+                        sig_at_anchor = raw_sig(line)
                     if entry is None:
                         self.problems.append(f"checkpoint line {number}: {problem}")
                         prev = last_sig
@@ -184,7 +177,7 @@ class Scan:
         total = count_lines(self.path)
         anchored = self._anchor_row.lines if self._anchor_row else 0
         back = total - anchored  # how far from the end the anchored line is
-        sig_at_anchor = _raw_sig(lines[back]) if 0 <= back < len(lines) else None
+        sig_at_anchor = raw_sig(lines[back]) if 0 <= back < len(lines) else None
         if lines and "n" in (self.last or {}) and self._tail_entries \
                 and self._tail_entries[0].get("n") != total:
             self.problems.append(f"{self.path.name}: {total} lines, but its last line is "

@@ -172,7 +172,7 @@ def read_checkpoints(key: bytes, path: Path, store: Store | None = None) -> Chec
                 raise ValueError("bad signature")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             result.problems.append(f"checkpoint line {number}: {exc}")
-            prev = _raw_sig(line)
+            prev = raw_sig(line)
             continue
         if "n" in entry and (entry["n"] != number or entry["prev"] != prev):
             result.problems.append(f"checkpoint line {number}: does not follow line "
@@ -184,7 +184,7 @@ def read_checkpoints(key: bytes, path: Path, store: Store | None = None) -> Chec
     return result
 
 
-def _raw_sig(line: str) -> str:
+def raw_sig(line: str) -> str:
     try:
         return str(json.loads(line)["sig"])
     except (ValueError, KeyError, TypeError):
@@ -206,7 +206,7 @@ def _anchor_problems(key: bytes, store: Store, lines: list[str], path: Path) -> 
         state = "is missing" if not lines else f"has {len(lines)} lines"
         return [f"{path.name} {state}, but {anchor.lines} checkpoint(s) were written: "
                 "deleted or shortened"]
-    if _raw_sig(lines[anchor.lines - 1]) != anchor.last_sig:
+    if raw_sig(lines[anchor.lines - 1]) != anchor.last_sig:
         return [f"checkpoint line {anchor.lines}: not the line that was written"]
     return []
 
