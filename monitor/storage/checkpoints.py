@@ -41,12 +41,12 @@ MAX_UNSENT = 10_000
 _path_locks: dict[Path, threading.Lock] = collections.defaultdict(threading.Lock)
 
 
-def _sign(key: bytes, entry: dict[str, Any]) -> str:
+def sign_line(key: bytes, entry: dict[str, Any]) -> str:
     body = {k: v for k, v in entry.items() if k != "sig"}
     return hmac.new(key, json.dumps(body, sort_keys=True).encode(), hashlib.sha256).hexdigest()
 
 
-def _anchor_mac(key: bytes, lines: int, last_sig: str) -> str:
+def anchor_mac(key: bytes, lines: int, last_sig: str) -> str:
     return hmac.new(key, f"anchor\0{lines}\0{last_sig}".encode(), hashlib.sha256).hexdigest()
 
 
@@ -97,7 +97,7 @@ def write_checkpoint(store: Store, key: bytes, path: Path, *, now: float,
         number, prev = _last_line(path)
         entry: dict[str, Any] = {"n": number + 1, "seq": head.seq, "mac": head.mac,
                                  "at": _iso(now), "prev": prev}
-        entry["sig"] = _sign(key, entry)
+        entry["sig"] = sign_line(key, entry)
         created = not path.exists()
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as handle:
@@ -106,7 +106,7 @@ def write_checkpoint(store: Store, key: bytes, path: Path, *, now: float,
             os.fsync(handle.fileno())
         if created:
             fsync_dir(path.parent)
-        _record_anchor(store, key, entry["n"], entry["sig"], anchor_id(store, path))
+        record_anchor(store, key, entry["n"], entry["sig"], anchor_id(store, path))
     if sink is not None:
         sink.send(entry)
     return entry
@@ -121,12 +121,12 @@ def anchor_id(store: Store, path: Path) -> int:
     return 2 + zlib.crc32(where) % 2_000_000_000
 
 
-def _record_anchor(store: Store, key: bytes, lines: int, last_sig: str, row: int) -> None:
+def record_anchor(store: Store, key: bytes, lines: int, last_sig: str, row: int) -> None:
     try:
         with store.write() as session:
             anchor = session.get(AuditAnchor, row) or AuditAnchor(id=row)
             anchor.lines, anchor.last_sig = lines, last_sig
-            anchor.mac = _anchor_mac(key, lines, last_sig)
+            anchor.mac = anchor_mac(key, lines, last_sig)
             session.add(anchor)
     except Exception:  # noqa: BLE001 - a lagging anchor only weakens the check, never fails it
         log.warning("could not record the checkpoint anchor (database busy?)", exc_info=True)
@@ -168,23 +168,23 @@ def read_checkpoints(key: bytes, path: Path, store: Store | None = None) -> Chec
         try:
             entry = json.loads(line)
             if not hmac.compare_digest(str(entry.pop("sig")).encode(),
-                                       _sign(key, entry).encode()):
+                                       sign_line(key, entry).encode()):
                 raise ValueError("bad signature")
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             result.problems.append(f"checkpoint line {number}: {exc}")
-            prev = _raw_sig(line)
+            prev = raw_sig(line)
             continue
         if "n" in entry and (entry["n"] != number or entry["prev"] != prev):
             result.problems.append(f"checkpoint line {number}: does not follow line "
                                    f"{number - 1} (lines removed, inserted or reordered)")
         result.entries.append(entry)
-        prev = _sign(key, entry)
+        prev = sign_line(key, entry)
     if store is not None:
         result.problems += _anchor_problems(key, store, lines, path)
     return result
 
 
-def _raw_sig(line: str) -> str:
+def raw_sig(line: str) -> str:
     try:
         return str(json.loads(line)["sig"])
     except (ValueError, KeyError, TypeError):
@@ -198,7 +198,7 @@ def _anchor_problems(key: bytes, store: Store, lines: list[str], path: Path) -> 
         chained = any('"n":' in line for line in lines)
         return [f"{path.name}: its anchor row was deleted"] if chained else []
     if not hmac.compare_digest(anchor.mac.encode(),
-                               _anchor_mac(key, anchor.lines, anchor.last_sig).encode()):
+                               anchor_mac(key, anchor.lines, anchor.last_sig).encode()):
         return [f"{path.name}: its anchor row was altered"]
     if anchor.lines == 0:
         return []
@@ -206,7 +206,7 @@ def _anchor_problems(key: bytes, store: Store, lines: list[str], path: Path) -> 
         state = "is missing" if not lines else f"has {len(lines)} lines"
         return [f"{path.name} {state}, but {anchor.lines} checkpoint(s) were written: "
                 "deleted or shortened"]
-    if _raw_sig(lines[anchor.lines - 1]) != anchor.last_sig:
+    if raw_sig(lines[anchor.lines - 1]) != anchor.last_sig:
         return [f"checkpoint line {anchor.lines}: not the line that was written"]
     return []
 

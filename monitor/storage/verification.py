@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import copy
 import hmac
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Protocol
 
 from sqlalchemy import exists
@@ -21,7 +20,7 @@ from sqlmodel import col, select
 
 from monitor.storage.audit import CHAINED, GENESIS, compute_mac
 from monitor.storage.chain import Progress as Progress
-from monitor.storage.checkpoints import read_checkpoints
+from monitor.storage.checkpoint_scan import Scan
 from monitor.storage.store import AuditRow, Store
 
 WINDOW = 32  # how far a renumbered or moved row is searched for
@@ -100,14 +99,18 @@ class Walk:
     """The state of one walk along the chain; `feed` it rows in stored-seq order."""
 
     key: bytes
-    wanted: set[int] = field(default_factory=set)  # checkpointed seqs whose mac to keep
     report: Report = field(default_factory=Report)
     expected_seq: int = 1
     expected_prev: str = GENESIS
     offset: int = 0  # stored seq minus original seq, once rows were renumbered
     head: int = 0  # the highest original seq whose mac verified
-    macs: dict[int, str] = field(default_factory=dict)  # wanted seq -> mac
     last_stored: tuple[int, str] | None = None  # (seq, mac) of the last row read
+    # checkpoint entries (ascending seq) compared with the rows as they pass (a merge)
+    checks: Iterator[dict[str, Any]] = field(default_factory=lambda: iter(()))
+    _check: dict[str, Any] | None = None
+
+    def compare_with(self, checks: Iterator[dict[str, Any]]) -> None:
+        self.checks, self._check = checks, next(checks, None)
 
     def feed(self, rows: Iterable[Row], stored: Stored) -> None:
         iterator = iter(rows)
@@ -154,10 +157,20 @@ class Walk:
                                            "intact row, but not linked to the row before it"))
         else:
             report.valid += 1
-        if original in self.wanted:
-            self.macs[original] = row.mac
+        self._compare(original, row.mac)
         self.head = max(self.head, original)
         self.expected_seq, self.expected_prev = original + 1, row.mac
+
+    def _compare(self, seq: int, mac: str) -> None:
+        """The checkpoint entries of this seq (earlier ones name rows that did not verify:
+        those are reported already) must hold this row's mac."""
+        while self._check is not None and int(self._check["seq"]) < seq:
+            self._check = next(self.checks, None)
+        while self._check is not None and int(self._check["seq"]) == seq:
+            if not hmac.compare_digest(mac, str(self._check["mac"])):
+                self.report.problems.append(Problem(seq, "modified",
+                                                    "row differs from the checkpointed head"))
+            self._check = next(self.checks, None)
 
     def _placed(self, row: Row, stored: Stored) -> int | None:
         """The original seq of an intact row: where the current renumbering puts it, or just
@@ -181,26 +194,18 @@ class Walk:
                 return candidate
         return None
 
-    def finish(self, path: Path | None, store: Store | None) -> Report:
-        """The report so far plus what the checkpoints say (recomputed on every call)."""
+    def finish(self, scan: Scan | None) -> Report:
+        """The report so far plus what the checkpoints say (the scan is read to its end)."""
         report = copy.deepcopy(self.report)
-        if path is None:
+        if scan is None:
             return report
-        checkpoints = read_checkpoints(self.key, path, store)
-        report.problems.extend(Problem(0, "checkpoint", p) for p in checkpoints.problems)
-        if not checkpoints.entries:
-            return report
-        last = max(checkpoints.entries, key=lambda e: int(e["seq"]))
+        scan.finish()
+        report.problems.extend(Problem(0, "checkpoint", p) for p in scan.problems)
+        last = scan.last
         # Only rows whose mac verified count: a forged high seq cannot hide a truncation.
-        if last["seq"] > self.head:
+        if last is not None and int(last["seq"]) > self.head:
             report.problems.append(Problem(
                 self.head + 1, "truncated", f"checkpoint at {last['at']} saw seq "
                 f"{last['seq']}, the verified log ends at {self.head}"))
-            report.total += last["seq"] - max(self.head, report.total)
-            return report
-        for entry in checkpoints.entries:
-            mac = self.macs.get(entry["seq"])
-            if mac is not None and not hmac.compare_digest(mac, entry["mac"]):
-                report.problems.append(Problem(entry["seq"], "modified",
-                                               "row differs from the checkpointed head"))
+            report.total += int(last["seq"]) - max(self.head, report.total)
         return report

@@ -16,7 +16,7 @@ import threading
 from pathlib import Path
 
 from monitor.storage import chain, segments
-from monitor.storage.checkpoints import read_checkpoints
+from monitor.storage.checkpoint_scan import TAIL_LIMIT, Scan
 from monitor.storage.store import Store
 from monitor.storage.verification import (
     InDatabase,
@@ -31,27 +31,18 @@ from monitor.storage.verification import (
 RESUME_TRIES = 64  # checkpoints tried (newest first) before walking from the start
 
 
-def _checkpointed(key: bytes, path: Path | None) -> set[int]:
-    if path is None:
-        return set()
-    return {int(e["seq"]) for e in read_checkpoints(key, path).entries}
-
-
-def resume_point(store: Store, key: bytes, path: Path | None, *, after: int) -> int | None:
-    """The newest checkpoint (seq > `after`) whose row is still stored with the checkpointed
-    mac, and that mac verifies: the chain up to it was attested by the monitor when it wrote
-    the line, so an incremental walk starts there. None: walk from `after`."""
-    if path is None:
-        return None
-    entries = sorted(read_checkpoints(key, path).entries, key=lambda e: -int(e["seq"]))
-    for entry in entries[:RESUME_TRIES]:
+def resume_point(store: Store, key: bytes, scan: Scan, *, after: int) -> tuple[int, str] | None:
+    """(seq, mac) of the newest checkpoint read by `scan` (seq > `after`) whose row is still
+    stored with the checkpointed mac, and that mac verifies: the chain up to it was attested
+    by the monitor when it wrote the line, so an incremental walk starts there."""
+    for entry in scan.newest_first()[:RESUME_TRIES]:
         seq = int(entry["seq"])
         if seq <= after:
             return None
         row = chain.row_at(store, seq)
         if row is not None and hmac.compare_digest(row.mac, str(entry["mac"])) \
                 and mac_matches(row, key, seq):
-            return seq
+            return seq, row.mac
     return None
 
 
@@ -79,11 +70,17 @@ class Verifier:
             problems = [Problem(0, "archive", p) for p in archive.problems]
             stored = InDatabase(self.store)
             walk = None if full else self._resumable()
+            scan: Scan | None = None
             if walk is None:
                 walk = Walk(self.key)
-                if not full:
-                    self._start(walk, archive)
-            walk.wanted |= _checkpointed(self.key, self.path)
+                if full:
+                    scan = Scan.full(self.key, self.path, self.store) if self.path else None
+                else:
+                    scan = self._start(walk, archive)
+            elif self.path is not None:
+                scan = Scan.tail(self.key, self.path, self.store, after=walk.head,
+                                 limit=TAIL_LIMIT)
+            walk.compare_with(scan.entries if scan else iter(()))
             if not full:
                 problems += self._gap(archive)
             if progress is not None:
@@ -97,7 +94,7 @@ class Verifier:
             walk.feed(chain.counted(chain.rows_after(self.store, after), progress), stored)
             self.rows_read = walk.report.total - before
             self._walk = walk
-            report = walk.finish(self.path, self.store)
+            report = walk.finish(scan)
             report.problems[:0] = problems
             return report
 
@@ -111,16 +108,22 @@ class Verifier:
             f"{low - archive.start_seq - 1} row(s) missing before seq {low}: neither in the "
             "table nor in an archived segment"))]
 
-    def _start(self, walk: Walk, archive: segments.Archive) -> None:
-        """Begin after the newest verified checkpoint, else after the archive anchor."""
+    def _start(self, walk: Walk, archive: segments.Archive) -> Scan | None:
+        """Begin after the newest verified checkpoint, else after the archive anchor (then
+        every checkpoint line is read, as the walk covers every row anyway)."""
         seq, mac = archive.start_seq, archive.start_mac
-        resumed = resume_point(self.store, self.key, self.path, after=seq)
-        if resumed is not None:
-            row = chain.row_at(self.store, resumed)
-            seq, mac = resumed, row.mac if row else mac
+        scan = None
+        if self.path is not None:
+            scan = Scan.tail(self.key, self.path, self.store, after=seq, limit=RESUME_TRIES)
+            resumed = resume_point(self.store, self.key, scan, after=seq)
+            if resumed is None:
+                scan = Scan.full(self.key, self.path, self.store)
+            else:
+                seq, mac = resumed
         walk.expected_seq, walk.expected_prev, walk.head = seq + 1, mac, seq
         walk.report.total = walk.report.valid = seq
         walk.last_stored = (seq, mac) if seq else None
+        return scan
 
     def _feed_segments(self, walk: Walk, archive: segments.Archive, stored: Stored,
                        progress: Progress | None) -> list[Problem]:

@@ -175,3 +175,18 @@ def test_it_refuses_to_archive_rows_that_do_not_verify(data, capsys):
     assert code == 1 and "do not verify" in out and "seq 3: modified" in out
     assert stored_seqs(store) == list(range(1, ROWS + 1))
     assert list((tmp_path / "audit-archive").iterdir()) == []
+
+
+def test_it_archives_and_verifies_on_each_backend(store, tmp_path):
+    key = b"k" * 32
+    with store.write() as session:
+        for day in range(12):
+            audit.append(session, key, now=START + day * DAY, action="test.step")
+    directory = tmp_path / "segments"
+    before = archive.parse_before("2025-06-20", now=START + 99 * DAY)
+    done = archive.archive(store, key, directory, before=before, now=START + 99 * DAY)
+    assert done is not None and (done.first, done.last, done.rows) == (1, 5, 5)
+    assert stored_seqs(store) == list(range(6, 14))
+    for full in (False, True):
+        report = audit.verify(store, key, None, full=full, archive_dir=directory)
+        assert report.ok and report.summary() == "13/13 records valid", (full, report.problems)

@@ -122,3 +122,24 @@ def test_it_holds_one_batch_of_rows_at_a_time_in_a_full_walk(log, monkeypatch):
     report = audit.verify(log.store, log.key, log.checkpoints, full=True)
     assert report.ok and peak["seen"] >= ROWS
     assert peak["rows"] <= batch + 2 < ROWS  # a batch, plus the walk's one-row look-ahead
+
+
+@pytest.mark.parametrize("damage", [
+    lambda lines: [],                                           # the file emptied
+    lambda lines: lines[:-1],                                   # the last line cut
+    lambda lines: lines[1:],                                    # an older line removed
+    lambda lines: lines[:-1] + [lines[-1].replace('"seq": 41', '"seq": 42')],  # forged
+])
+def test_it_finds_a_damaged_checkpoint_file_incrementally(log, capsys, damage):
+    log.append(1)
+    audit.write_checkpoint(log.store, log.key, log.checkpoints, now=NOW + 120)  # head 41
+    lines = log.checkpoints.read_text().splitlines()
+    log.checkpoints.write_text("".join(line + "\n" for line in damage(lines)))
+    code, out = run_cli(capsys)
+    assert code == 1 and "checkpoint" in out, out
+
+
+def test_it_finds_a_missing_checkpoint_file_incrementally(log, capsys):
+    log.checkpoints.unlink()
+    code, out = run_cli(capsys)
+    assert code == 1 and "audit.checkpoints is missing" in out
