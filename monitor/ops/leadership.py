@@ -98,9 +98,7 @@ class LeaderDuties:
             self.runtime.scheduler.hurry(version)
 
     async def on_lost(self, term: int) -> None:
-        log.warning("following from term %d on: probing, deciding, sending and running "
-                    "replicas stop", term)
-        self._spawn(self.runtime.desired.release())
+        log.warning("following from term %d on: probing, deciding and sending stop", term)
 
     def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(work)
@@ -108,11 +106,17 @@ class LeaderDuties:
         task.add_done_callback(self._tasks.discard)
 
     async def follow(self) -> None:
-        """A follower shows the leader's state (dashboard, gateway route) and runs no
-        replicas (not even those a crashed monitor on this data dir left)."""
+        """A follower shows the leader's state (dashboard, gateway route). Once another
+        monitor leads, it stops its replicas (and those a crashed monitor on this data dir
+        left): a leader that only missed a renewal keeps them serving meanwhile."""
         if not self.leading:
             await self.runtime.watchdog.reload(partial(shared_state, self.runtime))
-            await self.runtime.desired.release(leftovers=True)
+            if await asyncio.to_thread(self._another_leads):
+                await self.runtime.desired.release(leftovers=True)
+
+    def _another_leads(self) -> bool:
+        leadership = self.runtime.leadership
+        return (leadership.view() or {}).get("id") not in (None, leadership.holder)
 
     def fenced(self, write: Callable[[], None]) -> None:
         """Blocking: run `write` (a checkpoint) only while leading; with a lease, inside a

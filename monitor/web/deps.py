@@ -41,7 +41,8 @@ class Web:
 
     @property
     def versions(self) -> list[str]:
-        return list(self.runtime.settings.service_urls())
+        urls = getattr(self.runtime, "urls", None)  # the running monitor's, spec revisions too
+        return list(urls if urls is not None else self.runtime.settings.service_urls())
 
     def now(self) -> float:
         return self.runtime.clock()

@@ -13,6 +13,7 @@ from monitor.desired.service import NO_REPLICA, LiveUrls
 from monitor.failover.model import Failure
 from monitor.failover.probe import ProbeResult
 from monitor.runtime import create_runtime
+from monitor.web.app import create_app
 from tests import support
 
 OLGA = Actor("olga", "operator", "127.0.0.1", "pytest", "req-1")
@@ -124,6 +125,7 @@ async def test_it_adds_and_removes_versions_of_a_new_revision_keeping_earned_hea
     assert runtime.watchdog.state.health_of("v2") is v2_health
     assert [v["name"] for v in runtime.status()["versions"]] == ["v1", "v4", "v2"]
     assert reconciled(runtime) == [("ok", "the versions changed")]
+    assert create_app(runtime).state.web.versions == ["v1", "v4", "v2"]  # forms accept v4
 
 
 async def test_it_defers_a_revision_that_removes_the_active_version_until_a_failover(

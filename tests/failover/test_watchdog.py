@@ -3,13 +3,14 @@
 import json
 import sqlite3
 from contextlib import contextmanager
+from dataclasses import replace
 
 import httpx
 import pytest
 from sqlmodel import select
 
 from monitor.failover.canary import Canary, book_digest
-from monitor.failover.model import Policy
+from monitor.failover.model import Failure, Policy
 from monitor.failover.watchdog import Watchdog
 from monitor.notices import delivery
 from monitor.storage import audit
@@ -265,3 +266,28 @@ async def test_it_drops_plain_probe_rows_first_when_the_queue_is_full(store, ser
     assert actions.count("failover.automatic") == 1 and "version.state" in actions
     assert store.load_state()["active"] == "v2"
     assert audit.verify(store, KEY).ok
+
+
+async def test_it_fails_over_when_a_version_has_fewer_ready_replicas_than_min_ready(store,
+                                                                                    services):
+    """minReady is the watchdog's observation: v1 answers its probes well, but the gate
+    (the desired state's count of ready replicas) says it is short, so v1 goes DOWN."""
+    clock = FakeClock()
+    dog = make_watchdog(store, services, clock)
+    await probe_all(dog, clock, rounds=2)
+    short = {"v1"}
+
+    def gate(result):
+        if result.ok and result.version in short:
+            return replace(result, ok=False, failure=Failure.REPLICAS,
+                           detail="1 of 3 replicas ready (minReady 2)")
+        return result
+
+    dog.replica_gate = gate
+    await probe_all(dog, clock, rounds=3)
+    assert dog.state.active == "v2"
+    assert dog.last["v1"].failure == Failure.REPLICAS
+    failed = [r for r in rows(store, ProbeRow) if r.version == "v1" and not r.ok]
+    assert failed and all(r.failure == "replicas" for r in failed)
+    (switch,) = [r for r in rows(store, AuditRow) if r.action == "failover.automatic"]
+    assert "minReady 2" in switch.evidence
