@@ -17,15 +17,16 @@ a response has started, its body is streamed with ``attempt_timeout`` between ch
 attempt that could still be retried elsewhere (idempotent method, another backend left) gets
 its own, shorter timeout from the version's recent latency (:mod:`monitor.gateway.timing`), so
 a hung version costs a client about p99 x 4 instead of ``attempt_timeout``. Backend
-traffic goes through one pooled ``httpx.AsyncClient`` on the lean keep-alive transport of
-:mod:`monitor.gateway.transport`
-(created at lifespan startup, closed at shutdown) unless a client is
-passed in. Run the server with ``date_header=False``: the backend's Date header is passed on.
+traffic goes through the lean keep-alive pools of :mod:`monitor.gateway.transport` (created
+at lifespan startup, closed at shutdown), with no httpx model on the way (:mod:`.calls`);
+any other httpx transport may be passed in instead (tests pass ``httpx.MockTransport``).
+The backend's Date header is passed on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import random
@@ -37,6 +38,7 @@ import anyio
 import httpx
 
 from monitor.gateway import retry
+from monitor.gateway.calls import Call, Reply, Sender
 from monitor.gateway.headers import forward_headers, response_headers
 from monitor.gateway.retry import Failure
 from monitor.gateway.timing import AttemptTimeouts
@@ -53,7 +55,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
-Outcome = tuple[httpx.Response | None, bytes | None, Failure | None]
+Outcome = tuple[Reply | None, bytes | None, Failure | None]
 
 
 class Router(Protocol):
@@ -97,8 +99,8 @@ class Gateway:
         self.clock = clock
         self.timeouts = timeouts
         self.hedge = hedge
-        self._timeout = httpx.Timeout(attempt_timeout).as_dict()
-        self._bases: dict[str, str] = {}
+        self.sender = Sender(attempt_timeout, SMALL_BODY)
+        self.outstanding: collections.Counter[str] = collections.Counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -169,11 +171,10 @@ class Gateway:
 
         def attempt(at: int) -> tuple[str, Awaitable[Outcome]]:
             version, base_url = backends[at]
-            request = httpx.Request(method, self._url(base_url, target), headers=headers,
-                                    content=body, extensions={"timeout": self._timeout})
             limit = self.timeouts.timeout_for(version, self.clock()) \
                 if retryable and at < len(backends) - 1 else self.attempt_timeout
-            return version, self._attempt(request, deadline, limit)
+            return version, self._attempt(Call(method, base_url, target, headers, body),
+                                          deadline, limit)
 
         index = 0
         while index < len(backends):
@@ -259,23 +260,20 @@ class Gateway:
             if response is not None:
                 await _close(response)
 
-    async def _attempt(self, request: httpx.Request, deadline: float, limit: float
-                       ) -> tuple[httpx.Response | None, bytes | None, Failure | None]:
+    async def _attempt(self, call: Call | httpx.Request, deadline: float, limit: float
+                       ) -> Outcome:
         """Send one request within the deadline and ``limit`` seconds: (response, its body
         when small, failure).
         A small body is read here, so a backend dying mid-answer is still a retryable failure;
         a response with a retryable status comes back open next to its failure."""
         response = None
         assert self.transport is not None
+        base = call.base_url if isinstance(call, Call) else ""
+        self.outstanding[base] += 1
         try:
             async with asyncio.timeout(max(0.0, min(limit, deadline - self.clock()))):
-                response = await self.transport.handle_async_request(request)
-                failure = retry.failure_of_status(response.status_code)
-                body = None
-                length = response.headers.get("content-length", "")
-                if request.method == "HEAD" or (length.isdigit() and int(length) <= SMALL_BODY):
-                    body = b"".join([chunk async for chunk in response.aiter_raw()])
-                return response, body, failure
+                response = await self.sender.send(self.transport, call)
+            return response, response.content, retry.failure_of_status(response.status_code)
         except (httpx.HTTPError, TimeoutError) as exc:
             if response is not None:
                 await _close(response)
@@ -284,6 +282,8 @@ class Gateway:
             if response is not None:
                 await _close(response)
             raise
+        finally:
+            self.outstanding[base] -= 1
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
         declared = _header(scope, b"content-length")
@@ -304,13 +304,13 @@ class Gateway:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _relay(self, response: httpx.Response, body: bytes | None, version: str,
+    async def _relay(self, response: Reply, body: bytes | None, version: str,
                      send: Send) -> None:
         """Send the backend's response to the client; ``body`` when already read, else the
         body is streamed from the backend."""
         try:
             await send({"type": "http.response.start", "status": response.status_code,
-                        "headers": response_headers(response.headers.raw, version,
+                        "headers": response_headers(response.headers, version,
                                                     response.status_code)})
             if body is not None:
                 await send({"type": "http.response.body", "body": body})
@@ -326,15 +326,6 @@ class Gateway:
             await send({"type": "http.response.body", "body": b""})
         finally:
             await _close(response)
-
-    def _url(self, base_url: str, target: bytes) -> httpx.URL:
-        """``base_url`` (scheme, host, port and maybe a path prefix) + the request target."""
-        base = self._bases.get(base_url)
-        if base is None:  # validated once; then one parse per request
-            url = httpx.URL(base_url)
-            base = self._bases[base_url] = str(url.copy_with(query=None, fragment=None,
-                                                             raw_path=url.raw_path.rstrip(b"/")))
-        return httpx.URL(base + target.decode("latin-1"))
 
     async def _fail(self, send: Send, backends: list[tuple[str, str]],
                     failures: list[tuple[str, Failure]],
@@ -377,7 +368,7 @@ class Gateway:
                 log.exception("gateway metrics hook failed")
 
 
-async def _close(response: httpx.Response) -> None:
+async def _close(response: Reply) -> None:
     with anyio.CancelScope(shield=True):  # also when the client request was cancelled
         await response.aclose()
 

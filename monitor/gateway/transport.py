@@ -1,16 +1,19 @@
-"""A lean HTTP/1.1 keep-alive transport for httpx, for the gateway's backend traffic.
+"""The gateway's backend client: HTTP/1.1 keep-alive pools on asyncio streams, no httpx models.
 
 httpx's default transport (httpcore over anyio) costs about a millisecond of CPU per request,
-several times what a book service spends answering it, which would make the gateway the
-bottleneck. This transport speaks plain HTTP/1.1 on asyncio streams and keeps a small pool of
-connections per origin; it plugs into ``httpx.AsyncClient(transport=...)``, so the gateway and
-its tests keep using the httpx API (tests swap in ``httpx.MockTransport``).
+and even over a lean transport httpx's URL, Headers, Request and Response models cost the
+gateway about as much as the backend spends answering. The gateway therefore calls
+:meth:`UpstreamTransport.send` with a request already serialized to bytes
+(:func:`monitor.gateway.wire.serialize`) and gets an :class:`Answer`: status, raw headers,
+and the body, read at once when it is small (the connection goes back to its pool before the
+answer is returned) or streamed. Each origin has its own pool of at most ``max_connections``.
 
-It raises the same httpx exceptions as the default transport, which is what the retry rules
-read: ConnectError / ConnectTimeout / PoolTimeout before a request leaves, then WriteError,
-ReadTimeout, ReadError or RemoteProtocolError. A request that finds its reused keep-alive
-connection closed by the backend (no byte of answer) is sent again once on a new connection
-when its method is idempotent, as Go's and urllib3's clients do; it never reached the backend.
+The same pools also serve httpx (``handle_async_request``), for tests and tools that speak
+httpx. Failures are the httpx exceptions the retry rules read: ConnectError / ConnectTimeout /
+PoolTimeout before a request leaves, then WriteError, ReadTimeout, ReadError or
+RemoteProtocolError. A request that finds its reused keep-alive connection closed by the
+backend (no byte of answer) is sent again once on a new connection when its method is
+idempotent, as Go's and urllib3's clients do; it never reached the backend.
 """
 
 from __future__ import annotations
@@ -18,15 +21,17 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Mapping
 from typing import TypeVar
 
-import httptools
 import httpx
 
-T = TypeVar("T")
+from monitor.gateway.wire import Framing, Origin, chunk_size, framing, parse_head, says_close
 
-IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
+T = TypeVar("T")
+Timeouts = Mapping[str, float | None]
+
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 MAX_HEAD = 64 * 1024  # response status line and headers
 READ_CHUNK = 64 * 1024
 
@@ -36,6 +41,8 @@ class _Stale(Exception):
 
 
 class _Conn:
+    __slots__ = ("reader", "writer", "idle_since", "reused")
+
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader
         self.writer = writer
@@ -58,23 +65,60 @@ class _Pool:
         self.idle: list[_Conn] = []
 
 
+async def _within(awaitable: Awaitable[T], seconds: float | None) -> T:
+    """``awaitable`` bounded by ``seconds`` (no timer at all when None)."""
+    if seconds is None:
+        return await awaitable
+    async with asyncio.timeout(seconds):
+        return await awaitable
+
+
+class Answer:
+    """A backend's response. ``content`` holds the whole body when it was read at once (the
+    connection is already back in its pool); otherwise the body is streamed by
+    :meth:`aiter_raw`, and :meth:`aclose` gives the connection back (or closes it when the
+    body was not read to its end)."""
+
+    __slots__ = ("status_code", "headers", "http_version", "content", "_body")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], version: bytes,
+                 content: bytes | None, body: _Body | None = None) -> None:
+        self.status_code = status
+        self.headers = headers
+        self.http_version = version
+        self.content = content
+        self._body = body
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        if self._body is None:
+            if self.content:
+                yield self.content
+            return
+        async for chunk in self._body.chunks():
+            yield chunk
+
+    async def aclose(self) -> None:
+        if self._body is not None:
+            await self._body.aclose()
+
+
 class UpstreamTransport(httpx.AsyncBaseTransport):
     def __init__(self, *, max_connections: int = 128, keepalive_expiry: float = 4.0) -> None:
         self.max_connections = max_connections  # per origin
         self.keepalive_expiry = keepalive_expiry
-        self._pools: dict[tuple[bytes, bytes, int], _Pool] = {}
+        self._pools: dict[tuple[str, str, int], _Pool] = {}
         self._ssl: ssl.SSLContext | None = None
         self._closed = False
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        if url.scheme not in ("http", "https"):
-            raise httpx.UnsupportedProtocol(f"unsupported scheme {url.scheme!r}")
-        key = (url.raw_scheme, url.raw_host, url.port or (443 if url.scheme == "https" else 80))
-        pool = self._pools.get(key)
+    async def send(self, origin: Origin, method: str, data: bytes, timeout: Timeouts, *,
+                   small: int = 0, close: bool = False) -> Answer:
+        """Send ``data`` (one serialized request) to ``origin``; the answer once its head has
+        arrived, with its body read too when it is at most ``small`` bytes. ``timeout``:
+        seconds for "pool", "connect", "write", "read" (the head and a small body; None for
+        no timer of its own) and "body" (between chunks of a streamed body)."""
+        pool = self._pools.get(origin.key)
         if pool is None:
-            pool = self._pools[key] = _Pool(self.max_connections)
-        timeout = request.extensions.get("timeout", {})
+            pool = self._pools[origin.key] = _Pool(self.max_connections)
         try:
             if pool.slots.locked():  # a timer only when there is something to wait for
                 async with asyncio.timeout(timeout.get("pool")):
@@ -85,23 +129,37 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             raise httpx.PoolTimeout("no free connection to the backend") from None
         conn = None
         try:
-            data = _serialize(request, await request.aread())
-            conn = self._idle(pool) or await self._connect(key, timeout.get("connect"))
+            conn = self._idle(pool) or await self._connect(origin, timeout.get("connect"))
             try:
                 head = await _exchange(conn, data, timeout)
             except _Stale:
                 conn.close()
-                if request.method.encode() not in IDEMPOTENT:
+                if method not in IDEMPOTENT:
                     raise httpx.RemoteProtocolError(
                         "Server disconnected without sending a response.") from None
-                conn = await self._connect(key, timeout.get("connect"))
+                conn = await self._connect(origin, timeout.get("connect"))
                 head = await _exchange(conn, data, timeout)
-            return self._response(request, pool, conn, head, timeout.get("read"))
+            return await self._answer(pool, conn, method, head, timeout, small, close)
         except BaseException:
             if conn is not None:
                 conn.close()
             pool.slots.release()
             raise
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """The same pools for httpx callers."""
+        url = request.url
+        if url.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"unsupported scheme {url.scheme!r}")
+        port = url.port or (443 if url.scheme == "https" else 80)
+        origin = Origin(url.scheme, url.host, port, url.netloc, b"")
+        answer = await self.send(origin, request.method,
+                                 _serialize(request, await request.aread()),
+                                 request.extensions.get("timeout", {}),
+                                 close=says_close(request.headers.raw))
+        return httpx.Response(answer.status_code, headers=answer.headers,
+                              stream=_HttpxStream(answer),
+                              extensions={"http_version": answer.http_version})
 
     @property
     def closed(self) -> bool:
@@ -124,58 +182,72 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             conn.close()
         return None
 
-    async def _connect(self, key: tuple[bytes, bytes, int], timeout: float | None) -> _Conn:
-        scheme, host, port = key
+    async def _connect(self, origin: Origin, timeout: float | None) -> _Conn:
         tls = None
-        if scheme == b"https":
+        if origin.scheme == "https":
             tls = self._ssl = self._ssl or ssl.create_default_context()
+        where = f"{origin.host}:{origin.port}"
         try:
             async with asyncio.timeout(timeout):
                 reader, writer = await asyncio.open_connection(
-                    host.decode("ascii"), port, ssl=tls, limit=MAX_HEAD,
-                    server_hostname=host.decode("ascii") if tls else None)
+                    origin.host, origin.port, ssl=tls, limit=MAX_HEAD,
+                    server_hostname=origin.host if tls else None)
         except TimeoutError:
-            raise httpx.ConnectTimeout(f"connect to {host.decode()}:{port} timed out") from None
+            raise httpx.ConnectTimeout(f"connect to {where} timed out") from None
         except OSError as exc:
-            raise httpx.ConnectError(f"connect to {host.decode()}:{port}: {exc}") from exc
+            raise httpx.ConnectError(f"connect to {where}: {exc}") from exc
         return _Conn(reader, writer)
 
-    def _response(self, request: httpx.Request, pool: _Pool, conn: _Conn,
-                  head: tuple[int, list[tuple[bytes, bytes]], bytes], read_timeout: float | None
-                  ) -> httpx.Response:
+    async def _answer(self, pool: _Pool, conn: _Conn, method: str,
+                      head: tuple[int, list[tuple[bytes, bytes]], bytes], timeout: Timeouts,
+                      small: int, close: bool) -> Answer:
         status, headers, version = head
-        framing, length = _framing(request.method, status, headers)
-        keep = version == b"HTTP/1.1" and framing != "close" and not _says_close(headers) \
-            and not _says_close(request.headers.raw)
-        stream = _Body(self, pool, conn, framing, length, keep, read_timeout)
-        return httpx.Response(status, headers=headers, stream=stream,
-                              extensions={"http_version": version})
+        kind, length = framing(method, status, headers)
+        keep = version == b"HTTP/1.1" and kind is not Framing.CLOSE and not close \
+            and not says_close(headers)
+        if kind is Framing.NONE:
+            self._release(pool, conn, keep)
+            return Answer(status, headers, version, b"")
+        if kind is Framing.LENGTH and length <= small:
+            try:
+                content = await _within(conn.reader.readexactly(length), timeout.get("read"))
+            except asyncio.IncompleteReadError:
+                raise httpx.RemoteProtocolError("backend closed the connection before the "
+                                                "body was complete") from None
+            except OSError as exc:
+                raise httpx.ReadError(f"reading the response body: {exc!r}") from exc
+            except TimeoutError:
+                raise httpx.ReadTimeout("backend too slow sending the body") from None
+            self._release(pool, conn, keep)
+            return Answer(status, headers, version, content)
+        body_timeout = timeout.get("body", timeout.get("read"))
+        return Answer(status, headers, version, None,
+                      _Body(self, pool, conn, kind, length, keep, body_timeout))
 
     def _release(self, pool: _Pool, conn: _Conn, reusable: bool) -> None:
         if reusable and not self._closed and not conn.writer.is_closing():
             conn.idle_since = time.monotonic()
+            conn.reused = False
             pool.idle.append(conn)
         else:
             conn.close()
         pool.slots.release()
 
 
-class _Body(httpx.AsyncByteStream):
+class _Body:
     """A response body read from the connection; gives the connection back when done."""
 
-    def __init__(self, transport: UpstreamTransport, pool: _Pool, conn: _Conn, framing: str,
+    def __init__(self, transport: UpstreamTransport, pool: _Pool, conn: _Conn, kind: Framing,
                  length: int, keep: bool, timeout: float | None) -> None:
         self.transport, self.pool, self.conn = transport, pool, conn
-        self.framing, self.length, self.keep, self.timeout = framing, length, keep, timeout
-        self.complete = framing == "none"
+        self.kind, self.length, self.keep, self.timeout = kind, length, keep, timeout
+        self.complete = False
         self.released = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        if self.complete:
-            return
+    async def chunks(self) -> AsyncIterator[bytes]:
         reader = self.conn.reader
         try:
-            if self.framing == "length":
+            if self.kind is Framing.LENGTH:
                 remaining = self.length
                 while remaining:
                     chunk = await self._read(reader.read(min(remaining, READ_CHUNK)))
@@ -184,8 +256,8 @@ class _Body(httpx.AsyncByteStream):
                                                         "before the body was complete")
                     remaining -= len(chunk)
                     yield chunk
-            elif self.framing == "chunked":
-                async for chunk in self._chunks(reader):
+            elif self.kind is Framing.CHUNKED:
+                async for chunk in self._chunked(reader):
                     yield chunk
             else:
                 while chunk := await self._read(reader.read(READ_CHUNK)):
@@ -198,13 +270,9 @@ class _Body(httpx.AsyncByteStream):
             if self.complete:
                 await self.aclose()
 
-    async def _chunks(self, reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
+    async def _chunked(self, reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
         while True:
-            line = await self._read(reader.readuntil(b"\r\n"))
-            digits = line.split(b";", 1)[0].strip()
-            if not 0 < len(digits) <= 16 or digits.strip(_HEX):
-                raise ValueError(f"bad chunk size {digits[:20]!r}")
-            size = int(digits, 16)
+            size = chunk_size(await self._read(reader.readuntil(b"\r\n")))
             if size == 0:
                 while await self._read(reader.readuntil(b"\r\n")) != b"\r\n":
                     pass  # trailer fields, dropped
@@ -218,8 +286,7 @@ class _Body(httpx.AsyncByteStream):
 
     async def _read(self, awaitable: Awaitable[T]) -> T:
         try:
-            async with asyncio.timeout(self.timeout):
-                return await awaitable
+            return await _within(awaitable, self.timeout)
         except TimeoutError:
             raise httpx.ReadTimeout("backend too slow sending the body") from None
 
@@ -227,6 +294,20 @@ class _Body(httpx.AsyncByteStream):
         if not self.released:
             self.released = True
             self.transport._release(self.pool, self.conn, self.complete and self.keep)
+
+
+class _HttpxStream(httpx.AsyncByteStream):
+    """An :class:`Answer`'s body as httpx reads a response stream."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.answer.aiter_raw():
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self.answer.aclose()
 
 
 def _serialize(request: httpx.Request, body: bytes) -> bytes:
@@ -241,7 +322,7 @@ def _serialize(request: httpx.Request, body: bytes) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-async def _exchange(conn: _Conn, data: bytes, timeout: dict[str, float | None]
+async def _exchange(conn: _Conn, data: bytes, timeout: Timeouts
                     ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
     """Send one request and read the head of its final response (1xx are skipped)."""
     try:
@@ -258,8 +339,7 @@ async def _exchange(conn: _Conn, data: bytes, timeout: dict[str, float | None]
     first = True
     while True:
         try:
-            async with asyncio.timeout(timeout.get("read")):
-                raw = await conn.reader.readuntil(b"\r\n\r\n")
+            raw = await _within(conn.reader.readuntil(b"\r\n\r\n"), timeout.get("read"))
         except TimeoutError:
             raise httpx.ReadTimeout("backend too slow to answer") from None
         except asyncio.IncompleteReadError as exc:
@@ -275,63 +355,8 @@ async def _exchange(conn: _Conn, data: bytes, timeout: dict[str, float | None]
                 raise _Stale from exc
             raise httpx.ReadError(f"reading the response: {exc!r}") from exc
         first = False
-        status, headers, version = _parse_head(raw)
+        status, headers, version = parse_head(raw)
         if not 100 <= status < 200:
             return status, headers, version
         if status == 101:
             raise httpx.RemoteProtocolError("protocol upgrades are not supported")
-
-
-_HEX = b"0123456789abcdefABCDEF"
-
-
-class _Head:
-    """httptools callbacks collecting a response head."""
-
-    def __init__(self) -> None:
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.complete = False
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.complete = True
-
-
-def _parse_head(raw: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """Status, headers and version of a response head, parsed by llhttp (strict about
-    tokens, control characters and line endings)."""
-    head = _Head()
-    parser = httptools.HttpResponseParser(head)
-    try:
-        parser.feed_data(raw)
-    except httptools.HttpParserUpgrade:
-        pass  # a 101: refused by the caller
-    except httptools.HttpParserError as exc:
-        raise httpx.RemoteProtocolError(f"malformed response head: {exc}") from None
-    if not head.complete:
-        raise httpx.RemoteProtocolError("malformed response head")
-    version = b"HTTP/" + parser.get_http_version().encode("ascii")
-    return parser.get_status_code(), head.headers, version
-
-
-def _framing(method: str, status: int, headers: list[tuple[bytes, bytes]]) -> tuple[str, int]:
-    """How the body is delimited (RFC 9112 section 6.3): none, length, chunked or close."""
-    if method == "HEAD" or status in (204, 304):
-        return "none", 0
-    codings = [v for n, v in headers if n.lower() == b"transfer-encoding"]
-    if codings:
-        last = b",".join(codings).split(b",")[-1].strip().lower()
-        return ("chunked", 0) if last == b"chunked" else ("close", 0)
-    lengths = {v.strip() for n, v in headers if n.lower() == b"content-length"}
-    if not lengths:
-        return "close", 0
-    if len(lengths) > 1 or not next(iter(lengths)).isdigit():
-        raise httpx.RemoteProtocolError("invalid Content-Length")
-    length = int(next(iter(lengths)))
-    return ("length", length) if length else ("none", 0)
-
-
-def _says_close(headers: list[tuple[bytes, bytes]]) -> bool:
-    return any(n.lower() == b"connection" and b"close" in v.lower() for n, v in headers)
