@@ -97,6 +97,11 @@ class Answer:
         async for chunk in self._body.chunks():
             yield chunk
 
+    @property
+    def settled(self) -> bool:
+        """True when nothing is left to read or give back."""
+        return self._body is None or self._body.released
+
     async def aclose(self) -> None:
         if self._body is not None:
             await self._body.aclose()
