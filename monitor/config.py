@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from monitor.failover.canary import Canary
 from monitor.failover.model import Policy
+from monitor.gateway.balance import Balance
 from monitor.setting_values import is_loopback, items, parse_ports, parse_services
 
 VERSIONS = ("v1", "v2", "v3")
@@ -93,6 +94,7 @@ class Settings(BaseSettings):
     gateway_keepalive: float = Field(5.0, gt=0, le=3600)
     gateway_attempt_max: float = Field(2.0, gt=0, le=60)
     gateway_hedge: bool = True
+    gateway_balance: Balance = Balance.ROUND_ROBIN
 
     secret_key: SecretStr | None = None
     chaos_token: SecretStr | None = None

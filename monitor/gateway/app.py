@@ -38,6 +38,7 @@ import anyio
 import httpx
 
 from monitor.gateway import retry
+from monitor.gateway.balance import Balance, order
 from monitor.gateway.calls import Call, Reply, Sender
 from monitor.gateway.headers import forward_headers, response_headers
 from monitor.gateway.retry import Failure
@@ -87,7 +88,8 @@ class Gateway:
                  deadline: float,
                  attempt_timeout: float, max_body: int, metrics: Metrics | None,
                  rng: Callable[[], float], clock: Callable[[], float],
-                 timeouts: AttemptTimeouts, hedge: bool) -> None:
+                 timeouts: AttemptTimeouts, hedge: bool,
+                 balance: Balance = Balance.ROUND_ROBIN) -> None:
         self.router = router
         self.transport = transport
         self._owns_transport = transport is None
@@ -99,6 +101,7 @@ class Gateway:
         self.clock = clock
         self.timeouts = timeouts
         self.hedge = hedge
+        self.balance = balance
         self.sender = Sender(attempt_timeout, SMALL_BODY)
         self.outstanding: collections.Counter[str] = collections.Counter()
 
@@ -159,7 +162,8 @@ class Gateway:
             return
 
         try:
-            backends = retry.plan(self.router.route_candidates())
+            backends = order(retry.plan(self.router.route_candidates()),
+                             self.balance, self.outstanding)
         except Exception:  # a broken router must not turn into a bare 500
             log.exception("route_candidates failed")
             backends = []
@@ -432,10 +436,12 @@ def create_gateway(router: Router, *, transport: httpx.AsyncBaseTransport | None
                    max_body: int = 1_000_000, metrics: Metrics | None = None,
                    rng: Callable[[], float] = random.random,
                    clock: Callable[[], float] = time.monotonic,
-                   attempt_floor: float = 0.1, hedge: bool = False) -> Gateway:
+                   attempt_floor: float = 0.1, hedge: bool = False,
+                   balance: Balance = Balance.ROUND_ROBIN) -> Gateway:
     """Build the gateway ASGI app. Without ``transport`` it creates its pooled transport at
     lifespan startup (or on first request when run without lifespan), closed at shutdown."""
     return Gateway(router, transport=transport, deadline=deadline, attempt_timeout=attempt_timeout,
                    max_body=max_body, metrics=metrics, rng=rng, clock=clock,
                    timeouts=AttemptTimeouts(floor=min(attempt_floor, attempt_timeout),
-                                            ceiling=attempt_timeout), hedge=hedge)
+                                            ceiling=attempt_timeout), hedge=hedge,
+                   balance=balance)
