@@ -1,4 +1,4 @@
-"""The gateway's backend client: HTTP/1.1 keep-alive pools on asyncio streams, no httpx models.
+"""The gateway's backend client: HTTP/1.1 keep-alive pools of asyncio Protocols, no httpx models.
 
 httpx's default transport (httpcore over anyio) costs about a millisecond of CPU per request,
 and even over a lean transport httpx's URL, Headers, Request and Response models cost the
@@ -21,40 +21,16 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Mapping
-from typing import TypeVar
+from collections.abc import AsyncIterator, Mapping
 
 import httpx
 
-from monitor.gateway.wire import Framing, Origin, chunk_size, framing, parse_head, says_close
+from monitor.gateway.connection import Connection, Lost
+from monitor.gateway.wire import Framing, Origin, says_close
 
-T = TypeVar("T")
 Timeouts = Mapping[str, float | None]
 
 IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-MAX_HEAD = 64 * 1024  # response status line and headers
-READ_CHUNK = 64 * 1024
-
-
-class _Stale(Exception):
-    """A reused connection closed before any byte of the answer arrived."""
-
-
-class _Conn:
-    __slots__ = ("reader", "writer", "idle_since", "reused")
-
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.idle_since = 0.0
-        self.reused = False
-
-    def usable(self, now: float, expiry: float) -> bool:
-        return (now - self.idle_since < expiry and not self.writer.is_closing()
-                and not self.reader.at_eof())
-
-    def close(self) -> None:
-        self.writer.close()
 
 
 class _Pool:
@@ -62,15 +38,7 @@ class _Pool:
 
     def __init__(self, limit: int) -> None:
         self.slots = asyncio.Semaphore(limit)
-        self.idle: list[_Conn] = []
-
-
-async def _within(awaitable: Awaitable[T], seconds: float | None) -> T:
-    """``awaitable`` bounded by ``seconds`` (no timer at all when None)."""
-    if seconds is None:
-        return await awaitable
-    async with asyncio.timeout(seconds):
-        return await awaitable
+        self.idle: list[Connection] = []
 
 
 class Answer:
@@ -136,15 +104,16 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         try:
             conn = self._idle(pool) or await self._connect(origin, timeout.get("connect"))
             try:
-                head = await _exchange(conn, data, timeout)
-            except _Stale:
-                conn.close()
+                await _exchange(conn, method, data, timeout)
+            except Lost as lost:
+                if not (lost.empty and conn.reused):
+                    raise
+                conn.close()  # closed by the backend while idle: the request never arrived
                 if method not in IDEMPOTENT:
-                    raise httpx.RemoteProtocolError(
-                        "Server disconnected without sending a response.") from None
+                    raise
                 conn = await self._connect(origin, timeout.get("connect"))
-                head = await _exchange(conn, data, timeout)
-            return await self._answer(pool, conn, method, head, timeout, small, close)
+                await _exchange(conn, method, data, timeout)
+            return await self._answer(pool, conn, timeout, small, close)
         except BaseException:
             if conn is not None:
                 conn.close()
@@ -177,7 +146,7 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
                 conn.close()
             pool.idle.clear()
 
-    def _idle(self, pool: _Pool) -> _Conn | None:
+    def _idle(self, pool: _Pool) -> Connection | None:
         now = time.monotonic()
         while pool.idle:
             conn = pool.idle.pop()
@@ -187,52 +156,45 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             conn.close()
         return None
 
-    async def _connect(self, origin: Origin, timeout: float | None) -> _Conn:
+    async def _connect(self, origin: Origin, timeout: float | None) -> Connection:
         tls = None
         if origin.scheme == "https":
             tls = self._ssl = self._ssl or ssl.create_default_context()
         where = f"{origin.host}:{origin.port}"
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(
-                    origin.host, origin.port, ssl=tls, limit=MAX_HEAD,
+                _, conn = await loop.create_connection(
+                    Connection, origin.host, origin.port, ssl=tls,
                     server_hostname=origin.host if tls else None)
         except TimeoutError:
             raise httpx.ConnectTimeout(f"connect to {where} timed out") from None
         except OSError as exc:
             raise httpx.ConnectError(f"connect to {where}: {exc}") from exc
-        return _Conn(reader, writer)
+        return conn
 
-    async def _answer(self, pool: _Pool, conn: _Conn, method: str,
-                      head: tuple[int, list[tuple[bytes, bytes]], bytes], timeout: Timeouts,
-                      small: int, close: bool) -> Answer:
-        status, headers, version = head
-        kind, length = framing(method, status, headers)
-        keep = version == b"HTTP/1.1" and kind is not Framing.CLOSE and not close \
-            and not says_close(headers)
-        if kind is Framing.NONE:
-            self._release(pool, conn, keep)
-            return Answer(status, headers, version, b"")
-        if kind is Framing.LENGTH and length <= small:
+    async def _answer(self, pool: _Pool, conn: Connection, timeout: Timeouts, small: int,
+                      close: bool) -> Answer:
+        keep = conn.version == b"HTTP/1.1" and conn.framing is not Framing.CLOSE \
+            and not close and not says_close(conn.headers)
+        head = conn.status, conn.headers, conn.version
+        whole = conn.framing is Framing.NONE or \
+            (conn.framing is Framing.LENGTH and conn.length <= small)
+        if whole and not conn.done:
             try:
-                content = await _within(conn.reader.readexactly(length), timeout.get("read"))
-            except asyncio.IncompleteReadError:
-                raise httpx.RemoteProtocolError("backend closed the connection before the "
-                                                "body was complete") from None
-            except OSError as exc:
-                raise httpx.ReadError(f"reading the response body: {exc!r}") from exc
+                await conn.wait(lambda: conn.done, timeout.get("read"))
             except TimeoutError:
                 raise httpx.ReadTimeout("backend too slow sending the body") from None
+        if whole:
+            content = conn.take_body()
             self._release(pool, conn, keep)
-            return Answer(status, headers, version, content)
+            return Answer(*head, content)
         body_timeout = timeout.get("body", timeout.get("read"))
-        return Answer(status, headers, version, None,
-                      _Body(self, pool, conn, kind, length, keep, body_timeout))
+        return Answer(*head, None, _Body(self, pool, conn, keep, body_timeout))
 
-    def _release(self, pool: _Pool, conn: _Conn, reusable: bool) -> None:
-        if reusable and not self._closed and not conn.writer.is_closing():
+    def _release(self, pool: _Pool, conn: Connection, reusable: bool) -> None:
+        if reusable and not self._closed and conn.alive():
             conn.idle_since = time.monotonic()
-            conn.reused = False
             pool.idle.append(conn)
         else:
             conn.close()
@@ -242,58 +204,30 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
 class _Body:
     """A response body read from the connection; gives the connection back when done."""
 
-    def __init__(self, transport: UpstreamTransport, pool: _Pool, conn: _Conn, kind: Framing,
-                 length: int, keep: bool, timeout: float | None) -> None:
+    def __init__(self, transport: UpstreamTransport, pool: _Pool, conn: Connection,
+                 keep: bool, timeout: float | None) -> None:
         self.transport, self.pool, self.conn = transport, pool, conn
-        self.kind, self.length, self.keep, self.timeout = kind, length, keep, timeout
+        self.keep, self.timeout = keep, timeout
         self.complete = False
         self.released = False
 
     async def chunks(self) -> AsyncIterator[bytes]:
-        reader = self.conn.reader
+        conn = self.conn
         try:
-            if self.kind is Framing.LENGTH:
-                remaining = self.length
-                while remaining:
-                    chunk = await self._read(reader.read(min(remaining, READ_CHUNK)))
-                    if not chunk:
-                        raise httpx.RemoteProtocolError("backend closed the connection "
-                                                        "before the body was complete")
-                    remaining -= len(chunk)
-                    yield chunk
-            elif self.kind is Framing.CHUNKED:
-                async for chunk in self._chunked(reader):
-                    yield chunk
-            else:
-                while chunk := await self._read(reader.read(READ_CHUNK)):
-                    yield chunk
-            self.complete = True
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                ValueError) as exc:
-            raise httpx.ReadError(f"reading the response body: {exc!r}") from exc
+            while True:
+                if conn.chunks:
+                    yield conn.take_body()
+                elif conn.done:
+                    self.complete = True
+                    return
+                else:
+                    try:
+                        await conn.wait(lambda: bool(conn.chunks) or conn.done, self.timeout)
+                    except TimeoutError:
+                        raise httpx.ReadTimeout("backend too slow sending the body") from None
         finally:
             if self.complete:
                 await self.aclose()
-
-    async def _chunked(self, reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
-        while True:
-            size = chunk_size(await self._read(reader.readuntil(b"\r\n")))
-            if size == 0:
-                while await self._read(reader.readuntil(b"\r\n")) != b"\r\n":
-                    pass  # trailer fields, dropped
-                return
-            while size:
-                chunk = await self._read(reader.readexactly(min(size, READ_CHUNK)))
-                size -= len(chunk)
-                yield chunk
-            if await self._read(reader.readexactly(2)) != b"\r\n":
-                raise httpx.RemoteProtocolError("malformed chunked body")
-
-    async def _read(self, awaitable: Awaitable[T]) -> T:
-        try:
-            return await _within(awaitable, self.timeout)
-        except TimeoutError:
-            raise httpx.ReadTimeout("backend too slow sending the body") from None
 
     async def aclose(self) -> None:
         if not self.released:
@@ -327,41 +261,16 @@ def _serialize(request: httpx.Request, body: bytes) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-async def _exchange(conn: _Conn, data: bytes, timeout: Timeouts
-                    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """Send one request and read the head of its final response (1xx are skipped)."""
+async def _exchange(conn: Connection, method: str, data: bytes, timeout: Timeouts) -> None:
+    """Send one request and wait for the head of its final answer (1xx are skipped)."""
+    conn.begin(method)
+    conn.send(data)
     try:
-        conn.writer.write(data)
-        if conn.writer.transport.get_write_buffer_size():  # else the kernel took it all
-            async with asyncio.timeout(timeout.get("write")):
-                await conn.writer.drain()
+        if conn.write_paused:
+            try:
+                await conn.wait(lambda: not conn.write_paused, timeout.get("write"))
+            except TimeoutError:
+                raise httpx.WriteTimeout("backend too slow taking the request") from None
+        await conn.wait(lambda: conn.head_done, timeout.get("read"))
     except TimeoutError:
-        raise httpx.WriteTimeout("backend too slow taking the request") from None
-    except OSError as exc:
-        if conn.reused:
-            raise _Stale from exc
-        raise httpx.WriteError(f"sending the request: {exc!r}") from exc
-    first = True
-    while True:
-        try:
-            raw = await _within(conn.reader.readuntil(b"\r\n\r\n"), timeout.get("read"))
-        except TimeoutError:
-            raise httpx.ReadTimeout("backend too slow to answer") from None
-        except asyncio.IncompleteReadError as exc:
-            if first and not exc.partial and conn.reused:
-                raise _Stale from exc
-            raise httpx.RemoteProtocolError(
-                "Server disconnected without sending a response." if not exc.partial
-                else "backend closed the connection inside the response head") from exc
-        except asyncio.LimitOverrunError as exc:
-            raise httpx.RemoteProtocolError("response head too large") from exc
-        except OSError as exc:
-            if first and conn.reused:
-                raise _Stale from exc
-            raise httpx.ReadError(f"reading the response: {exc!r}") from exc
-        first = False
-        status, headers, version = parse_head(raw)
-        if not 100 <= status < 200:
-            return status, headers, version
-        if status == 101:
-            raise httpx.RemoteProtocolError("protocol upgrades are not supported")
+        raise httpx.ReadTimeout("backend too slow to answer") from None
