@@ -2,11 +2,12 @@
 
 The gateway's backend client (:mod:`monitor.gateway.transport`) speaks HTTP/1.1 itself, so
 a request costs a few byte joins instead of httpx's URL, Headers, Request and Response
-models. Here: where a base URL points (:class:`Origin`), a request serialized to bytes,
-a response head parsed by httptools (llhttp), and how its body is framed (RFC 9112 §6.3).
+models. Here: where a base URL points (:class:`Origin`), a request serialized to bytes, and
+how a response body is framed (RFC 9112 §6.3); responses are parsed by httptools (llhttp) in
+:mod:`monitor.gateway.connection`.
 
-Errors are the httpx exceptions the retry rules read (RemoteProtocolError for a malformed
-head), so a lean request and one sent through httpx fail alike.
+Errors are the httpx exceptions the retry rules read (RemoteProtocolError for an invalid
+Content-Length), so a lean request and one sent through httpx fail alike.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlsplit
 
-import httptools
 import httpx
 
 
@@ -68,37 +68,6 @@ def serialize(method: str, target: bytes, authority: bytes,
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-class _Head:
-    """httptools callbacks collecting a response head."""
-
-    def __init__(self) -> None:
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.complete = False
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.complete = True
-
-
-def parse_head(raw: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """Status, headers and version of a response head, parsed by llhttp (strict about tokens,
-    control characters and line endings)."""
-    head = _Head()
-    parser = httptools.HttpResponseParser(head)
-    try:
-        parser.feed_data(raw)
-    except httptools.HttpParserUpgrade:
-        pass  # a 101: refused by the caller
-    except httptools.HttpParserError as exc:
-        raise httpx.RemoteProtocolError(f"malformed response head: {exc}") from None
-    if not head.complete:
-        raise httpx.RemoteProtocolError("malformed response head")
-    version = b"HTTP/" + parser.get_http_version().encode("ascii")
-    return parser.get_status_code(), head.headers, version
-
-
 def framing(method: str, status: int, headers: list[tuple[bytes, bytes]]
             ) -> tuple[Framing, int]:
     """How the body is delimited (RFC 9112 section 6.3), and its length when known."""
@@ -119,14 +88,3 @@ def framing(method: str, status: int, headers: list[tuple[bytes, bytes]]
 
 def says_close(headers: list[tuple[bytes, bytes]]) -> bool:
     return any(n.lower() == b"connection" and b"close" in v.lower() for n, v in headers)
-
-
-HEX = b"0123456789abcdefABCDEF"
-
-
-def chunk_size(line: bytes) -> int:
-    """The size in a chunk-size line (extensions ignored); ValueError when it is not hex."""
-    digits = line.split(b";", 1)[0].strip()
-    if not 0 < len(digits) <= 16 or digits.strip(HEX):
-        raise ValueError(f"bad chunk size {digits[:20]!r}")
-    return int(digits, 16)
