@@ -154,7 +154,7 @@ class Connection(asyncio.Protocol):
         self.headers = []  # after a 1xx, the final answer's own
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        self.headers.append((name.lower(), value))  # lower once: every later look-up is exact
 
     def on_headers_complete(self) -> None:
         status = self.parser.get_status_code()

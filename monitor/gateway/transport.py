@@ -130,7 +130,7 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         answer = await self.send(origin, request.method,
                                  _serialize(request, await request.aread()),
                                  request.extensions.get("timeout", {}),
-                                 close=says_close(request.headers.raw))
+                                 close=says_close([(n.lower(), v) for n, v in request.headers.raw]))
         return httpx.Response(answer.status_code, headers=answer.headers,
                               stream=_HttpxStream(answer),
                               extensions={"http_version": answer.http_version})

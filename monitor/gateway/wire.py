@@ -70,14 +70,15 @@ def serialize(method: str, target: bytes, authority: bytes,
 
 def framing(method: str, status: int, headers: list[tuple[bytes, bytes]]
             ) -> tuple[Framing, int]:
-    """How the body is delimited (RFC 9112 section 6.3), and its length when known."""
+    """How the body is delimited (RFC 9112 section 6.3), and its length when known;
+    ``headers`` with lower-case names, as the connection collects them."""
     if method == "HEAD" or status in (204, 304):
         return Framing.NONE, 0
-    codings = [v for n, v in headers if n.lower() == b"transfer-encoding"]
+    codings = [v for n, v in headers if n == b"transfer-encoding"]
     if codings:
         last = b",".join(codings).split(b",")[-1].strip().lower()
         return (Framing.CHUNKED, 0) if last == b"chunked" else (Framing.CLOSE, 0)
-    lengths = {v.strip() for n, v in headers if n.lower() == b"content-length"}
+    lengths = {v.strip() for n, v in headers if n == b"content-length"}
     if not lengths:
         return Framing.CLOSE, 0
     if len(lengths) > 1 or not next(iter(lengths)).isdigit():
@@ -87,4 +88,5 @@ def framing(method: str, status: int, headers: list[tuple[bytes, bytes]]
 
 
 def says_close(headers: list[tuple[bytes, bytes]]) -> bool:
-    return any(n.lower() == b"connection" and b"close" in v.lower() for n, v in headers)
+    """Whether ``headers`` (lower-case names) ask to close the connection after this message."""
+    return any(n == b"connection" and b"close" in v.lower() for n, v in headers)
