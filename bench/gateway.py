@@ -78,9 +78,11 @@ def start_service(version: str, port: int, token: str) -> subprocess.Popen:
     return proc
 
 
-def start_gateway(port: int, urls: dict[str, str], data_dir: Path,
-                  workers: int = 1) -> subprocess.Popen:
-    """The real gateway process following a route file (v1 first) signed like the monitor's."""
+def start_gateway(port: int, urls: dict[str, str], data_dir: Path, workers: int = 1, *,
+                  replicas: dict[str, tuple[str, ...]] | None = None,
+                  **settings: str) -> subprocess.Popen:
+    """The real gateway process following a route file (v1 first, then the other versions
+    in ``urls``) signed like the monitor's; ``settings`` are extra MONITOR_* variables."""
     sys.path.insert(0, str(ROOT))
     from monitor.config import Settings
     from monitor.gateway.feed import route_file, write_atomically
@@ -89,10 +91,11 @@ def start_gateway(port: int, urls: dict[str, str], data_dir: Path,
 
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")},
            "MONITOR_DATA_DIR": str(data_dir), "MONITOR_GATEWAY_PORT": str(port),
-           "MONITOR_GATEWAY_WORKERS": str(workers), "PYTHONPATH": str(ROOT)}
+           "MONITOR_GATEWAY_WORKERS": str(workers), "PYTHONPATH": str(ROOT), **settings}
     data_dir.mkdir(parents=True, exist_ok=True)
     key = load_keys(Settings(data_dir=data_dir)).derive(PURPOSE)
-    route = Route(epoch=0, active="v1", fallbacks=("v2", "v3"), urls=urls, issued=time.time())
+    route = Route(epoch=0, active="v1", fallbacks=tuple(v for v in urls if v != "v1"),
+                  urls=urls, issued=time.time(), replicas=replicas or {})
     write_atomically(route_file(data_dir), encode(route, key))
     proc = subprocess.Popen([sys.executable, "-m", "monitor", "gateway"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -94,7 +94,7 @@ class Settings(BaseSettings):
     gateway_keepalive: float = Field(5.0, gt=0, le=3600)
     gateway_attempt_max: float = Field(2.0, gt=0, le=60)
     gateway_hedge: bool = True
-    gateway_balance: Balance = Balance.ROUND_ROBIN
+    gateway_balance: Balance = Balance.LEAST_OUTSTANDING
 
     secret_key: SecretStr | None = None
     chaos_token: SecretStr | None = None

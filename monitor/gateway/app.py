@@ -89,7 +89,7 @@ class Gateway:
                  attempt_timeout: float, max_body: int, metrics: Metrics | None,
                  rng: Callable[[], float], clock: Callable[[], float],
                  timeouts: AttemptTimeouts, hedge: bool,
-                 balance: Balance = Balance.ROUND_ROBIN) -> None:
+                 balance: Balance = Balance.LEAST_OUTSTANDING) -> None:
         self.router = router
         self.transport = transport
         self._owns_transport = transport is None
@@ -437,7 +437,7 @@ def create_gateway(router: Router, *, transport: httpx.AsyncBaseTransport | None
                    rng: Callable[[], float] = random.random,
                    clock: Callable[[], float] = time.monotonic,
                    attempt_floor: float = 0.1, hedge: bool = False,
-                   balance: Balance = Balance.ROUND_ROBIN) -> Gateway:
+                   balance: Balance = Balance.LEAST_OUTSTANDING) -> Gateway:
     """Build the gateway ASGI app. Without ``transport`` it creates its pooled transport at
     lifespan startup (or on first request when run without lifespan), closed at shutdown."""
     return Gateway(router, transport=transport, deadline=deadline, attempt_timeout=attempt_timeout,
