@@ -6,8 +6,10 @@
 Everything runs on loopback in separate processes: three book services, the real gateway
 process (`python -m monitor gateway`, following a signed route file as it does under the
 monitor), HAProxy with deploy/haproxy.cfg (only ports and socket changed) and nginx when
-installed. The load generator is a minimal keep-alive HTTP/1.1 client on raw asyncio streams,
-the same for every target, so the figures compare the servers and not the client.
+installed. The overhead rows use `wrk` (C, from Debian) when it is installed, else a minimal
+keep-alive HTTP/1.1 client on raw asyncio streams; either way the same for every target, and
+the table shows the load generator's own CPU per request, so it is visible when the client,
+not the server, limits a row (`--loadgen python` forces the Python client).
 
 Then, with the real monitor (`python -m monitor run`) and its spawned gateway under GET load:
 a monitor kill -9 and restart (children adopted), a SIGTERM and restart of a monitor whose
@@ -76,9 +78,11 @@ def start_service(version: str, port: int, token: str) -> subprocess.Popen:
     return proc
 
 
-def start_gateway(port: int, urls: dict[str, str], data_dir: Path,
-                  workers: int = 1) -> subprocess.Popen:
-    """The real gateway process following a route file (v1 first) signed like the monitor's."""
+def start_gateway(port: int, urls: dict[str, str], data_dir: Path, workers: int = 1, *,
+                  replicas: dict[str, tuple[str, ...]] | None = None,
+                  **settings: str) -> subprocess.Popen:
+    """The real gateway process following a route file (v1 first, then the other versions
+    in ``urls``) signed like the monitor's; ``settings`` are extra MONITOR_* variables."""
     sys.path.insert(0, str(ROOT))
     from monitor.config import Settings
     from monitor.gateway.feed import route_file, write_atomically
@@ -87,10 +91,11 @@ def start_gateway(port: int, urls: dict[str, str], data_dir: Path,
 
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MONITOR_")},
            "MONITOR_DATA_DIR": str(data_dir), "MONITOR_GATEWAY_PORT": str(port),
-           "MONITOR_GATEWAY_WORKERS": str(workers), "PYTHONPATH": str(ROOT)}
+           "MONITOR_GATEWAY_WORKERS": str(workers), "PYTHONPATH": str(ROOT), **settings}
     data_dir.mkdir(parents=True, exist_ok=True)
     key = load_keys(Settings(data_dir=data_dir)).derive(PURPOSE)
-    route = Route(epoch=0, active="v1", fallbacks=("v2", "v3"), urls=urls, issued=time.time())
+    route = Route(epoch=0, active="v1", fallbacks=tuple(v for v in urls if v != "v1"),
+                  urls=urls, issued=time.time(), replicas=replicas or {})
     write_atomically(route_file(data_dir), encode(route, key))
     proc = subprocess.Popen([sys.executable, "-m", "monitor", "gateway"], cwd=ROOT, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -265,6 +270,72 @@ async def load(port: int, path: str, *, workers: int, seconds: float, timeout: f
     return tally
 
 
+@dataclass
+class Sample:
+    """One overhead measurement: requests, failures, latency percentiles (ms) and the load
+    generator's CPU seconds. Slices merge with request-weighted percentiles."""
+
+    requests: int = 0
+    failed: int = 0
+    p50: float = 0.0
+    p99: float = 0.0
+    loadgen_cpu: float = 0.0
+
+    def merge(self, other: Sample) -> Sample:
+        total = max(1, self.requests + other.requests)
+        return Sample(self.requests + other.requests, self.failed + other.failed,
+                      (self.p50 * self.requests + other.p50 * other.requests) / total,
+                      (self.p99 * self.requests + other.p99 * other.requests) / total,
+                      self.loadgen_cpu + other.loadgen_cpu)
+
+    @property
+    def total(self) -> int:
+        return self.requests
+
+
+def python_sample(port: int, path: str, conns: int, seconds: float) -> Sample:
+    before = time.process_time()
+    tally = asyncio.run(load(port, path, workers=conns, seconds=seconds, timeout=10))
+    return Sample(tally.total, tally.failed, tally.pct(0.5), tally.pct(0.99),
+                  time.process_time() - before)
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _ms(text: str) -> float:
+    for unit in ("us", "ms", "s"):
+        if text.endswith(unit):
+            return float(text[:-len(unit)]) * _UNITS[unit]
+    return float(text) * 1e3
+
+
+def wrk_sample(wrk: str, port: int, path: str, conns: int, seconds: float) -> Sample:
+    """One wrk run (one thread: the other core is left to the servers)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    out = subprocess.run([wrk, "-t1", f"-c{conns}", f"-d{max(1, round(seconds))}s",
+                          "--latency", "--timeout", "10s", f"http://127.0.0.1:{port}{path}"],
+                         capture_output=True, text=True, check=True).stdout
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    sample = Sample(loadgen_cpu=after.ru_utime + after.ru_stime - before.ru_utime
+                    - before.ru_stime)
+    for line in out.splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] == "50%":
+            sample.p50 = _ms(words[1])
+        elif len(words) >= 2 and words[0] == "99%":
+            sample.p99 = _ms(words[1])
+        elif "requests in" in line:
+            sample.requests = int(words[0])
+        elif line.strip().startswith("Non-2xx"):
+            sample.failed += int(words[-1])
+        elif line.strip().startswith("Socket errors"):
+            sample.failed += sum(int(w.strip(",")) for w in words[3::2])
+    return sample
+
+
 # -- the two parts ------------------------------------------------------------------------------
 
 def canary_check():
@@ -299,42 +370,56 @@ def cpu_seconds(proc: subprocess.Popen | None) -> float:
 
 
 def overhead(targets: dict[str, tuple[int, subprocess.Popen | None]], backend, path: str,
-             args) -> tuple[dict[tuple[str, int], Tally],
+             args) -> tuple[dict[tuple[str, int], Sample],
                             dict[tuple[str, int], tuple[float, float]]]:
     """The same GET workload against each target, unloaded (1 connection: the latency a proxy
     adds) and saturated (``--concurrency`` connections: throughput; there p50 also holds the
     queueing of a slower server, by Little's law p50 ~ connections / throughput)."""
-    results: dict[tuple[str, int], Tally] = {}
+    wrk = shutil.which("wrk") if args.loadgen != "python" else None
+    if args.loadgen == "wrk" and wrk is None:
+        raise SystemExit("--loadgen wrk: wrk is not installed (apt-get install wrk)")
+    seconds = args.seconds / ROUNDS
+
+    def measure(port: int, conns: int, secs: float) -> Sample:
+        return wrk_sample(wrk, port, path, conns, secs) if wrk else \
+            python_sample(port, path, conns, secs)
+
+    results: dict[tuple[str, int], Sample] = {}
     spent: dict[tuple[str, int], list[float]] = {}
     for conc in (1, args.concurrency):
         for port, _ in targets.values():  # warm up connections and caches
-            asyncio.run(load(port, path, workers=conc, seconds=0.3, timeout=10))
+            measure(port, conc, 1.0 if wrk else 0.3)
         for _ in range(ROUNDS):  # interleaved, so a noisy neighbour hits every target alike
             for name, (port, proxy) in targets.items():
                 before = cpu_seconds(proxy), cpu_seconds(backend)
-                tally = asyncio.run(load(port, path, workers=conc,
-                                         seconds=args.seconds / ROUNDS, timeout=10))
+                sample = measure(port, conc, seconds)
                 after = cpu_seconds(proxy), cpu_seconds(backend)
-                results[name, conc] = results[name, conc].merge(tally) \
-                    if (name, conc) in results else tally
+                results[name, conc] = results[name, conc].merge(sample) \
+                    if (name, conc) in results else sample
                 total = spent.setdefault((name, conc), [0.0, 0.0])
                 total[0] += after[0] - before[0]
                 total[1] += after[1] - before[1]
     cpu = {key: (s[0] / max(1, results[key].total) * 1e6, s[1] / max(1, results[key].total) * 1e6)
            for key, s in spent.items()}
-    print(f"\n## Overhead: GET {path}, keep-alive connections, {args.seconds:g} s per target "
-          f"in {ROUNDS} interleaved slices\n")
+    elapsed = (max(1, round(seconds)) if wrk else seconds) * ROUNDS
+    print(f"\n## Overhead: GET {path}, keep-alive connections, {elapsed:g} s per target "
+          f"in {ROUNDS} interleaved slices, load generator: "
+          f"{'wrk -t1 (C)' if wrk else 'Python asyncio client'}\n")
     print("| target | connections | requests/s | p50 ms | p99 ms | rps vs direct "
-          "| added p50 ms | proxy CPU us/req | v1 CPU us/req | failed |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+          "| added p50 ms | proxy CPU us/req | v1 CPU us/req | load generator CPU us/req "
+          "| failed |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for (name, conc), t in results.items():
         direct = results["direct (v1)", conc]
         proxy_cpu, backend_cpu = cpu[name, conc]
-        print(f"| {name} | {conc} | {t.total / args.seconds:.0f} | {t.pct(0.5):.2f} "
-              f"| {t.pct(0.99):.2f} | {t.total / max(1, direct.total):.2f} "
-              f"| {t.pct(0.5) - direct.pct(0.5):+.2f} "
+        print(f"| {name} | {conc} | {t.total / elapsed:.0f} | {t.p50:.2f} "
+              f"| {t.p99:.2f} | {t.total / max(1, direct.total):.2f} "
+              f"| {t.p50 - direct.p50:+.2f} "
               f"| {'-' if targets[name][1] is None else f'{proxy_cpu:.0f}'} "
-              f"| {backend_cpu:.0f} | {t.failed} |")
+              f"| {backend_cpu:.0f} | {t.loadgen_cpu / max(1, t.total) * 1e6:.0f} "
+              f"| {t.failed} |")
+    print("\np50/p99 of several slices are their request-weighted means; CPU is user + system "
+          "time of the process (and its workers) over the same slices.")
     return results, cpu
 
 
@@ -487,6 +572,24 @@ def restarts(svc_ports: dict[str, int], path: str, token: str, args) -> dict[str
     return results
 
 
+def phases(procs: dict, svc_ports: dict[str, int], path: str, token: str, args) -> list[str]:
+    """Monitor restarts and faults under load (Python load generator: it counts every failure
+    and checks every body); the lines against the targets."""
+    lines = []
+    restart = restarts(svc_ports, path, token, args)
+    lines.append("failed GETs across monitor restarts: "
+                 + ", ".join(f"{n}: {t.failed}" for n, t in restart.items()) + " (target 0)")
+    faults = failover(procs, svc_ports, path, token, args,
+                      list(FAULTS) if args.faults else ["hang"])
+    gw, _ = faults["hang"]
+    lines.append(f"gateway p99 under the hang fault: {gw.pct(0.99):.0f} ms, failed {gw.failed}"
+                 " (target <= 300 ms, 0 failed)")
+    if args.faults:
+        worst = max(t.failed for t, _ in faults.values())
+        lines.append(f"failed GETs through the gateway, worst fault: {worst} (target 0)")
+    return lines
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="per overhead target")
@@ -497,6 +600,10 @@ def main() -> int:
     parser.add_argument("--faults", action="store_true", help="every fault kind, not only hang")
     parser.add_argument("--workers", type=int, default=2,
                         help="also measure the gateway with this many workers (1 = skip)")
+    parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto",
+                        help="overhead load generator: wrk when installed (auto), or Python")
+    parser.add_argument("--skip-phases", action="store_true",
+                        help="only the overhead table (no monitor restart or fault phases)")
     args = parser.parse_args()
     if args.quick:
         args.phase_seconds = 6.0
@@ -533,14 +640,14 @@ def main() -> int:
         print(f"# Gateway benchmark ({os.cpu_count()} CPUs, Python {sys.version.split()[0]}, "
               f"load average before: {os.getloadavg()[0]:.2f})")
         results, cpu = overhead(targets, procs["v1"], path, args)
-        missing = [n for n in ("haproxy", "nginx") if procs[n] is None]
-        if missing:
-            print(f"\nnot installed: {', '.join(missing)}")
+        for name in ("haproxy", "nginx"):
+            if procs[name] is None:
+                print(f"\n{name}: not installed")
         for name in ("gateway", "gateway-n"):
             stop(procs.pop(name, None))
         direct1, directn = results["direct (v1)", 1], results["direct (v1)", args.concurrency]
         gw1, gwn = results["embedded gateway", 1], results["embedded gateway", args.concurrency]
-        added = gw1.pct(0.5) - direct1.pct(0.5)
+        added = gw1.p50 - direct1.p50
         ratio = gwn.total / max(1, directn.total)
         lines = [f"embedded gateway, added p50 at 1 connection: {added:.2f} ms (target <= 1 ms)",
                  f"embedded gateway, throughput at {args.concurrency} connections: {ratio:.2f} x "
@@ -559,17 +666,8 @@ def main() -> int:
             lines.append("HAProxy throughput: "
                          f"{results['HAProxy', args.concurrency].total / max(1, directn.total):.2f}"
                          " x direct (target >= 0.9x)")
-        restart = restarts(svc_ports, path, token, args)
-        lines.append("failed GETs across monitor restarts: "
-                     + ", ".join(f"{n}: {t.failed}" for n, t in restart.items()) + " (target 0)")
-        faults = failover(procs, svc_ports, path, token, args,
-                          list(FAULTS) if args.faults else ["hang"])
-        gw, _ = faults["hang"]
-        lines.append(f"gateway p99 under the hang fault: {gw.pct(0.99):.0f} ms, failed {gw.failed}"
-                     " (target <= 300 ms, 0 failed)")
-        if args.faults:
-            worst = max(t.failed for t, _ in faults.values())
-            lines.append(f"failed GETs through the gateway, worst fault: {worst} (target 0)")
+        if not args.skip_phases:
+            lines += phases(procs, svc_ports, path, token, args)
         print(f"\n## Against the targets (load average now {os.getloadavg()[0]:.2f}: other "
               "processes share the CPUs)\n")
         print("\n".join(f"- {line}" for line in lines))

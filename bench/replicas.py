@@ -1,7 +1,13 @@
-"""Replicas benchmark: gateway throughput with 1, 2 and 3 replicas of v1, and the requests
-lost while 2 of 3 replicas are killed, all in one run.
+"""Replicas benchmark: gateway throughput with 1, 2 and 3 replicas of v1, the requests lost
+while 2 of 3 replicas are killed, and round-robin against least-outstanding, all in one run.
 
-    python bench/replicas.py [--seconds 8] [--concurrency 16]
+    python bench/replicas.py [--seconds 8] [--concurrency 16] [--only-balance]
+
+Balance rows: three v1 replica processes and two real gateway processes following the same
+route (the three replicas), one with MONITOR_GATEWAY_BALANCE=round_robin and one with
+least_outstanding, measured in interleaved slices (wrk when installed): first with three
+equal replicas, then with one replica slowed by the service's latency fault (a noisy
+neighbour, a GC pause, a cold cache), where the rule matters.
 
 Each row runs the real monitor (`python -m monitor run`) with a spec (MONITOR_SPEC) giving v1
 N replicas, its spawned gateway, and the same keep-alive GET load as bench/gateway.py. The
@@ -15,6 +21,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
+import secrets
+import shutil
 import sys
 import tempfile
 import threading
@@ -24,7 +32,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench.gateway import Tally, load  # noqa: E402
+from bench.gateway import (  # noqa: E402
+    Sample,
+    Tally,
+    chaos,
+    free_port,
+    load,
+    python_sample,
+    start_gateway,
+    start_service,
+    stop,
+    wrk_sample,
+)
 from bench.processes import start_monitor, wait_until  # noqa: E402
 
 PATH = "/books?q=whale&limit=2"
@@ -98,11 +117,64 @@ def killed(args) -> tuple[Tally, float]:
         monitor.stop()
 
 
+BALANCES = ("round_robin", "least_outstanding")
+SLICES = 4
+
+
+def balance_rows(args) -> dict[tuple[str, str], Sample]:
+    """Round-robin against least-outstanding over three replicas, side by side."""
+    token = secrets.token_urlsafe(16)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-balance-"))
+    ports = [free_port() for _ in range(3)]
+    replicas = [start_service("v1", port, token) for port in ports]
+    urls = tuple(f"http://127.0.0.1:{port}" for port in ports)
+    gateways: dict[str, tuple[int, object]] = {}
+    wrk = shutil.which("wrk")
+    results: dict[tuple[str, str], Sample] = {}
+    try:
+        for rule in BALANCES:
+            port = free_port()
+            gateways[rule] = (port, start_gateway(
+                port, {"v1": urls[0]}, tmp / rule, replicas={"v1": urls},
+                MONITOR_GATEWAY_BALANCE=rule))
+        for case in ("3 equal replicas", "one replica +20 ms (latency fault)"):
+            if case.startswith("one"):
+                chaos(ports[0], token, "latency", {"ms": 20})
+            for _ in range(SLICES):  # interleaved: a noisy neighbour hits both alike
+                for rule, (port, _) in gateways.items():
+                    secs = args.seconds / SLICES
+                    sample = wrk_sample(wrk, port, PATH, args.concurrency, secs) if wrk \
+                        else python_sample(port, PATH, args.concurrency, secs)
+                    results[case, rule] = results[case, rule].merge(sample) \
+                        if (case, rule) in results else sample
+    finally:
+        for _, proc in gateways.values():
+            stop(proc)  # type: ignore[arg-type]
+        for proc in replicas:
+            stop(proc)
+        shutil.rmtree(tmp, ignore_errors=True)
+    elapsed = (max(1, round(args.seconds / SLICES)) if wrk else args.seconds / SLICES) * SLICES
+    print(f"\nRound-robin against least-outstanding: 3 replicas of v1, {args.concurrency} "
+          f"connections, {elapsed:g} s each in {SLICES} interleaved slices, "
+          f"load generator {'wrk' if wrk else 'Python'}")
+    print("| replicas | balance | req/s | p50 ms | p99 ms | failed |")
+    print("|---|---|---:|---:|---:|---:|")
+    for (case, rule), sample in results.items():
+        print(f"| {case} | {rule} | {sample.total / elapsed:.0f} | {sample.p50:.2f} "
+              f"| {sample.p99:.2f} | {sample.failed} |")
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=8.0)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--only-balance", action="store_true",
+                        help="only round-robin against least-outstanding")
     args = parser.parse_args()
+    balance_rows(args)
+    if args.only_balance:
+        return 0
     rows = [(n, *throughput(n, args)) for n in (1, 2, 3)]
     base = rows[0][2] or 1.0
     print(f"\nGateway throughput by replicas of v1 ({args.concurrency} connections, "

@@ -22,6 +22,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from monitor.failover.canary import Canary
 from monitor.failover.model import Policy
+from monitor.gateway.balance import Balance
 from monitor.setting_values import is_loopback, items, parse_ports, parse_services
 
 VERSIONS = ("v1", "v2", "v3")
@@ -96,6 +97,7 @@ class Settings(BaseSettings):
     gateway_hedge: bool = True
     dashboard_header_timeout: float = Field(10.0, gt=0, le=300)
     dashboard_conns_per_ip: int = Field(64, ge=1, le=100_000)
+    gateway_balance: Balance = Balance.LEAST_OUTSTANDING
 
     secret_key: SecretStr | None = None
     chaos_token: SecretStr | None = None

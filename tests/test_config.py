@@ -44,6 +44,7 @@ def clean_env(monkeypatch, tmp_path):
     ({"gateway_max_header": 10}, "MONITOR_GATEWAY_MAX_HEADER"),
     ({"gateway_conns_per_ip": 0}, "MONITOR_GATEWAY_CONNS_PER_IP"),
     ({"spawn_gateway": "maybe"}, "MONITOR_SPAWN_GATEWAY"),
+    ({"gateway_balance": "random"}, "MONITOR_GATEWAY_BALANCE"),
 ])
 def test_it_names_the_bad_setting(overrides, named):
     with pytest.raises(ConfigError, match=named):

@@ -17,15 +17,16 @@ a response has started, its body is streamed with ``attempt_timeout`` between ch
 attempt that could still be retried elsewhere (idempotent method, another backend left) gets
 its own, shorter timeout from the version's recent latency (:mod:`monitor.gateway.timing`), so
 a hung version costs a client about p99 x 4 instead of ``attempt_timeout``. Backend
-traffic goes through one pooled ``httpx.AsyncClient`` on the lean keep-alive transport of
-:mod:`monitor.gateway.transport`
-(created at lifespan startup, closed at shutdown) unless a client is
-passed in. Run the server with ``date_header=False``: the backend's Date header is passed on.
+traffic goes through the lean keep-alive pools of :mod:`monitor.gateway.transport` (created
+at lifespan startup, closed at shutdown), with no httpx model on the way (:mod:`.calls`);
+any other httpx transport may be passed in instead (tests pass ``httpx.MockTransport``).
+The backend's Date header is passed on.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import random
@@ -37,10 +38,12 @@ import anyio
 import httpx
 
 from monitor.gateway import retry
+from monitor.gateway.balance import Balance, order
+from monitor.gateway.calls import Call, Reply, Sender
 from monitor.gateway.headers import forward_headers, response_headers
 from monitor.gateway.retry import Failure
 from monitor.gateway.timing import AttemptTimeouts
-from monitor.gateway.transport import UpstreamTransport
+from monitor.gateway.transport import Answer, UpstreamTransport
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +56,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
-Outcome = tuple[httpx.Response | None, bytes | None, Failure | None]
+Outcome = tuple[Reply | None, bytes | None, Failure | None]
 
 
 class Router(Protocol):
@@ -85,7 +88,8 @@ class Gateway:
                  deadline: float,
                  attempt_timeout: float, max_body: int, metrics: Metrics | None,
                  rng: Callable[[], float], clock: Callable[[], float],
-                 timeouts: AttemptTimeouts, hedge: bool) -> None:
+                 timeouts: AttemptTimeouts, hedge: bool,
+                 balance: Balance = Balance.LEAST_OUTSTANDING) -> None:
         self.router = router
         self.transport = transport
         self._owns_transport = transport is None
@@ -97,8 +101,9 @@ class Gateway:
         self.clock = clock
         self.timeouts = timeouts
         self.hedge = hedge
-        self._timeout = httpx.Timeout(attempt_timeout).as_dict()
-        self._bases: dict[str, str] = {}
+        self.balance = balance
+        self.sender = Sender(attempt_timeout, SMALL_BODY)
+        self.outstanding: collections.Counter[str] = collections.Counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -157,7 +162,8 @@ class Gateway:
             return
 
         try:
-            backends = retry.plan(self.router.route_candidates())
+            backends = order(retry.plan(self.router.route_candidates()),
+                             self.balance, self.outstanding)
         except Exception:  # a broken router must not turn into a bare 500
             log.exception("route_candidates failed")
             backends = []
@@ -169,11 +175,10 @@ class Gateway:
 
         def attempt(at: int) -> tuple[str, Awaitable[Outcome]]:
             version, base_url = backends[at]
-            request = httpx.Request(method, self._url(base_url, target), headers=headers,
-                                    content=body, extensions={"timeout": self._timeout})
             limit = self.timeouts.timeout_for(version, self.clock()) \
                 if retryable and at < len(backends) - 1 else self.attempt_timeout
-            return version, self._attempt(request, deadline, limit)
+            return version, self._attempt(Call(method, base_url, target, headers, body),
+                                          deadline, limit)
 
         index = 0
         while index < len(backends):
@@ -222,12 +227,11 @@ class Gateway:
         cancelled). Returns (index used, its start, its outcome, failures of the other)."""
         version, first = attempt(0)
         started = [self.clock(), 0.0]
-        tasks = {asyncio.ensure_future(first): 0}
+        task = asyncio.ensure_future(first)
+        tasks = {task: 0}
         try:
-            done, _ = await asyncio.wait(tasks, timeout=self.timeouts.hedge_after(
-                version, started[0]))
-            if done:
-                return 0, started[0], next(iter(done)).result(), []
+            if await _settles(task, self.timeouts.hedge_after(version, started[0])):
+                return 0, started[0], task.result(), []
             started[1] = self.clock()
             tasks[asyncio.ensure_future(attempt(1)[1])] = 1
             finished: list[tuple[int, Outcome]] = []
@@ -248,10 +252,11 @@ class Gateway:
             assert early[2] is not None
             return at, started[at], outcome, [(versions[i], early[2])]
         finally:
-            for task in tasks:
-                if not task.done():
-                    task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            running = [task for task in tasks if not task.done()]
+            for task in running:
+                task.cancel()
+            if running:
+                await asyncio.gather(*running, return_exceptions=True)
 
     @staticmethod
     async def _drop(outcomes: list[tuple[int, Outcome]]) -> None:
@@ -259,23 +264,20 @@ class Gateway:
             if response is not None:
                 await _close(response)
 
-    async def _attempt(self, request: httpx.Request, deadline: float, limit: float
-                       ) -> tuple[httpx.Response | None, bytes | None, Failure | None]:
+    async def _attempt(self, call: Call | httpx.Request, deadline: float, limit: float
+                       ) -> Outcome:
         """Send one request within the deadline and ``limit`` seconds: (response, its body
         when small, failure).
         A small body is read here, so a backend dying mid-answer is still a retryable failure;
         a response with a retryable status comes back open next to its failure."""
         response = None
         assert self.transport is not None
+        base = call.base_url if isinstance(call, Call) else ""
+        self.outstanding[base] += 1
         try:
             async with asyncio.timeout(max(0.0, min(limit, deadline - self.clock()))):
-                response = await self.transport.handle_async_request(request)
-                failure = retry.failure_of_status(response.status_code)
-                body = None
-                length = response.headers.get("content-length", "")
-                if request.method == "HEAD" or (length.isdigit() and int(length) <= SMALL_BODY):
-                    body = b"".join([chunk async for chunk in response.aiter_raw()])
-                return response, body, failure
+                response = await self.sender.send(self.transport, call)
+            return response, response.content, retry.failure_of_status(response.status_code)
         except (httpx.HTTPError, TimeoutError) as exc:
             if response is not None:
                 await _close(response)
@@ -284,6 +286,8 @@ class Gateway:
             if response is not None:
                 await _close(response)
             raise
+        finally:
+            self.outstanding[base] -= 1
 
     async def _read_body(self, scope: Scope, receive: Receive) -> bytes | None:
         declared = _header(scope, b"content-length")
@@ -304,13 +308,13 @@ class Gateway:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _relay(self, response: httpx.Response, body: bytes | None, version: str,
+    async def _relay(self, response: Reply, body: bytes | None, version: str,
                      send: Send) -> None:
         """Send the backend's response to the client; ``body`` when already read, else the
         body is streamed from the backend."""
         try:
             await send({"type": "http.response.start", "status": response.status_code,
-                        "headers": response_headers(response.headers.raw, version,
+                        "headers": response_headers(response.headers, version,
                                                     response.status_code)})
             if body is not None:
                 await send({"type": "http.response.body", "body": body})
@@ -326,15 +330,6 @@ class Gateway:
             await send({"type": "http.response.body", "body": b""})
         finally:
             await _close(response)
-
-    def _url(self, base_url: str, target: bytes) -> httpx.URL:
-        """``base_url`` (scheme, host, port and maybe a path prefix) + the request target."""
-        base = self._bases.get(base_url)
-        if base is None:  # validated once; then one parse per request
-            url = httpx.URL(base_url)
-            base = self._bases[base_url] = str(url.copy_with(query=None, fragment=None,
-                                                             raw_path=url.raw_path.rstrip(b"/")))
-        return httpx.URL(base + target.decode("latin-1"))
 
     async def _fail(self, send: Send, backends: list[tuple[str, str]],
                     failures: list[tuple[str, Failure]],
@@ -377,7 +372,29 @@ class Gateway:
                 log.exception("gateway metrics hook failed")
 
 
-async def _close(response: httpx.Response) -> None:
+async def _settles(task: asyncio.Future[Outcome], seconds: float) -> bool:
+    """Wait until ``task`` is done or ``seconds`` have passed; whether it is done. (What
+    ``asyncio.wait`` does for one task and a timeout, without its sets and counters: this
+    runs for every hedged request.)"""
+    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def wake(_: object = None) -> None:
+        if not waiter.done():
+            waiter.set_result(None)
+
+    timer = asyncio.get_running_loop().call_later(seconds, wake)
+    task.add_done_callback(wake)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+        task.remove_done_callback(wake)
+    return task.done()
+
+
+async def _close(response: Reply) -> None:
+    if isinstance(response, Answer) and response.settled:
+        return  # its body was read whole and its connection is back in the pool
     with anyio.CancelScope(shield=True):  # also when the client request was cancelled
         await response.aclose()
 
@@ -419,10 +436,12 @@ def create_gateway(router: Router, *, transport: httpx.AsyncBaseTransport | None
                    max_body: int = 1_000_000, metrics: Metrics | None = None,
                    rng: Callable[[], float] = random.random,
                    clock: Callable[[], float] = time.monotonic,
-                   attempt_floor: float = 0.1, hedge: bool = False) -> Gateway:
+                   attempt_floor: float = 0.1, hedge: bool = False,
+                   balance: Balance = Balance.LEAST_OUTSTANDING) -> Gateway:
     """Build the gateway ASGI app. Without ``transport`` it creates its pooled transport at
     lifespan startup (or on first request when run without lifespan), closed at shutdown."""
     return Gateway(router, transport=transport, deadline=deadline, attempt_timeout=attempt_timeout,
                    max_body=max_body, metrics=metrics, rng=rng, clock=clock,
                    timeouts=AttemptTimeouts(floor=min(attempt_floor, attempt_timeout),
-                                            ceiling=attempt_timeout), hedge=hedge)
+                                            ceiling=attempt_timeout), hedge=hedge,
+                   balance=balance)

@@ -44,12 +44,14 @@ def response_headers(raw: list[tuple[bytes, bytes]], version: str,
 
     Content-Length goes when it does not frame what the client gets: after a chunked answer
     (the gateway re-frames the decoded body) and on 1xx/204/304, which have no body."""
-    named = _connection_named(raw)
-    drop = set(_RESPONSE_DROP) | named
+    lowered = [(name.lower(), value) for name, value in raw]  # one lower() per header
+    drop: frozenset[bytes] | set[bytes] = _RESPONSE_DROP
+    if any(name == b"connection" for name, _ in lowered):
+        drop = set(_RESPONSE_DROP) | _connection_named(lowered)
     if status in (204, 304) or status < 200 or any(
-            name.lower() == b"transfer-encoding" for name, _ in raw):
-        drop.add(b"content-length")
-    out = [(name.lower(), value) for name, value in raw if name.lower() not in drop]
+            name == b"transfer-encoding" for name, _ in lowered):
+        drop = set(drop) | {b"content-length"}
+    out = [(name, value) for name, value in lowered if name not in drop]
     out.append((b"x-served-by", version.encode("latin-1")))
     return out
 

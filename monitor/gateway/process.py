@@ -70,7 +70,7 @@ async def _serve(settings: Settings, key: bytes, sock: socket.socket) -> int:
     outcomes = Outcomes()
     app = create_gateway(follower, max_body=settings.gateway_max_body, metrics=outcomes,
                          attempt_timeout=settings.gateway_attempt_max,
-                         hedge=settings.gateway_hedge)
+                         hedge=settings.gateway_hedge, balance=settings.gateway_balance)
     server = GatewayServer(app, limits_from(settings))
     await server.start(sock)
     following = asyncio.create_task(follower.run())

@@ -270,6 +270,7 @@ class _Connection(asyncio.Protocol):
         keep = bool(scope.pop("keep_alive")) and not self.last_request
         state = {"started": False, "chunked": False, "done": False, "head": False}
         sent_body = False
+        head = b""
 
         async def receive() -> Message:
             nonlocal sent_body
@@ -280,7 +281,7 @@ class _Connection(asyncio.Protocol):
             return {"type": "http.disconnect"}
 
         async def send(message: Message) -> None:
-            nonlocal keep
+            nonlocal keep, head
             if self.lost.is_set():
                 raise OSError("client went away")
             if message["type"] == "http.response.start":
@@ -297,19 +298,19 @@ class _Connection(asyncio.Protocol):
                     headers.append((b"transfer-encoding", b"chunked"))
                 lines = [b"HTTP/1.1 %d %s" % (status, _REASONS.get(status, b""))]
                 lines += [n + b": " + v for n, v in headers]
-                transport.write(b"\r\n".join(lines) + b"\r\n\r\n")
+                head = b"\r\n".join(lines) + b"\r\n\r\n"  # sent with the first body part
                 state["started"] = True
             elif message["type"] == "http.response.body":
                 chunk = bytes(message.get("body", b""))
                 more = bool(message.get("more_body", False))
                 if state["head"]:
-                    pass
+                    chunk = b""
                 elif state["chunked"]:
-                    if chunk:
-                        transport.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
-                    if not more:
-                        transport.write(b"0\r\n\r\n")
-                elif chunk:
+                    chunk = (b"%x\r\n%s\r\n" % (len(chunk), chunk) if chunk else b"") + \
+                        (b"" if more else b"0\r\n\r\n")
+                if head:  # one write (one segment, one wake-up of the client) for a small answer
+                    chunk, head = head + chunk, b""
+                if chunk:
                     transport.write(chunk)
                 if not more:
                     state["done"] = True

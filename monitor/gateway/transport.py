@@ -1,16 +1,19 @@
-"""A lean HTTP/1.1 keep-alive transport for httpx, for the gateway's backend traffic.
+"""The gateway's backend client: HTTP/1.1 keep-alive pools of asyncio Protocols, no httpx models.
 
 httpx's default transport (httpcore over anyio) costs about a millisecond of CPU per request,
-several times what a book service spends answering it, which would make the gateway the
-bottleneck. This transport speaks plain HTTP/1.1 on asyncio streams and keeps a small pool of
-connections per origin; it plugs into ``httpx.AsyncClient(transport=...)``, so the gateway and
-its tests keep using the httpx API (tests swap in ``httpx.MockTransport``).
+and even over a lean transport httpx's URL, Headers, Request and Response models cost the
+gateway about as much as the backend spends answering. The gateway therefore calls
+:meth:`UpstreamTransport.send` with a request already serialized to bytes
+(:func:`monitor.gateway.wire.serialize`) and gets an :class:`Answer`: status, raw headers,
+and the body, read at once when it is small (the connection goes back to its pool before the
+answer is returned) or streamed. Each origin has its own pool of at most ``max_connections``.
 
-It raises the same httpx exceptions as the default transport, which is what the retry rules
-read: ConnectError / ConnectTimeout / PoolTimeout before a request leaves, then WriteError,
-ReadTimeout, ReadError or RemoteProtocolError. A request that finds its reused keep-alive
-connection closed by the backend (no byte of answer) is sent again once on a new connection
-when its method is idempotent, as Go's and urllib3's clients do; it never reached the backend.
+The same pools also serve httpx (``handle_async_request``), for tests and tools that speak
+httpx. Failures are the httpx exceptions the retry rules read: ConnectError / ConnectTimeout /
+PoolTimeout before a request leaves, then WriteError, ReadTimeout, ReadError or
+RemoteProtocolError. A request that finds its reused keep-alive connection closed by the
+backend (no byte of answer) is sent again once on a new connection when its method is
+idempotent, as Go's and urllib3's clients do; it never reached the backend.
 """
 
 from __future__ import annotations
@@ -18,36 +21,16 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable
-from typing import TypeVar
+from collections.abc import AsyncIterator, Mapping
 
-import httptools
 import httpx
 
-T = TypeVar("T")
+from monitor.gateway.connection import Connection, Lost
+from monitor.gateway.wire import Framing, Origin, says_close
 
-IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"PUT", b"DELETE", b"TRACE"})
-MAX_HEAD = 64 * 1024  # response status line and headers
-READ_CHUNK = 64 * 1024
+Timeouts = Mapping[str, float | None]
 
-
-class _Stale(Exception):
-    """A reused connection closed before any byte of the answer arrived."""
-
-
-class _Conn:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader = reader
-        self.writer = writer
-        self.idle_since = 0.0
-        self.reused = False
-
-    def usable(self, now: float, expiry: float) -> bool:
-        return (now - self.idle_since < expiry and not self.writer.is_closing()
-                and not self.reader.at_eof())
-
-    def close(self) -> None:
-        self.writer.close()
+IDEMPOTENT = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 
 
 class _Pool:
@@ -55,26 +38,60 @@ class _Pool:
 
     def __init__(self, limit: int) -> None:
         self.slots = asyncio.Semaphore(limit)
-        self.idle: list[_Conn] = []
+        self.idle: list[Connection] = []
+
+
+class Answer:
+    """A backend's response. ``content`` holds the whole body when it was read at once (the
+    connection is already back in its pool); otherwise the body is streamed by
+    :meth:`aiter_raw`, and :meth:`aclose` gives the connection back (or closes it when the
+    body was not read to its end)."""
+
+    __slots__ = ("status_code", "headers", "http_version", "content", "_body")
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], version: bytes,
+                 content: bytes | None, body: _Body | None = None) -> None:
+        self.status_code = status
+        self.headers = headers
+        self.http_version = version
+        self.content = content
+        self._body = body
+
+    async def aiter_raw(self) -> AsyncIterator[bytes]:
+        if self._body is None:
+            if self.content:
+                yield self.content
+            return
+        async for chunk in self._body.chunks():
+            yield chunk
+
+    @property
+    def settled(self) -> bool:
+        """True when nothing is left to read or give back."""
+        return self._body is None or self._body.released
+
+    async def aclose(self) -> None:
+        if self._body is not None:
+            await self._body.aclose()
 
 
 class UpstreamTransport(httpx.AsyncBaseTransport):
     def __init__(self, *, max_connections: int = 128, keepalive_expiry: float = 4.0) -> None:
         self.max_connections = max_connections  # per origin
         self.keepalive_expiry = keepalive_expiry
-        self._pools: dict[tuple[bytes, bytes, int], _Pool] = {}
+        self._pools: dict[tuple[str, str, int], _Pool] = {}
         self._ssl: ssl.SSLContext | None = None
         self._closed = False
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        if url.scheme not in ("http", "https"):
-            raise httpx.UnsupportedProtocol(f"unsupported scheme {url.scheme!r}")
-        key = (url.raw_scheme, url.raw_host, url.port or (443 if url.scheme == "https" else 80))
-        pool = self._pools.get(key)
+    async def send(self, origin: Origin, method: str, data: bytes, timeout: Timeouts, *,
+                   small: int = 0, close: bool = False) -> Answer:
+        """Send ``data`` (one serialized request) to ``origin``; the answer once its head has
+        arrived, with its body read too when it is at most ``small`` bytes. ``timeout``:
+        seconds for "pool", "connect", "write", "read" (the head and a small body; None for
+        no timer of its own) and "body" (between chunks of a streamed body)."""
+        pool = self._pools.get(origin.key)
         if pool is None:
-            pool = self._pools[key] = _Pool(self.max_connections)
-        timeout = request.extensions.get("timeout", {})
+            pool = self._pools[origin.key] = _Pool(self.max_connections)
         try:
             if pool.slots.locked():  # a timer only when there is something to wait for
                 async with asyncio.timeout(timeout.get("pool")):
@@ -85,23 +102,38 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             raise httpx.PoolTimeout("no free connection to the backend") from None
         conn = None
         try:
-            data = _serialize(request, await request.aread())
-            conn = self._idle(pool) or await self._connect(key, timeout.get("connect"))
+            conn = self._idle(pool) or await self._connect(origin, timeout.get("connect"))
             try:
-                head = await _exchange(conn, data, timeout)
-            except _Stale:
-                conn.close()
-                if request.method.encode() not in IDEMPOTENT:
-                    raise httpx.RemoteProtocolError(
-                        "Server disconnected without sending a response.") from None
-                conn = await self._connect(key, timeout.get("connect"))
-                head = await _exchange(conn, data, timeout)
-            return self._response(request, pool, conn, head, timeout.get("read"))
+                await _exchange(conn, method, data, timeout)
+            except Lost as lost:
+                if not (lost.empty and conn.reused):
+                    raise
+                conn.close()  # closed by the backend while idle: the request never arrived
+                if method not in IDEMPOTENT:
+                    raise
+                conn = await self._connect(origin, timeout.get("connect"))
+                await _exchange(conn, method, data, timeout)
+            return await self._answer(pool, conn, timeout, small, close)
         except BaseException:
             if conn is not None:
                 conn.close()
             pool.slots.release()
             raise
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        """The same pools for httpx callers."""
+        url = request.url
+        if url.scheme not in ("http", "https"):
+            raise httpx.UnsupportedProtocol(f"unsupported scheme {url.scheme!r}")
+        port = url.port or (443 if url.scheme == "https" else 80)
+        origin = Origin(url.scheme, url.host, port, url.netloc, b"")
+        answer = await self.send(origin, request.method,
+                                 _serialize(request, await request.aread()),
+                                 request.extensions.get("timeout", {}),
+                                 close=says_close([(n.lower(), v) for n, v in request.headers.raw]))
+        return httpx.Response(answer.status_code, headers=answer.headers,
+                              stream=_HttpxStream(answer),
+                              extensions={"http_version": answer.http_version})
 
     @property
     def closed(self) -> bool:
@@ -114,7 +146,7 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
                 conn.close()
             pool.idle.clear()
 
-    def _idle(self, pool: _Pool) -> _Conn | None:
+    def _idle(self, pool: _Pool) -> Connection | None:
         now = time.monotonic()
         while pool.idle:
             conn = pool.idle.pop()
@@ -124,35 +156,44 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             conn.close()
         return None
 
-    async def _connect(self, key: tuple[bytes, bytes, int], timeout: float | None) -> _Conn:
-        scheme, host, port = key
+    async def _connect(self, origin: Origin, timeout: float | None) -> Connection:
         tls = None
-        if scheme == b"https":
+        if origin.scheme == "https":
             tls = self._ssl = self._ssl or ssl.create_default_context()
+        where = f"{origin.host}:{origin.port}"
+        loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
-                reader, writer = await asyncio.open_connection(
-                    host.decode("ascii"), port, ssl=tls, limit=MAX_HEAD,
-                    server_hostname=host.decode("ascii") if tls else None)
+                _, conn = await loop.create_connection(
+                    Connection, origin.host, origin.port, ssl=tls,
+                    server_hostname=origin.host if tls else None)
         except TimeoutError:
-            raise httpx.ConnectTimeout(f"connect to {host.decode()}:{port} timed out") from None
+            raise httpx.ConnectTimeout(f"connect to {where} timed out") from None
         except OSError as exc:
-            raise httpx.ConnectError(f"connect to {host.decode()}:{port}: {exc}") from exc
-        return _Conn(reader, writer)
+            raise httpx.ConnectError(f"connect to {where}: {exc}") from exc
+        return conn
 
-    def _response(self, request: httpx.Request, pool: _Pool, conn: _Conn,
-                  head: tuple[int, list[tuple[bytes, bytes]], bytes], read_timeout: float | None
-                  ) -> httpx.Response:
-        status, headers, version = head
-        framing, length = _framing(request.method, status, headers)
-        keep = version == b"HTTP/1.1" and framing != "close" and not _says_close(headers) \
-            and not _says_close(request.headers.raw)
-        stream = _Body(self, pool, conn, framing, length, keep, read_timeout)
-        return httpx.Response(status, headers=headers, stream=stream,
-                              extensions={"http_version": version})
+    async def _answer(self, pool: _Pool, conn: Connection, timeout: Timeouts, small: int,
+                      close: bool) -> Answer:
+        keep = conn.version == b"HTTP/1.1" and conn.framing is not Framing.CLOSE \
+            and not close and not says_close(conn.headers)
+        head = conn.status, conn.headers, conn.version
+        whole = conn.framing is Framing.NONE or \
+            (conn.framing is Framing.LENGTH and conn.length <= small)
+        if whole and not conn.done:
+            try:
+                await conn.wait(lambda: conn.done, timeout.get("read"))
+            except TimeoutError:
+                raise httpx.ReadTimeout("backend too slow sending the body") from None
+        if whole:
+            content = conn.take_body()
+            self._release(pool, conn, keep)
+            return Answer(*head, content)
+        body_timeout = timeout.get("body", timeout.get("read"))
+        return Answer(*head, None, _Body(self, pool, conn, keep, body_timeout))
 
-    def _release(self, pool: _Pool, conn: _Conn, reusable: bool) -> None:
-        if reusable and not self._closed and not conn.writer.is_closing():
+    def _release(self, pool: _Pool, conn: Connection, reusable: bool) -> None:
+        if reusable and not self._closed and conn.alive():
             conn.idle_since = time.monotonic()
             pool.idle.append(conn)
         else:
@@ -160,73 +201,52 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
         pool.slots.release()
 
 
-class _Body(httpx.AsyncByteStream):
+class _Body:
     """A response body read from the connection; gives the connection back when done."""
 
-    def __init__(self, transport: UpstreamTransport, pool: _Pool, conn: _Conn, framing: str,
-                 length: int, keep: bool, timeout: float | None) -> None:
+    def __init__(self, transport: UpstreamTransport, pool: _Pool, conn: Connection,
+                 keep: bool, timeout: float | None) -> None:
         self.transport, self.pool, self.conn = transport, pool, conn
-        self.framing, self.length, self.keep, self.timeout = framing, length, keep, timeout
-        self.complete = framing == "none"
+        self.keep, self.timeout = keep, timeout
+        self.complete = False
         self.released = False
 
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        if self.complete:
-            return
-        reader = self.conn.reader
+    async def chunks(self) -> AsyncIterator[bytes]:
+        conn = self.conn
         try:
-            if self.framing == "length":
-                remaining = self.length
-                while remaining:
-                    chunk = await self._read(reader.read(min(remaining, READ_CHUNK)))
-                    if not chunk:
-                        raise httpx.RemoteProtocolError("backend closed the connection "
-                                                        "before the body was complete")
-                    remaining -= len(chunk)
-                    yield chunk
-            elif self.framing == "chunked":
-                async for chunk in self._chunks(reader):
-                    yield chunk
-            else:
-                while chunk := await self._read(reader.read(READ_CHUNK)):
-                    yield chunk
-            self.complete = True
-        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                ValueError) as exc:
-            raise httpx.ReadError(f"reading the response body: {exc!r}") from exc
+            while True:
+                if conn.chunks:
+                    yield conn.take_body()
+                elif conn.done:
+                    self.complete = True
+                    return
+                else:
+                    try:
+                        await conn.wait(lambda: bool(conn.chunks) or conn.done, self.timeout)
+                    except TimeoutError:
+                        raise httpx.ReadTimeout("backend too slow sending the body") from None
         finally:
             if self.complete:
                 await self.aclose()
-
-    async def _chunks(self, reader: asyncio.StreamReader) -> AsyncIterator[bytes]:
-        while True:
-            line = await self._read(reader.readuntil(b"\r\n"))
-            digits = line.split(b";", 1)[0].strip()
-            if not 0 < len(digits) <= 16 or digits.strip(_HEX):
-                raise ValueError(f"bad chunk size {digits[:20]!r}")
-            size = int(digits, 16)
-            if size == 0:
-                while await self._read(reader.readuntil(b"\r\n")) != b"\r\n":
-                    pass  # trailer fields, dropped
-                return
-            while size:
-                chunk = await self._read(reader.readexactly(min(size, READ_CHUNK)))
-                size -= len(chunk)
-                yield chunk
-            if await self._read(reader.readexactly(2)) != b"\r\n":
-                raise httpx.RemoteProtocolError("malformed chunked body")
-
-    async def _read(self, awaitable: Awaitable[T]) -> T:
-        try:
-            async with asyncio.timeout(self.timeout):
-                return await awaitable
-        except TimeoutError:
-            raise httpx.ReadTimeout("backend too slow sending the body") from None
 
     async def aclose(self) -> None:
         if not self.released:
             self.released = True
             self.transport._release(self.pool, self.conn, self.complete and self.keep)
+
+
+class _HttpxStream(httpx.AsyncByteStream):
+    """An :class:`Answer`'s body as httpx reads a response stream."""
+
+    def __init__(self, answer: Answer) -> None:
+        self.answer = answer
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self.answer.aiter_raw():
+            yield chunk
+
+    async def aclose(self) -> None:
+        await self.answer.aclose()
 
 
 def _serialize(request: httpx.Request, body: bytes) -> bytes:
@@ -241,97 +261,16 @@ def _serialize(request: httpx.Request, body: bytes) -> bytes:
     return b"\r\n".join(lines) + b"\r\n\r\n" + body
 
 
-async def _exchange(conn: _Conn, data: bytes, timeout: dict[str, float | None]
-                    ) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """Send one request and read the head of its final response (1xx are skipped)."""
+async def _exchange(conn: Connection, method: str, data: bytes, timeout: Timeouts) -> None:
+    """Send one request and wait for the head of its final answer (1xx are skipped)."""
+    conn.begin(method)
+    conn.send(data)
     try:
-        conn.writer.write(data)
-        if conn.writer.transport.get_write_buffer_size():  # else the kernel took it all
-            async with asyncio.timeout(timeout.get("write")):
-                await conn.writer.drain()
+        if conn.write_paused:
+            try:
+                await conn.wait(lambda: not conn.write_paused, timeout.get("write"))
+            except TimeoutError:
+                raise httpx.WriteTimeout("backend too slow taking the request") from None
+        await conn.wait(lambda: conn.head_done, timeout.get("read"))
     except TimeoutError:
-        raise httpx.WriteTimeout("backend too slow taking the request") from None
-    except OSError as exc:
-        if conn.reused:
-            raise _Stale from exc
-        raise httpx.WriteError(f"sending the request: {exc!r}") from exc
-    first = True
-    while True:
-        try:
-            async with asyncio.timeout(timeout.get("read")):
-                raw = await conn.reader.readuntil(b"\r\n\r\n")
-        except TimeoutError:
-            raise httpx.ReadTimeout("backend too slow to answer") from None
-        except asyncio.IncompleteReadError as exc:
-            if first and not exc.partial and conn.reused:
-                raise _Stale from exc
-            raise httpx.RemoteProtocolError(
-                "Server disconnected without sending a response." if not exc.partial
-                else "backend closed the connection inside the response head") from exc
-        except asyncio.LimitOverrunError as exc:
-            raise httpx.RemoteProtocolError("response head too large") from exc
-        except OSError as exc:
-            if first and conn.reused:
-                raise _Stale from exc
-            raise httpx.ReadError(f"reading the response: {exc!r}") from exc
-        first = False
-        status, headers, version = _parse_head(raw)
-        if not 100 <= status < 200:
-            return status, headers, version
-        if status == 101:
-            raise httpx.RemoteProtocolError("protocol upgrades are not supported")
-
-
-_HEX = b"0123456789abcdefABCDEF"
-
-
-class _Head:
-    """httptools callbacks collecting a response head."""
-
-    def __init__(self) -> None:
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.complete = False
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
-
-    def on_headers_complete(self) -> None:
-        self.complete = True
-
-
-def _parse_head(raw: bytes) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
-    """Status, headers and version of a response head, parsed by llhttp (strict about
-    tokens, control characters and line endings)."""
-    head = _Head()
-    parser = httptools.HttpResponseParser(head)
-    try:
-        parser.feed_data(raw)
-    except httptools.HttpParserUpgrade:
-        pass  # a 101: refused by the caller
-    except httptools.HttpParserError as exc:
-        raise httpx.RemoteProtocolError(f"malformed response head: {exc}") from None
-    if not head.complete:
-        raise httpx.RemoteProtocolError("malformed response head")
-    version = b"HTTP/" + parser.get_http_version().encode("ascii")
-    return parser.get_status_code(), head.headers, version
-
-
-def _framing(method: str, status: int, headers: list[tuple[bytes, bytes]]) -> tuple[str, int]:
-    """How the body is delimited (RFC 9112 section 6.3): none, length, chunked or close."""
-    if method == "HEAD" or status in (204, 304):
-        return "none", 0
-    codings = [v for n, v in headers if n.lower() == b"transfer-encoding"]
-    if codings:
-        last = b",".join(codings).split(b",")[-1].strip().lower()
-        return ("chunked", 0) if last == b"chunked" else ("close", 0)
-    lengths = {v.strip() for n, v in headers if n.lower() == b"content-length"}
-    if not lengths:
-        return "close", 0
-    if len(lengths) > 1 or not next(iter(lengths)).isdigit():
-        raise httpx.RemoteProtocolError("invalid Content-Length")
-    length = int(next(iter(lengths)))
-    return ("length", length) if length else ("none", 0)
-
-
-def _says_close(headers: list[tuple[bytes, bytes]]) -> bool:
-    return any(n.lower() == b"connection" and b"close" in v.lower() for n, v in headers)
+        raise httpx.ReadTimeout("backend too slow to answer") from None
