@@ -7,7 +7,8 @@ replicas and this monitor spawns no fixed-port services for them. Every `sync` r
 newest revision, so `apply` through the CLI or the API reaches the running monitor: replica
 counts, probes and autoscaling change at once. The set of versions and whether a version is
 local are fixed at start (they shape the failover policy): a revision that changes them takes
-effect at the next start, and `sync` says so once in the log.
+effect at the next start, and `sync` says so once in the log. A revision that only puts
+another version first starts a rollout to it (`on_new_leader`).
 
 Versions keep one URL each for the probes and for chaos (the first ready replica), through
 :class:`LiveUrls`; the gateway gets every ready replica (`endpoints`).
@@ -75,6 +76,8 @@ class DesiredService:
         self.spec: ServiceSpec | None = None
         # the watchdog's: every ready replica of a version exited (certain evidence)
         self.report_exit: Callable[[str, str], Awaitable[object]] | None = None
+        # the rollout driver's: a new revision puts another version first (a rollout)
+        self.on_new_leader: Callable[[str, ServiceSpec, int | None], None] | None = None
         self._client, self._recorder, self._env = client, recorder, env
         self._tasks: set[asyncio.Task[None]] = set()
         self._revision: int | None = None
@@ -159,16 +162,19 @@ class DesiredService:
 
     def _follow(self, revision: int | None, spec: ServiceSpec) -> None:
         assert self.controller is not None and self.spec is not None
-        same_shape = [(v.name, v.local) for v in spec.spec.versions] == \
-            [(v.name, v.local) for v in self.spec.spec.versions]
+        same_shape = sorted((v.name, v.local) for v in spec.spec.versions) == \
+            sorted((v.name, v.local) for v in self.spec.spec.versions)
         if not same_shape:
             if self._warned != revision:
                 log.warning("spec revision %s changes the versions; it takes effect at the "
                             "next start", revision)
                 self._warned = revision
             return
+        leader, before = spec.spec.versions[0].name, self.spec.spec.versions[0].name
         self._revision, self.spec = revision, spec
         self.controller.set_spec(spec)
+        if leader != before and self.on_new_leader is not None:
+            self.on_new_leader(leader, spec, revision)
 
     async def kill(self, version: str, count: int) -> list[str]:
         if self.controller is None or not self.manages(version):

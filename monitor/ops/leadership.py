@@ -83,6 +83,7 @@ class LeaderDuties:
 
     async def on_elected(self, term: int) -> None:
         await self.runtime.watchdog.reload(partial(shared_state, self.runtime, takeover=True))
+        await self.runtime.rollout.reload()
         for version in self.runtime.policy.versions:
             self.runtime.scheduler.hurry(version)
         state = self.runtime.watchdog.state
@@ -97,6 +98,7 @@ class LeaderDuties:
         """A follower shows the leader's state (dashboard, gateway route)."""
         if not self.leading:
             await self.runtime.watchdog.reload(partial(shared_state, self.runtime))
+            await self.runtime.rollout.reload()
 
     def fenced(self, write: Callable[[], None]) -> None:
         """Blocking: run `write` (a checkpoint) only while leading; with a lease, inside a
@@ -180,4 +182,6 @@ class LeaderDuties:
                 return await runtime.chaos(
                     actor, str(args.get("version", "")), str(args.get("fault", "")),
                     dict(fault_params) if isinstance(fault_params, dict) else {})
+            case CommandKind.ROLLOUT:
+                return await runtime.rollout_action(actor, str(args.pop("op", "")), args)
         return ActionResult(False, f"unknown command kind {command.kind!r}")
