@@ -149,7 +149,7 @@ class Runtime:
         if self.leadership.shared:
             self.scheduler.every(1.0, self.duties.follow, "follow")
             self.leadership.start()
-        if self.desired.controller is not None:
+        if self.desired.spec is not None:  # new revisions (a new leader: a rollout), replicas
             self.scheduler.every(DESIRED_SYNC_S, gate(self.desired.sync), "desired")
         self.started = True
 

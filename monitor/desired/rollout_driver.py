@@ -51,7 +51,7 @@ from monitor.storage.lease import Fenced
 from monitor.storage.store import Store
 
 log = logging.getLogger(__name__)
-TICK_S = 0.25
+TICK_S = 0.1
 ROLLOUT_ACTOR = "rollout"
 
 

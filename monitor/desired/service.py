@@ -153,15 +153,17 @@ class DesiredService:
             await self.report_exit(version, "every ready replica's process exited")
 
     async def sync(self) -> None:
-        if self.controller is None:
+        """Follow the newest revision; run the replicas (with local versions)."""
+        if self.spec is None:
             return
         revision, services, _ = applying.current(self.store)
         if revision != self._revision and services:
             self._follow(revision, services[0])
-        await self.controller.sync(self.clock())
+        if self.controller is not None:
+            await self.controller.sync(self.clock())
 
     def _follow(self, revision: int | None, spec: ServiceSpec) -> None:
-        assert self.controller is not None and self.spec is not None
+        assert self.spec is not None
         same_shape = sorted((v.name, v.local) for v in spec.spec.versions) == \
             sorted((v.name, v.local) for v in self.spec.spec.versions)
         if not same_shape:
@@ -172,7 +174,8 @@ class DesiredService:
             return
         leader, before = spec.spec.versions[0].name, self.spec.spec.versions[0].name
         self._revision, self.spec = revision, spec
-        self.controller.set_spec(spec)
+        if self.controller is not None:
+            self.controller.set_spec(spec)
         if leader != before and self.on_new_leader is not None:
             self.on_new_leader(leader, spec, revision)
 

@@ -159,3 +159,22 @@ def test_it_switches_bluegreen_in_one_step_and_back_when_aborted_inside_the_dela
     assert back["rollout"]["reason"] == "aborted by an operator: bad reviews"
     assert [(r["actor"], r["target"]) for r in switches] == [("rollout", "v2"), ("rollout", "v1")]
     assert {by for at, _, by in load.answers if at > moment + 1.0} == {"v1"}
+
+
+def test_it_starts_a_rollout_when_an_applied_spec_puts_another_version_first(tmp_path,
+                                                                             services):
+    with monitored(tmp_path, services, "canary") as monitor, \
+            Load(monitor.gateway, workers=2, time_limit=120) as load:
+        load.wait_for_answers(50, after=0, timeout=30)
+        reordered = {v: services[v] for v in ("v2", "v1", "v3")}
+        path = tmp_path / "v2-first.yaml"
+        path.write_text(spec(reordered, ROLLOUT["canary"]))
+        applied = monitor.cli("apply", "-f", str(path))
+        assert applied.returncode == 0, applied.stderr
+        started = monitor.wait_for(lambda s: s["rollout"] is not None, timeout=15)
+        assert (started["rollout"]["from"], started["rollout"]["to"]) == ("v1", "v2")
+        monitor.wait_for(lambda s: s["active"] == "v2", timeout=60)
+        rows = audit(monitor)
+    assert load.errors == []
+    start = next(r for r in rows if r["action"] == "rollout.start")
+    assert start["actor"] == "monitor" and "puts v2 first" in params(start)["reason"]
