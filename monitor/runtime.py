@@ -100,10 +100,8 @@ class Runtime:
         self.scheduler = Scheduler(cycle=self.duties.probe, versions=self.policy.versions,
                                    first_delay=min(settings.interval, 1.0))
         self.watchdog.on_hurry = self.scheduler.hurry
-        self.rollout = RolloutDriver(service=self.desired.spec.name if self.desired.spec else
-                                     "books", store=store, audit_key=keys.audit,
-                                     watchdog=self.watchdog, desired=self.desired, clock=clock)
-        self.desired.on_new_leader = self.rollout.start_from_spec
+        self.rollout = RolloutDriver(store=store, audit_key=keys.audit, watchdog=self.watchdog,
+                                     desired=self.desired, clock=clock)
         self.operations = Operations(watchdog=self.watchdog, policy=self.policy, urls=self.urls,
                                      client=self.client, chaos_token=keys.chaos_token,
                                      recorder=self.recorder, killer=self.desired.kill)
@@ -118,7 +116,6 @@ class Runtime:
         self.checkpoint_sink = checkpoints.sink_for(settings.audit_checkpoint_url)
         store.after_security_commit = self.checkpoint_now  # a checkpoint per security row
         self.watchdog.load()
-        self.rollout.load()
 
     # Lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -144,7 +141,7 @@ class Runtime:
         self.scheduler.every(10.0, self._refresh_gauges, "gauges")
         self.scheduler.every(60.0, gate(self.checkpoint), "checkpoint")
         self.scheduler.every(600.0, gate(self._retention), "retention")
-        self.scheduler.every(0.25, gate(self.duties.apply_commands), "commands")  # CLI too
+        self.scheduler.every(0.25, gate(self.duties.apply_commands), "commands")  # CLI, followers
         self.scheduler.every(TICK_S, gate(self.rollout.tick), "rollout")
         if self.leadership.shared:
             self.scheduler.every(1.0, self.duties.follow, "follow")
@@ -272,13 +269,12 @@ class Runtime:
             await self.duties.unless_fenced(self.operations.chaos(actor, version, fault, params))
 
     async def rollout_action(self, actor: Actor, op: str, params: dict[str, Any]) -> ActionResult:
-        return await self.duties.queue(CommandKind.ROLLOUT, actor, {**params, "op": op}) or \
-            await self.rollout.act(actor, op, params)
+        queued = await self.duties.queue(CommandKind.ROLLOUT, actor, {**params, "op": op})
+        return queued or await self.rollout.act(actor, op, params)
 
     def status(self) -> dict[str, Any]:
         view = self.reads.status()
-        view["leader"] = self.leadership.view()
-        view["rollout"] = self.rollout.view()
+        view["leader"], view["rollout"] = self.leadership.view(), self.rollout.view()
         for item in view["versions"]:
             item["replicas"] = self.desired.replicas(item["name"])
         return view

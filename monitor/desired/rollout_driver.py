@@ -52,6 +52,7 @@ from monitor.storage.store import Store
 
 log = logging.getLogger(__name__)
 TICK_S = 0.1
+DEFAULT_SERVICE = "books"  # the service's name without a spec
 ROLLOUT_ACTOR = "rollout"
 
 
@@ -66,9 +67,10 @@ class _Rows:
 
 
 class RolloutDriver:
-    def __init__(self, *, service: str, store: Store, audit_key: bytes, watchdog: Watchdog,
+    def __init__(self, *, store: Store, audit_key: bytes, watchdog: Watchdog,
                  desired: DesiredService, clock: Callable[[], float]) -> None:
-        self.service, self.store, self.audit_key = service, store, audit_key
+        self.service = desired.spec.name if desired.spec is not None else DEFAULT_SERVICE
+        self.store, self.audit_key = store, audit_key
         self.watchdog, self.desired, self.clock = watchdog, desired, clock
         self.rollout: Rollout | None = None
         self.analysis = Analysis()
@@ -78,16 +80,19 @@ class RolloutDriver:
         self._backlog: list[_Rows] = []
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[ActionResult]] = set()
+        desired.on_new_leader = self.start_from_spec  # an apply that puts another version first
+        self.load()
 
     # Reading ----------------------------------------------------------------------------
     def load(self) -> None:
-        """Blocking: the persisted rollout (a restart resumes from its step)."""
+        """Blocking, when built and on a leader change: the persisted rollout (a restart
+        resumes from its step)."""
         record = rollouts.load(self.store, self.service)
         if record is None:
             return
         self.rollout = ro.from_record(record["rollout"])
         self.analysis = Analysis.model_validate(record.get("analysis", {}))
-        self.epoch = int(record.get("epoch", self.watchdog.state.epoch))
+        self.epoch = int(record["epoch"])
         self.window.reset(self.clock())
         self._apply_targets()
 
