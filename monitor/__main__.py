@@ -1,6 +1,6 @@
 """CLI: run (default) | gateway | check-config | user add/passwd/list/disable | audit verify |
-notify test | canary pin | backup PATH | apply -f SPEC [--dry-run] | get. Every failure is one
-clear line on stderr and a non-zero exit code."""
+notify test | canary pin | backup PATH | apply -f SPEC [--dry-run] | get | rollout ... Every
+failure is one clear line on stderr and a non-zero exit code."""
 
 from __future__ import annotations
 
@@ -76,8 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     backup.add_argument("path", type=Path)
     backup.set_defaults(handler=_backup)
     from monitor.desired.cli import register
+    from monitor.desired.rollout_cli import register as register_rollout
 
     register(sub)
+    register_rollout(sub)
     return parser
 
 

@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import func
-from sqlmodel import select
 
 from monitor.actor import SYSTEM, Actor
 from monitor.config import Settings
 from monitor.desired.reshape import reshape
+from monitor.desired.rollout_driver import TICK_S, RolloutDriver
 from monitor.desired.service import DesiredService, LiveUrls
 from monitor.failover.model import Policy
 from monitor.failover.operations import ActionResult, Operations
@@ -35,16 +34,16 @@ from monitor.failover.scheduler import Scheduler
 from monitor.failover.status import LatencySeries, StatusReader
 from monitor.failover.watchdog import Watchdog
 from monitor.notices import delivery
+from monitor.ops.checkpointer import Checkpointer
 from monitor.ops.leadership import LeaderDuties
 from monitor.ops.metrics import Metrics
 from monitor.ops.supervisor import ChildSpec, Supervisor
 from monitor.recorder import Notice, Recorder
-from monitor.storage import audit, checkpoints
 from monitor.storage.commands import CommandKind
 from monitor.storage.journal import Journal
 from monitor.storage.keys import Keys, load_keys
 from monitor.storage.lease import Leadership, idle_in_transaction_ms, leadership_for
-from monitor.storage.store import AuditRow, Store
+from monitor.storage.store import Store
 
 log = logging.getLogger("monitor.runtime")
 PROBE_FLUSH_S = 1.0  # probe rows that decided nothing are written together, this often
@@ -105,6 +104,8 @@ class Runtime:
                                    in_flight=settings.probe_concurrency,
                                    on_lag=self.metrics.schedule_lag.observe)
         self.watchdog.on_hurry = self.scheduler.hurry
+        self.rollout = RolloutDriver(store=store, audit_key=keys.audit, watchdog=self.watchdog,
+                                     desired=self.desired, clock=clock)
         self.operations = Operations(watchdog=self.watchdog, policy=self.policy, urls=self.urls,
                                      client=self.client, chaos_token=keys.chaos_token,
                                      recorder=self.recorder, killer=self.desired.kill)
@@ -114,10 +115,12 @@ class Runtime:
         self.started = False
         # set by the data plane when HAProxy carries the traffic: its reachability, for /readyz
         self.dataplane_status: Callable[[], dict[str, Any]] | None = None
-        self._checkpointed_seq = 0
         self._tasks: set[asyncio.Task[None]] = set()  # strong references until each is done
-        self.checkpoint_sink = checkpoints.sink_for(settings.audit_checkpoint_url)
-        store.after_security_commit = self.checkpoint_now  # a checkpoint per security row
+        self.checkpoints = Checkpointer(store=store, key=keys.audit, path=self.checkpoint_path,
+                                        url=settings.audit_checkpoint_url, clock=clock,
+                                        fenced=self.duties.fenced)
+        self.checkpoint = self.checkpoints.checkpoint
+        store.after_security_commit = self.checkpoints.now  # a checkpoint per security row
         self.watchdog.load()
 
     # Lifecycle ----------------------------------------------------------------------------
@@ -145,11 +148,12 @@ class Runtime:
         self.scheduler.every(10.0, self._refresh_gauges, "gauges")
         self.scheduler.every(60.0, gate(self.checkpoint), "checkpoint")
         self.scheduler.every(600.0, gate(self._retention), "retention")
+        self.scheduler.every(0.25, gate(self.duties.apply_commands), "commands")  # CLI, followers
+        self.scheduler.every(TICK_S, gate(self.rollout.tick), "rollout")
         if self.leadership.shared:
-            self.scheduler.every(0.25, gate(self.duties.apply_commands), "commands")
             self.scheduler.every(1.0, self.duties.follow, "follow")
             self.leadership.start()
-        if self.desired.spec is not None:
+        if self.desired.spec is not None:  # new revisions (a new leader: a rollout), replicas
             self.scheduler.every(DESIRED_SYNC_S, gate(self.desired.sync), "desired")
         self.started = True
 
@@ -209,28 +213,6 @@ class Runtime:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def checkpoint(self) -> None:
-        def write() -> None:
-            if self._head_moved():
-                self.checkpoint_now()
-        await asyncio.to_thread(write)
-
-    def checkpoint_now(self) -> None:
-        """Blocking: append a checkpoint of the audit head (file, anchor, second sink); only
-        the leader does (monitor.ops.leadership)."""
-        self.duties.fenced(self._write_checkpoint)
-
-    def _write_checkpoint(self) -> None:
-        entry = audit.write_checkpoint(self.store, self.keys.audit, self.checkpoint_path,
-                                       now=self.clock(), sink=self.checkpoint_sink)
-        if entry:
-            self._checkpointed_seq = entry["seq"]
-
-    def _head_moved(self) -> bool:
-        with self.store.read() as session:
-            head = session.exec(select(func.max(AuditRow.seq))).one() or 0
-        return head != self._checkpointed_seq
-
     async def _retention(self) -> None:
         await asyncio.to_thread(partial(self.store.roll_up, now=self.clock(),
                                         retention_s=self.settings.retention_hours * 3600))
@@ -271,9 +253,13 @@ class Runtime:
             "version": version, "fault": fault, "params": params}) or \
             await self.duties.unless_fenced(self.operations.chaos(actor, version, fault, params))
 
+    async def rollout_action(self, actor: Actor, op: str, params: dict[str, Any]) -> ActionResult:
+        queued = await self.duties.queue(CommandKind.ROLLOUT, actor, {**params, "op": op})
+        return queued or await self.rollout.act(actor, op, params)
+
     def status(self) -> dict[str, Any]:
         view = self.reads.status()
-        view["leader"] = self.leadership.view()
+        view["leader"], view["rollout"] = self.leadership.view(), self.rollout.view()
         for item in view["versions"]:
             item["replicas"] = self.desired.replicas(item["name"])
         return view
@@ -286,6 +272,7 @@ class Runtime:
 
     def report_gateway_failure(self, version: str, failure: str) -> None:
         self.watchdog.report_passive(version, failure)
+        self.rollout.observe_failure(version)
 
 
 def create_runtime(settings: Settings, *, clock: Callable[[], float] = time.time,

@@ -172,9 +172,10 @@ class _DataPlane:
         key = runtime.keys.derive(PURPOSE)
         self.publisher = RoutePublisher(settings.data_dir, key, lambda: route_from(
             runtime.watchdog.state.epoch, runtime.route_candidates(), runtime.urls, time.time(),
-            replicas=runtime.desired.endpoints()))
+            replicas=runtime.desired.endpoints(), weights=runtime.rollout.weights()))
         self.receiver = Receiver(settings.data_dir, key, time.time,
-                                 runtime.report_gateway_failure, _counter(runtime.metrics))
+                                 runtime.report_gateway_failure,
+                                 _counter(runtime.metrics, runtime.rollout.observe_counts))
         self.gateway: Supervisor | None = None
         self.haproxy = _haproxy_sync(settings, runtime, self.publisher.current) \
             if settings.dataplane == "haproxy" else None
@@ -221,9 +222,12 @@ class _DataPlane:
         self.receiver.stop()
 
 
-def _counter(metrics: Metrics) -> Callable[[list[tuple[str, str, int]]], None]:
-    """The gateway's outcome counts into the monitor's `monitor_gateway_requests`."""
+def _counter(metrics: Metrics, also: Callable[[list[tuple[str, str, int]]], None]
+             ) -> Callable[[list[tuple[str, str, int]]], None]:
+    """The gateway's outcome counts into the monitor's `monitor_gateway_requests` (and the
+    rollout's analysis window)."""
     def add(counts: list[tuple[str, str, int]]) -> None:
+        also(counts)
         for version, outcome, requests in counts:
             metrics.gateway_requests.labels(version=version, outcome=outcome).inc(requests)
     return add

@@ -94,6 +94,8 @@ class Controller:
         self._port_picker, self._pid_dir = port_picker, pid_dir
         self._replicas: dict[str, _Handle] = {}
         self._scaling: dict[str, _Scaling] = {}
+        # replica counts a rollout sets instead of the spec's or the autoscaler's
+        self.overrides: dict[str, int] = {}
         self._serial = 0
         self._lock = asyncio.Lock()
         self._pending: set[asyncio.Task[None]] = set()  # audit writes of process exits
@@ -112,7 +114,7 @@ class Controller:
 
     def wanted(self, version: str) -> int:
         scaling = self._scaling.get(version)
-        return scaling.wanted if scaling else 0
+        return self.overrides.get(version, scaling.wanted if scaling else 0)
 
     # Control --------------------------------------------------------------------------------
     def set_spec(self, service: ServiceSpec) -> None:
@@ -175,7 +177,7 @@ class Controller:
             version.name, _Scaling(self.service.spec.replicas_of(version)))
         if self.service.spec.autoscale is None:
             scaling.wanted = self.service.spec.replicas_of(version)
-        return scaling.wanted
+        return self.overrides.get(version.name, scaling.wanted)
 
     def _template(self, version: Version) -> str:
         assert version.command is not None

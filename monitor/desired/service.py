@@ -5,9 +5,10 @@ stored as a revision only when it differs from the newest one); then the newest 
 desired state. When it gives the book service local versions, a :class:`Controller` runs their
 replicas and this monitor spawns no fixed-port services for them. Every `sync` re-reads the
 newest revision, so `apply` through the CLI or the API reaches the running monitor: replica
-counts, commands, env, probes and autoscaling change at once, and a revision that adds,
-removes or reorders versions (or turns one local or external) reshapes the failover policy
-through `on_versions` (audited as `spec.reconcile`); a revision that removes the active
+counts, commands, env, probes and autoscaling change at once. A revision that only puts
+another of the same versions first starts a rollout to it (`on_new_leader`); one that adds,
+removes or reorders versions otherwise (or turns one local or external) reshapes the failover
+policy through `on_versions` (audited as `spec.reconcile`); a revision that removes the active
 version waits, audited as `deferred`, until the operator has failed over.
 
 Only the leader runs replicas (`lead`, `release`): a follower spawns nothing, and a monitor
@@ -94,6 +95,8 @@ class DesiredService:
         self.on_versions: OnVersions | None = None  # the runtime's: reshape the policy
         self.warming = False  # leading, replicas not yet ready: probes would be unfair
         self.pid_dir: Path = settings.data_dir / "run" / "replicas"
+        # the rollout driver's: a new revision puts another version first (a rollout)
+        self.on_new_leader: Callable[[str, ServiceSpec, int | None], None] | None = None
         self._client, self._recorder, self._env = client, recorder, env
         self._tasks: set[asyncio.Task[None]] = set()
         self._revision: int | None = None
@@ -227,9 +230,14 @@ class DesiredService:
             await self.controller.sync(self.clock())
 
     async def _follow(self, revision: int | None, spec: ServiceSpec) -> None:
+        """Take a new revision. Only another version first (same versions): a rollout to it
+        (`on_new_leader`); any other change of the versions reshapes the failover policy."""
         assert self.spec is not None
         shape = [(v.name, v.local) for v in spec.spec.versions]
-        if shape != [(v.name, v.local) for v in self.spec.spec.versions]:
+        before = [(v.name, v.local) for v in self.spec.spec.versions]
+        new_leader = (self.on_new_leader is not None and sorted(shape) == sorted(before)
+                      and shape[0] != before[0])
+        if shape != before and not new_leader:
             if self.on_versions is None:
                 return
             why = await self.on_versions({v.name: v.url or NO_REPLICA
@@ -247,6 +255,8 @@ class DesiredService:
         self._managed = self._local(spec)
         if self.controller is not None:
             self.controller.set_spec(spec)
+        if new_leader and self.on_new_leader is not None:
+            self.on_new_leader(shape[0][0], spec, revision)
 
     # What others read ---------------------------------------------------------------------
     async def kill(self, version: str, count: int) -> list[str]:

@@ -95,11 +95,13 @@ class RoutePublisher:
 
 
 def route_from(epoch: int, candidates: list[tuple[str, str]], urls: Mapping[str, str],
-               now: float, replicas: Mapping[str, list[str]] | None = None) -> Route:
+               now: float, replicas: Mapping[str, list[str]] | None = None,
+               weights: Mapping[str, int] | None = None) -> Route:
     """The route for a monitor whose router says ``candidates`` (active first), with the
-    ready replicas of the versions that have several."""
+    ready replicas of the versions that have several and a rollout's ``weights``."""
     active = candidates[0][0] if candidates else next(iter(urls))
     fallbacks = tuple(dict.fromkeys(v for v, _ in candidates if v != active))
     spread = {v: tuple(u) for v, u in (replicas or {}).items() if u and v in urls}
+    shares = {v: w for v, w in (weights or {}).items() if w > 0 and v in urls and v != active}
     return Route(epoch=epoch, active=active, fallbacks=fallbacks, urls=dict(urls),
-                 issued=now, replicas=spread)
+                 issued=now, replicas=spread, weights=shares)

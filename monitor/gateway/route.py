@@ -8,6 +8,10 @@ file someone else wrote, or one damaged on disk, is refused rather than followed
 Order: a route with a higher ``epoch`` (the engine's switch counter) always wins; within the
 same epoch the later ``issued`` wins (the fallbacks change without a switch). A route from an
 older epoch is never applied, whatever its ``issued``.
+
+Weights (rollouts): ``weights`` gives a version (the canary) a percent of the requests as
+their first choice; the rest go to ``active`` first. No stickiness: each request is chosen
+on its own, and its retries still go to the other version.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from typing import Any
 
 PURPOSE = "route-feed"
 MAX_ROUTE_BYTES = 64 * 1024
+GOLDEN = 0.6180339887498949  # turn x golden ratio mod 1: an even spread for any weight
 
 
 class RouteError(ValueError):
@@ -40,10 +45,23 @@ class Route:
     urls: dict[str, str]
     issued: float
     replicas: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    weights: dict[str, int] = field(default_factory=dict)
+
+    def first_choice(self, turn: int) -> str:
+        """The version request number `turn` goes to first: a weighted version for its
+        percent of the turns (spread evenly, not in runs), else the active one."""
+        share = (turn * GOLDEN) % 1.0 * 100
+        for version, weight in sorted(self.weights.items()):
+            if share < weight and version in self.urls:
+                return version
+            share -= weight
+        return self.active
 
     def candidates(self, turn: int = 0) -> list[tuple[str, str]]:
-        """The backends of one request in order; `turn` rotates each version's replicas."""
-        order = [self.active, *[v for v in self.fallbacks if v != self.active]]
+        """The backends of one request in order; `turn` rotates each version's replicas and
+        picks the weighted version's share of requests."""
+        first = self.first_choice(turn) if self.weights else self.active
+        order = list(dict.fromkeys([first, self.active, *self.fallbacks]))
         out: list[tuple[str, str]] = []
         for version in order:
             spread = self.replicas.get(version)
@@ -56,8 +74,9 @@ class Route:
 
     def same_path(self, other: Route) -> bool:
         """True when both send requests the same way (only ``issued`` may differ)."""
-        return (self.epoch, self.active, self.fallbacks, self.urls, self.replicas) == \
-            (other.epoch, other.active, other.fallbacks, other.urls, other.replicas)
+        return (self.epoch, self.active, self.fallbacks, self.urls, self.replicas,
+                self.weights) == (other.epoch, other.active, other.fallbacks, other.urls,
+                                  other.replicas, other.weights)
 
     def as_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"epoch": self.epoch, "active": self.active,
@@ -65,6 +84,8 @@ class Route:
                                 "issued": self.issued}
         if self.replicas:
             body["replicas"] = {v: list(urls) for v, urls in self.replicas.items()}
+        if self.weights:
+            body["weights"] = dict(self.weights)
         return body
 
 
@@ -126,5 +147,11 @@ def _shape(doc: dict[str, Any]) -> Route:
                 isinstance(u, str) and u.startswith(("http://", "https://")) for u in v)
             for k, v in replicas.items()):
         raise RouteError("route replicas must map its versions to lists of http(s) URLs")
+    weights = doc.get("weights", {})
+    if not isinstance(weights, dict) or not all(
+            k in urls and isinstance(w, int) and not isinstance(w, bool) and 0 <= w <= 100
+            for k, w in weights.items()) or sum(weights.values()) > 100:
+        raise RouteError("route weights must map its versions to percents (0-100, sum <= 100)")
     return Route(epoch=epoch, active=active, fallbacks=tuple(fallbacks), urls=dict(urls),
-                 issued=float(issued), replicas={k: tuple(v) for k, v in replicas.items()})
+                 issued=float(issued), replicas={k: tuple(v) for k, v in replicas.items()},
+                 weights=dict(weights))

@@ -18,7 +18,7 @@ from sqlmodel import Session, col, select
 from monitor.storage.store import Notice, Store
 
 KINDS = ("failover", "suppressed", "all_down", "recovery", "failover_impossible", "lockout",
-         "reminder", "test", "dataplane")
+         "reminder", "test", "dataplane", "rollout")
 STATUSES = ("pending", "sending", "sent", "failed", "unsent")
 OPEN = ("pending", "sending", "unsent")  # statuses that may still become "sent"
 NOT_CONFIGURED = "not sent: SMTP not configured"

@@ -39,6 +39,7 @@ HEADLINES = {
     "reminder": "Incident still open",
     "test": "Test notice",
     "dataplane": "Data plane unreachable",
+    "rollout": "Rollout",
 }
 SHOWN = {"from", "to", "source", "target", "active", "reason", "evidence"}
 HIDDEN = {"at"}  # the notice's own time is shown instead

@@ -84,6 +84,7 @@ class LeaderDuties:
 
     async def on_elected(self, term: int) -> None:
         await self.runtime.watchdog.reload(partial(shared_state, self.runtime, takeover=True))
+        await self.runtime.rollout.reload()
         self.runtime.desired.warming = self.runtime.desired.spec is not None
         self._spawn(self._lead())  # quick: the lease loop waits for this method
         state = self.runtime.watchdog.state
@@ -111,6 +112,7 @@ class LeaderDuties:
         left): a leader that only missed a renewal keeps them serving meanwhile."""
         if not self.leading:
             await self.runtime.watchdog.reload(partial(shared_state, self.runtime))
+            await self.runtime.rollout.reload()
             if await asyncio.to_thread(self._another_leads):
                 await self.runtime.desired.release(leftovers=True)
 
@@ -200,4 +202,6 @@ class LeaderDuties:
                 return await runtime.chaos(
                     actor, str(args.get("version", "")), str(args.get("fault", "")),
                     dict(fault_params) if isinstance(fault_params, dict) else {})
+            case CommandKind.ROLLOUT:
+                return await runtime.rollout_action(actor, str(args.pop("op", "")), args)
         return ActionResult(False, f"unknown command kind {command.kind!r}")

@@ -34,6 +34,7 @@ class CommandKind(StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
     CHAOS = "chaos"
+    ROLLOUT = "rollout"
 
 
 class CommandStatus(StrEnum):

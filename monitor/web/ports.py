@@ -52,3 +52,6 @@ class MonitorPort(Protocol):
 
     async def chaos(self, actor: Actor, version: str, fault: str,
                     params: dict[str, Any]) -> ActionResult: ...
+
+    async def rollout_action(self, actor: Actor, op: str,
+                             params: dict[str, Any]) -> ActionResult: ...

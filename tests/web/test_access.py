@@ -49,6 +49,9 @@ EXPECTED = {
     "/actions/failback": ("POST", "/actions/failback", {}, (401, 403, ACTION, ACTION)),
     "/actions/pause": ("POST", "/actions/pause", {}, (401, 403, ACTION, ACTION)),
     "/actions/resume": ("POST", "/actions/resume", {}, (401, 403, ACTION, ACTION)),
+    "/actions/rollout/{op}": ("POST", "/actions/rollout/start",
+                              {"target": "v2", "strategy": "canary"},
+                              (401, 403, ACTION, ACTION)),
     "/logout": ("POST", "/logout", {}, (401, 401, 401, 401)),  # logout itself answers 401
     "/account/password": ("GET", "/account/password", None, (401, 200, 200, 200)),
 }

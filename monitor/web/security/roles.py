@@ -40,6 +40,7 @@ ROUTE_ROLES: dict[str, str] = {
     "/actions/failback": "operator",
     "/actions/pause": "operator",
     "/actions/resume": "operator",
+    "/actions/rollout/{op}": "operator",  # start, promote, pause, resume, abort
     "/logout": "viewer",
     # every user's own password (GET the form, POST it with CSRF and the current password)
     "/account/password": "viewer",
