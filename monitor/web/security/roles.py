@@ -22,6 +22,8 @@ ROUTE_ROLES: dict[str, str] = {
     "/audit": "viewer",
     "/health-log": "viewer",
     "/notices": "viewer",
+    "/incidents": "viewer",
+    "/incidents/{incident_id}": "viewer",
     "/users": "admin",
     # JSON API, mirroring the pages
     "/api/status": "viewer",
