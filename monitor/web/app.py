@@ -30,7 +30,7 @@ from monitor.web.events import AuditStream
 from monitor.web.forms import FormError
 from monitor.web.ports import MonitorPort
 from monitor.web.requestlog import RequestLog
-from monitor.web.routes import account, actions, api, events, incidents, pages, spec
+from monitor.web.routes import account, actions, api, charts, events, incidents, pages, spec
 from monitor.web.security.auth import Authenticator
 from monitor.web.security.gate import AccessGate, write_failures
 from monitor.web.security.headers import SecurityHeaders
@@ -100,7 +100,7 @@ def create_app(runtime: MonitorPort, *, hasher: Hasher | None = None,
     app.state.events = AuditStream(runtime.store)
     for module in (pages, api, actions, account, spec, events):
         add_routes(app, module.router)
-    for module in (incidents,):  # the on-call pages: incidents, charts
+    for module in (incidents, charts):  # the on-call pages: incidents, charts
         add_routes(app, module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(StarletteHTTPException, _http_error)

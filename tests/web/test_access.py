@@ -30,6 +30,7 @@ EXPECTED = {
     "/health-log": ("GET", "/health-log", None, (401, 200, 200, 200)),
     "/notices": ("GET", "/notices", None, (401, 200, 200, 200)),
     "/incidents": ("GET", "/incidents", None, (401, 200, 200, 200)),
+    "/charts": ("GET", "/charts?window=7d", None, (401, 200, 200, 200)),
     "/incidents/{incident_id}": ("GET", "/incidents/1", None, (401, 404, 404, 404)),
     "/users": ("GET", "/users", None, (401, 403, 403, 200)),
     "/api/status": ("GET", "/api/status", None, (401, 200, 200, 200)),

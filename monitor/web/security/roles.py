@@ -23,6 +23,7 @@ ROUTE_ROLES: dict[str, str] = {
     "/health-log": "viewer",
     "/notices": "viewer",
     "/incidents": "viewer",
+    "/charts": "viewer",
     "/incidents/{incident_id}": "viewer",
     "/users": "admin",
     # JSON API, mirroring the pages
