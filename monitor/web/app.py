@@ -127,7 +127,8 @@ def add_routes(app: FastAPI, router: APIRouter) -> None:
     for route in router.routes:
         assert isinstance(route, APIRoute)
         app.add_api_route(route.path, route.endpoint, methods=sorted(route.methods or ()),
-                          name=route.name, response_class=route.response_class)
+                          name=route.name, response_class=route.response_class,
+                          responses=route.responses)
 
 
 def _wants_json(request: Request) -> bool:

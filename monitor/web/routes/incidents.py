@@ -16,11 +16,12 @@ from fastapi.responses import HTMLResponse, Response
 from monitor.storage.incidents import IncidentIndex
 from monitor.storage.timeline import read_timeline
 from monitor.web.deps import Web, render, web
+from monitor.web.openapi import ERROR
 
 router = APIRouter()
 LIST_SIZE = 100
 MAX_ID = 2**62
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such incident"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "No such incident", **ERROR}}
 
 
 def incident_index(request: Request, state: Web) -> IncidentIndex:
