@@ -26,6 +26,7 @@ EXPECTED = {
     "/metrics": ("GET", "/metrics", None, (401, 200, 200, 200)),
     "/": ("GET", "/", None, (401, 200, 200, 200)),
     "/partials/chart": ("GET", "/partials/chart", None, (401, 200, 200, 200)),
+    "/partials/rollout": ("GET", "/partials/rollout", None, (401, 200, 200, 200)),
     "/audit": ("GET", "/audit", None, (401, 200, 200, 200)),
     "/health-log": ("GET", "/health-log", None, (401, 200, 200, 200)),
     "/notices": ("GET", "/notices", None, (401, 200, 200, 200)),

@@ -19,6 +19,7 @@ ROUTE_ROLES: dict[str, str] = {
     # pages
     "/": "viewer",
     "/partials/chart": "viewer",
+    "/partials/rollout": "viewer",
     "/audit": "viewer",
     "/health-log": "viewer",
     "/notices": "viewer",
