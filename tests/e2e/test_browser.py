@@ -8,69 +8,25 @@ MONITOR_REQUIRE_BROWSER=1, which makes a missing browser a failure).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import httpx
 import pytest
 
-from tests.e2e.monitor_proc import all_versions_up, start_monitor
+from tests.e2e.browser import OPERATOR, VIEWER, browser_system, page_for
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run"]
-OPERATOR = ("olivia", "Olivia-operator-7419")
-VIEWER = ("victor", "Victor-viewer-2863")
 FAILOVER_WAIT_MS = 20_000
-
-
-def _require_browser():
-    required = os.environ.get("MONITOR_REQUIRE_BROWSER") == "1"
-    if not CHROMIUM.exists():
-        if required:
-            pytest.fail("MONITOR_REQUIRE_BROWSER=1 but /usr/bin/chromium is missing")
-        pytest.skip("Chromium not found at /usr/bin/chromium (set MONITOR_REQUIRE_BROWSER=1 "
-                    "to make this a failure)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if required:
-            raise
-        pytest.skip("playwright is not installed")
-    return sync_playwright
 
 
 @pytest.fixture
 def system(tmp_path):
-    sync_playwright = _require_browser()
-    monitor = start_monitor(tmp_path / "data")
-    try:
-        monitor.wait_for(all_versions_up, timeout=30)
-        for (name, password), role in ((OPERATOR, "operator"), (VIEWER, "viewer")):
-            done = monitor.cli("user", "add", name, "--role", role,
-                               extra_env={"MONITOR_NEW_PASSWORD": password})
-            assert done.returncode == 0, done.stderr
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                                 args=LAUNCH_ARGS, timeout=30_000)
-            try:
-                yield monitor, browser
-            finally:
-                browser.close()
-    finally:
-        monitor.stop()
-
-
-def _page(browser, user: tuple[str, str]):
-    context = browser.new_context(http_credentials={"username": user[0], "password": user[1]})
-    return context.new_page()
+    with browser_system(tmp_path / "data") as (monitor, browser):
+        yield monitor, browser
 
 
 def test_it_shows_an_operators_fault_injection_and_the_failover_live(system, tmp_path):
     from playwright.sync_api import expect
 
     monitor, browser = system
-    page = _page(browser, OPERATOR)
+    page = page_for(browser, OPERATOR)
     page.goto(monitor.url + "/")
     expect(page.locator('[data-field="active"]')).to_have_text("v1")
 
@@ -99,7 +55,7 @@ def test_it_shows_an_operators_fault_injection_and_the_failover_live(system, tmp
 
 def test_it_shows_a_viewer_no_actions_and_refuses_forged_posts(system):
     monitor, browser = system
-    viewer = _page(browser, VIEWER)
+    viewer = page_for(browser, VIEWER)
     viewer.goto(monitor.url + "/")
     assert viewer.locator('[data-field="active"]').inner_text() == "v1"
     assert viewer.locator('form[action^="/actions/"]').count() == 0
@@ -113,7 +69,7 @@ def test_it_shows_a_viewer_no_actions_and_refuses_forged_posts(system):
     # A cross-site page that auto-submits a form to the dashboard with the operator's
     # credentials in the browser: refused, because it carries no token and the browser says
     # where it came from.
-    operator = _page(browser, OPERATOR)
+    operator = page_for(browser, OPERATOR)
     operator.goto(monitor.url + "/")
     operator.set_content(
         f'<form method="post" action="{monitor.url}/actions/failover">'
