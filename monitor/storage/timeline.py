@@ -19,15 +19,16 @@ from monitor.storage import audit
 from monitor.storage.incidents import IncidentSummary, parse_ts
 from monitor.storage.store import AuditRow, Notice, NoticeAttempt, ProbeRow, Store
 
-MARGIN_S = 30.0
+MARGIN_S = 10.0
 LIMIT = 500
 SYSTEM_ROLE = "system"
+DECISIONS = ("failover.", "version.", "incident.", "rollout.", "replica.", "replicas.")
 
 
 @dataclass(frozen=True)
 class TimelineItem:
     at: float
-    kind: str  # probe | decision | action | notice
+    kind: str  # probe | decision | action (an operator's) | event (the monitor's) | notice
     title: str
     detail: str = ""
     outcome: str = "ok"
@@ -98,8 +99,11 @@ def _audit_item(row: AuditRow) -> TimelineItem:
         evidence = []
     shown = tuple(e for e in evidence if isinstance(e, dict)) if isinstance(evidence, list) \
         else ((evidence,) if isinstance(evidence, dict) else ())
-    kind = "decision" if row.role == SYSTEM_ROLE else "action"
-    who = "" if kind == "decision" else f"{row.actor} ({row.role}): "
+    if row.role != SYSTEM_ROLE:
+        kind = "action"
+    else:
+        kind = "decision" if row.action.startswith(DECISIONS) else "event"
+    who = f"{row.actor} ({row.role}): " if kind == "action" else ""
     target = f" {row.target}" if row.target else ""
     return TimelineItem(at=parse_ts(row.ts), kind=kind, title=f"{who}{row.action}{target}",
                         detail=row.reason, outcome=row.outcome, evidence=shown)

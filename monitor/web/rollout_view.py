@@ -45,6 +45,7 @@ class Row:
     reason: str
     step: int | None
     weight: int | None
+    strategy: str = ""
     evidence: tuple[tuple[str, str], ...] = ()
 
 
@@ -99,6 +100,7 @@ def row_of(row: AuditRow) -> Row:
     return Row(seq=row.seq, ts=row.ts, action=row.action.removeprefix("rollout."),
                actor=row.actor, outcome=row.outcome, reason=row.reason,
                step=_int(params.get("step")), weight=_int(params.get("weight")),
+               strategy=str(params.get("strategy") or ""),
                evidence=evidence_pairs(evidence))
 
 
@@ -113,7 +115,7 @@ def timeline(status: dict[str, Any] | None, rows: list[AuditRow]) -> dict[str, A
     for row in shown:
         if row.step is not None:
             view = steps.setdefault(row.step, StepView(row.step))
-            if row.weight is not None and row.action != ANALYSIS.removeprefix("rollout."):
+            if row.weight is not None and row.action == "step":
                 view.weight = row.weight
             if row.action == "analysis":
                 view.analyses.append(row)
@@ -124,12 +126,16 @@ def timeline(status: dict[str, Any] | None, rows: list[AuditRow]) -> dict[str, A
         elif row.action in MOVING_ON:
             stopped_by = None
     start = next((r for r in shown if r.action == "start"), None)
+    last_step = next((r.step for r in reversed(shown) if r.step is not None), None)
+    last_weight = next((r.weight for r in reversed(shown)
+                        if r.weight is not None and r.outcome not in REFUSED), None)
     state = str(status.get("state") or (STOPPING[f"rollout.{stopped_by.action}"]
                                         if stopped_by else RolloutState.PROGRESSING))
     return {
-        "strategy": status.get("strategy") or (start.reason if start else ""),
+        "strategy": status.get("strategy") or (start.strategy or start.reason if start else ""),
         "source": status.get("from"), "target": status.get("to"),
-        "step": status.get("step"), "weight": _int(status.get("weight")),
+        "step": status.get("step", last_step),
+        "weight": _int(status["weight"]) if "weight" in status else last_weight,
         "state": state, "live": bool(status),
         "why_stopped": stopped_by.reason if stopped_by and state != RolloutState.PROGRESSING
         else "",

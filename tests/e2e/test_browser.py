@@ -1,12 +1,15 @@
 """A real browser against the real system: `python -m monitor run` with v1..v3 spawned.
 
 An operator breaks v1 from the dashboard and watches the failover to v2 arrive on the overview
-without a reload, then finds it in the audit log; a viewer sees no action buttons; forged POSTs
-are refused. Needs Chromium at /usr/bin/chromium (skipped when missing unless
-MONITOR_REQUIRE_BROWSER=1, which makes a missing browser a failure).
+without a reload, then finds it in the audit log and as an incident with its timeline; a
+viewer sees no action buttons; forged POSTs are refused. Needs Chromium at /usr/bin/chromium
+(skipped when missing unless MONITOR_REQUIRE_BROWSER=1, which makes a missing browser a
+failure).
 """
 
 from __future__ import annotations
+
+import re
 
 import httpx
 import pytest
@@ -51,6 +54,22 @@ def test_it_shows_an_operators_fault_injection_and_the_failover_live(system, tmp
     expect(log).to_contain_text("failover.automatic")
     expect(log.locator("tr", has_text="chaos.errors")).to_contain_text(OPERATOR[0])
     page.screenshot(path=str(tmp_path / "audit.png"), full_page=True)
+
+    # the on-call view of the same failover: one incident, its timeline, its time to recover
+    page.goto(monitor.url + "/incidents")
+    incident = page.locator("tr.incident-closed", has_text="automatic failover to v2")
+    expect(incident).to_have_count(1)
+    incident.get_by_role("link").click()
+    expect(page.locator('[data-field="version"]')).to_have_text("v1")
+    expect(page.locator('[data-field="ttr"]')).to_have_text(re.compile(r"^\d+(\.\d)? s$"))
+    timeline = page.locator("#timeline")
+    expect(timeline.locator('tr[data-kind="action"]', has_text="chaos.errors")).to_contain_text(
+        OPERATOR[0])
+    decision = timeline.locator('tr[data-kind="decision"]', has_text="failover.automatic")
+    expect(decision).to_have_count(1)
+    expect(decision).to_contain_text("failure=http_5xx")
+    assert timeline.locator('tr[data-kind="probe"].outcome-failed').count() >= 3  # fall = 3
+    page.screenshot(path=str(tmp_path / "incident.png"), full_page=True)
 
 
 def test_it_shows_a_viewer_no_actions_and_refuses_forged_posts(system):

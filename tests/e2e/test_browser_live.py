@@ -114,7 +114,8 @@ def audit_writer(system):
         store.dispose()
 
 
-def test_it_shows_rollout_rows_on_the_overview_as_they_are_written(system, audit_writer):
+def test_it_shows_rollout_rows_on_the_overview_as_they_are_written(system, audit_writer,
+                                                                   tmp_path):
     from playwright.sync_api import expect
 
     monitor, browser = system
@@ -142,6 +143,10 @@ def test_it_shows_rollout_rows_on_the_overview_as_they_are_written(system, audit
     expect(section.locator("#rollout-events")).to_contain_text("canary_success_rate=0.700")
     wait_for_event(page, "rollout.abort")
     assert page.evaluate("window.stillTheSamePage") is True
+    page.screenshot(path=str(tmp_path / "overview-rollout-aborted.png"), full_page=True)
+    page.goto(monitor.url + "/charts?window=15m")
+    expect(page.locator("#latency-chart polyline").first).to_be_attached()
+    page.screenshot(path=str(tmp_path / "charts-15m.png"), full_page=True)
 
 
 def test_it_follows_a_rollout_step_by_step_without_reload(system):

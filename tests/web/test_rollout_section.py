@@ -80,3 +80,13 @@ def test_it_starts_a_new_timeline_with_each_rollout(client, runtime):
     section = client.get("/partials/rollout", auth=auth("viewer")).text
     assert re.findall(r'data-action="(\w+)"', section) == ["start"]
     assert 'data-field="rollout-state" class="rollout-progressing">progressing<' in section
+
+
+def test_it_reads_step_and_weight_from_the_rows_without_a_status(client, runtime):
+    bad_canary(runtime)
+    section = client.get("/partials/rollout", auth=auth("viewer")).text
+    assert re.search(r'data-field="rollout-weight">0 %<', section)  # the abort's weight
+    assert re.search(r'data-field="rollout-step">0<', section)
+    assert re.search(r'data-field="rollout-strategy">canary<', section)
+    assert re.search(r'<tr data-step="0"[^>]*><td>0</td><td>10 %</td>', section)  # its step
+    assert re.search(r'data-field="rollout-state"[^>]*>aborted<', section)
