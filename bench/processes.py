@@ -256,7 +256,7 @@ class MonitorProcess:
 def stop_children(data_dir: Path) -> None:
     """Kill the process groups recorded in ``<data_dir>/run/*.pid`` (children a killed
     monitor left running) and remove their pid files."""
-    for path in (data_dir / "run").glob("*.pid"):
+    for path in (data_dir / "run").rglob("*.pid"):  # replicas: run/replicas/
         try:
             pid = int(json.loads(path.read_text())["pid"])
             os.killpg(pid, signal.SIGKILL)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import os
 import sys
 import time
@@ -61,11 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     disable = user.add_parser("disable", help="disable a user")
     disable.add_argument("name")
     disable.set_defaults(handler=_user_disable)
-    audit_cmd = sub.add_parser("audit", help="audit log").add_subparsers(
-        dest="audit_command", required=True)
-    verify = audit_cmd.add_parser("verify", help="verify the audit chain (read-only)")
-    verify.add_argument("--json", action="store_true")
-    verify.set_defaults(handler=_audit_verify)
+    from monitor.storage.audit_cli import register as register_audit
+
+    register_audit(sub)
     notify_cmd = sub.add_parser("notify", help="notices").add_subparsers(
         dest="notify_command", required=True)
     notify_cmd.add_parser("test", help="send a test email").set_defaults(handler=_notify_test)
@@ -188,24 +185,6 @@ def _user_list(settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
-def _audit_verify(settings: Settings, args: argparse.Namespace) -> int:
-    from monitor.storage import audit
-    from monitor.storage.keys import load_keys
-    from monitor.storage.store import Store
-
-    keys = load_keys(settings, create=False)
-    store = Store(settings.db_url())
-    report = audit.verify(store, keys.audit,
-                          settings.data_dir / "audit.checkpoints")
-    if args.json:
-        print(json.dumps(report.as_dict(), indent=2))
-    else:
-        for problem in report.problems:
-            print(f"seq {problem.seq}: {problem.kind}: {problem.detail}")
-        print(report.summary())
-    return 0 if report.ok else 1
-
-
 def _notify_test(settings: Settings, _args: argparse.Namespace) -> int:
     from monitor.notices.delivery import NotifyError, send_test
 
@@ -258,7 +237,11 @@ def _backup(settings: Settings, args: argparse.Namespace) -> int:
         copy = args.path.with_name(args.path.name + ".checkpoints")
         copy.write_bytes(checkpoints.read_bytes())
         print(f"audit checkpoints written to {copy}")
-    Store(settings.db_url()).backup(args.path)
+    from monitor.storage.progress import progress_for
+
+    progress = progress_for("backup")
+    Store(settings.db_url()).backup(args.path, progress=progress)
+    progress.finish()
     print(f"backup written to {args.path}")
     if checkpoints.exists():
         from monitor.storage.checkpoints import match_backup

@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     down_interval: float = Field(DEFAULT_POLICY.down_interval, gt=0, le=3600)
     timeout: float = Field(1.0, gt=0, le=600)
     slow_ms: float = Field(0.0, ge=0)
+    probe_concurrency: int = Field(64, ge=1, le=10_000)
     fall: int = Field(DEFAULT_POLICY.fall, ge=1, le=100)
     rise: int = Field(DEFAULT_POLICY.rise, ge=1, le=100)
     cooldown: float = Field(DEFAULT_POLICY.cooldown, ge=0, le=86400)
@@ -93,6 +94,8 @@ class Settings(BaseSettings):
     gateway_keepalive: float = Field(5.0, gt=0, le=3600)
     gateway_attempt_max: float = Field(2.0, gt=0, le=60)
     gateway_hedge: bool = True
+    dashboard_header_timeout: float = Field(10.0, gt=0, le=300)
+    dashboard_conns_per_ip: int = Field(64, ge=1, le=100_000)
 
     secret_key: SecretStr | None = None
     chaos_token: SecretStr | None = None

@@ -26,9 +26,11 @@ from sqlmodel import select
 
 from monitor.actor import SYSTEM, Actor
 from monitor.config import Settings
+from monitor.desired.reshape import reshape
 from monitor.desired.service import DesiredService, LiveUrls
 from monitor.failover.model import Policy
 from monitor.failover.operations import ActionResult, Operations
+from monitor.failover.probe_client import probe_client
 from monitor.failover.scheduler import Scheduler
 from monitor.failover.status import LatencySeries, StatusReader
 from monitor.failover.watchdog import Watchdog
@@ -45,6 +47,7 @@ from monitor.storage.lease import Leadership, idle_in_transaction_ms, leadership
 from monitor.storage.store import AuditRow, Store
 
 log = logging.getLogger("monitor.runtime")
+PROBE_FLUSH_S = 1.0  # probe rows that decided nothing are written together, this often
 DESIRED_SYNC_S = 1.0  # replica probes, autoscaling and new spec revisions, once a second
 
 
@@ -76,9 +79,8 @@ class Runtime:
         self.leadership.on_elected = self.duties.on_elected
         self.leadership.on_lost = self.duties.on_lost
         self.metrics = Metrics()
-        self.client = http_client or httpx.AsyncClient(
-            limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
-            timeout=settings.timeout, verify=tls_context())
+        self.client = http_client or probe_client(timeout=settings.timeout,
+                                                  verify=tls_context())
         self.recorder = Recorder(store, keys.audit, clock)
         self.desired = DesiredService(
             settings, store=store, audit_key=keys.audit, client=self.client,
@@ -96,8 +98,12 @@ class Runtime:
             slow_ms=settings.slow_ms, enqueue=delivery.enqueue, metrics=self.metrics,
             journal=Journal(settings.data_dir / "decisions.journal"))
         self.desired.report_exit = self.watchdog.report_exit  # a process exit is certain
+        self.desired.on_versions = partial(reshape, self)  # a revision changes the versions
+        self.watchdog.replica_gate = self.desired.gate  # minReady
         self.scheduler = Scheduler(cycle=self.duties.probe, versions=self.policy.versions,
-                                   first_delay=min(settings.interval, 1.0))
+                                   first_delay=min(settings.interval, 1.0),
+                                   in_flight=settings.probe_concurrency,
+                                   on_lag=self.metrics.schedule_lag.observe)
         self.watchdog.on_hurry = self.scheduler.hurry
         self.operations = Operations(watchdog=self.watchdog, policy=self.policy, urls=self.urls,
                                      client=self.client, chaos_token=keys.chaos_token,
@@ -116,8 +122,8 @@ class Runtime:
 
     # Lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
-        await self.desired.start()
-        await self.desired.wait_ready(timeout=30.0)
+        if not self.leadership.shared:  # with a lease, replicas follow the election
+            await self.desired.lead()
         if self.settings.local_services and self.desired.spec is None:
             self.supervisor = Supervisor(self._child_specs(), on_event=self._on_child_event,
                                          log_dir=self.settings.data_dir / "logs",
@@ -133,6 +139,7 @@ class Runtime:
         self.scheduler.start()
         gate = self.duties.gate  # only the leader acts (always the case with SQLite)
         self.scheduler.every(0.25, gate(self.watchdog.tick), "tick")
+        self.scheduler.every(PROBE_FLUSH_S, gate(self.watchdog.flush_probes), "probe-rows")
         self.scheduler.every(1.0, gate(self.notifier.deliver_due), "notices")
         self.scheduler.every(30.0, gate(self.notifier.remind), "reminders")
         self.scheduler.every(10.0, self._refresh_gauges, "gauges")
@@ -142,7 +149,7 @@ class Runtime:
             self.scheduler.every(0.25, gate(self.duties.apply_commands), "commands")
             self.scheduler.every(1.0, self.duties.follow, "follow")
             self.leadership.start()
-        if self.desired.controller is not None:
+        if self.desired.spec is not None:
             self.scheduler.every(DESIRED_SYNC_S, gate(self.desired.sync), "desired")
         self.started = True
 

@@ -121,7 +121,8 @@ async def _main(settings: Settings, sockets: dict[str, socket.socket]) -> int:
                               "date_header": False, "access_log": False, "lifespan": "on",
                               "proxy_headers": False, "timeout_graceful_shutdown": 5}
     servers = [
-        _Server(uvicorn.Config(create_app(runtime), **{**common, **_proxies(settings)}, **ssl)),
+        _Server(uvicorn.Config(create_app(runtime), **{**common, **_proxies(settings)}, **ssl,
+                               http=_edge(settings))),
     ]
     dataplane = _DataPlane(settings, runtime)
     stop = asyncio.Event()
@@ -266,6 +267,15 @@ def _proxies(settings: Settings) -> dict[str, Any]:
     """Behind a reverse proxy (TLS termination), believe X-Forwarded-For from it alone."""
     trusted = ",".join(settings.trusted_proxies)
     return {"proxy_headers": True, "forwarded_allow_ips": trusted} if trusted else {}
+
+
+def _edge(settings: Settings) -> Any:
+    """The dashboard's protocol with a header deadline and a per-IP connection cap."""
+    from monitor.web.edge import EdgeLimits, guarded_protocol
+
+    return guarded_protocol(EdgeLimits(header_timeout=settings.dashboard_header_timeout,
+                                       per_ip=settings.dashboard_conns_per_ip,
+                                       exempt=frozenset(settings.trusted_proxies)))
 
 
 def _banner(settings: Settings, admin_password: str | None) -> None:

@@ -11,6 +11,11 @@ Supervisor of its own (back-off, give-up, dies with the monitor). Every `sync(no
 A replica's process exit takes it out of load balancing at once (the supervisor reports the
 exit before restarting it); `on_exit(version)` tells the caller, which can fail over without
 waiting for probes. External (url) versions are not managed here.
+
+With a `pid_dir`, replicas run in their own sessions with pid files and outlive a crash of
+the monitor; `adopt` takes over the ones a previous monitor left (`monitor.desired.processes`).
+A clean `stop` stops every replica. A change of a version's command or env replaces its
+replicas one at a time (the reconciler's rolling rules).
 """
 
 from __future__ import annotations
@@ -19,10 +24,8 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
-import sys
 import time
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,15 @@ import httpx
 import psutil
 
 from monitor.desired.autoscale import Recommendations, recommend
+from monitor.desired.processes import (
+    Leftover,
+    address_argv,
+    command_argv,
+    command_of,
+    free_port,
+    leftovers,
+    template,
+)
 from monitor.desired.reconciler import Action, ActionKind, Replica, Thresholds, reconcile
 from monitor.desired.spec import ServiceSpec, Version
 from monitor.ops.supervisor import ChildSpec, Supervisor
@@ -39,19 +51,12 @@ from monitor.ops.supervisor import ChildSpec, Supervisor
 Record = Callable[[str, str, dict[str, Any], str], Coroutine[Any, Any, None]]
 
 
-def free_port() -> int:
-    """A port the kernel just handed out on loopback (free at the time of asking)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def command_argv(command: Iterable[str]) -> list[str]:
-    """The spec's command, with a bare `python` meaning this interpreter (its venv)."""
-    argv = list(command)
-    if argv and argv[0] in ("python", "python3"):
-        argv[0] = sys.executable
-    return argv
+def _state(seen: Replica) -> str:
+    if not seen.alive:
+        return "exited"
+    if seen.in_rotation:
+        return "ready"
+    return "unready" if seen.has_lived else "starting"
 
 
 @dataclass
@@ -80,12 +85,13 @@ class Controller:
     def __init__(self, service: ServiceSpec, *, client: httpx.AsyncClient, record: Record,
                  env: dict[str, str], log_dir: Path, restart_delay: float,
                  on_exit: Callable[[str], None] | None = None,
-                 port_picker: Callable[[], int] = free_port) -> None:
+                 port_picker: Callable[[], int] = free_port,
+                 pid_dir: Path | None = None) -> None:
         self.service = service
         self._client, self._record, self._env = client, record, env
         self._log_dir, self._restart_delay = log_dir, restart_delay
         self._on_exit = on_exit or (lambda version: None)
-        self._port_picker = port_picker
+        self._port_picker, self._pid_dir = port_picker, pid_dir
         self._replicas: dict[str, _Handle] = {}
         self._scaling: dict[str, _Scaling] = {}
         self._serial = 0
@@ -100,8 +106,9 @@ class Controller:
     def replicas(self, version: str) -> list[dict[str, Any]]:
         """The `/api/status` view of a version's replicas."""
         return [{"id": h.seen.id, "port": h.port, "ready": h.seen.in_rotation and h.seen.alive,
-                 "pid": h.supervisor.status()[h.seen.id]["pid"], "restarts": h.restarts,
-                 "cpu_percent": h.cpu_percent} for h in self._of(version)]
+                 "state": _state(h.seen), "pid": h.supervisor.status()[h.seen.id]["pid"],
+                 "restarts": h.restarts, "cpu_percent": h.cpu_percent}
+                for h in self._of(version)]
 
     def wanted(self, version: str) -> int:
         scaling = self._scaling.get(version)
@@ -121,11 +128,26 @@ class Controller:
             await self._observe()
             await self._autoscale(now)
             wanted = {v.name: self._wanted_of(v) for v in self.service.spec.versions if v.local}
+            templates = {v.name: self._template(v) for v in self.service.spec.versions
+                         if v.local}
             actions = reconcile(wanted, [h.seen for h in self._replicas.values()],
-                                self._thresholds(), now)
+                                self._thresholds(), now, templates)
             for action in actions:
                 await self._carry_out(action, now)
             return actions
+
+    async def adopt(self, now: float) -> list[str]:
+        """Take over the replicas a previous monitor left running; returns their ids."""
+        if self._pid_dir is None:
+            return []
+        adopted = []
+        async with self._lock:
+            for found in leftovers(self._pid_dir):
+                if found.id not in self._replicas:
+                    await self._run(found, now)
+                    adopted.append(found.id)
+                self._serial = max(self._serial, found.serial)
+        return adopted
 
     async def kill(self, version: str, count: int) -> list[str]:
         """Chaos: SIGKILL `count` running replicas of `version` (newest first)."""
@@ -155,6 +177,13 @@ class Controller:
             scaling.wanted = self.service.spec.replicas_of(version)
         return scaling.wanted
 
+    def _template(self, version: Version) -> str:
+        assert version.command is not None
+        return template(command_argv(version.command), self._env_of(version))
+
+    def _env_of(self, version: Version | None) -> dict[str, str]:
+        return {**self.service.spec.env, **(version.env if version else {})}
+
     def _thresholds(self) -> Thresholds:
         spec = self.service.spec
         return Thresholds(readiness_failures=spec.readiness_probe.failure_threshold,
@@ -179,6 +208,7 @@ class Controller:
                                     spec.readiness_probe.timeout_seconds)
             seen = replace(
                 seen, liveness_failures=0 if live else seen.liveness_failures + 1,
+                has_lived=seen.has_lived or live,
                 readiness_failures=0 if ready else seen.readiness_failures + 1,
                 readiness_successes=seen.readiness_successes + 1 if ready else 0)
             handle.cpu_percent = self._cpu(handle, pid if isinstance(pid, int) else None)
@@ -260,15 +290,23 @@ class Controller:
         if version is None or version.command is None:
             return None
         self._serial += 1
-        rid, port = f"{version_name}-{self._serial}", self._port_picker()
-        argv = [*command_argv(version.command), "--host", "127.0.0.1", "--port", str(port)]
-        env = {**self.service.spec.env, **version.env, **self._env}
-        supervisor = Supervisor([ChildSpec(name=rid, argv=argv, env=env)],
-                                on_event=self._child_event(version_name),
-                                backoff_base=self._restart_delay,
-                                log_dir=self._log_dir)
-        handle = _Handle(Replica(rid, version_name, now), port, supervisor)
-        self._replicas[rid] = handle
+        port = self._port_picker()
+        return await self._run(Leftover(f"{version_name}-{self._serial}", version_name, port,
+                                        address_argv(command_argv(version.command), port),
+                                        self._serial), now)
+
+    async def _run(self, replica: Leftover, now: float) -> _Handle:
+        """Supervise one replica process: a new one, or one left running (same argv)."""
+        version = self.service.version(replica.version)
+        env = self._env_of(version)
+        supervisor = Supervisor([ChildSpec(replica.id, replica.argv, {**env, **self._env})],
+                                on_event=self._child_event(replica.version),
+                                backoff_base=self._restart_delay, log_dir=self._log_dir,
+                                pid_dir=self._pid_dir)
+        seen = Replica(replica.id, replica.version, now,
+                       template=template(command_of(replica.argv), env))
+        handle = _Handle(seen, replica.port, supervisor)
+        self._replicas[replica.id] = handle
         await supervisor.start()
         return handle
 

@@ -16,7 +16,11 @@ Rules (Kubernetes' ReplicaSet and probe semantics, for local processes):
   load balancing, and put back after one success;
 - too few replicas (starting ones count, so a spec change while one starts never doubles it):
   start the missing ones; too many: stop the surplus, exited first, then unready, then the
-  newest.
+  newest;
+- a replica of an older template (the version's command or env changed) is replaced like a
+  Kubernetes RollingUpdate with maxSurge 1 and maxUnavailable 0: one new replica at a time
+  is started beside the old ones, and an old one is stopped only while the ready replicas
+  left would still be at least the wanted count (an old one not ready goes at once).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ class Replica:
     liveness_failures: int = 0  # consecutive
     has_lived: bool = False  # passed a liveness probe since it (re)started
     stopping: bool = False
+    template: str = ""  # digest of the command and env it was started with
 
 
 @dataclass(frozen=True)
@@ -67,16 +72,40 @@ class Action:
 
 
 def reconcile(wanted: Mapping[str, int], observed: Sequence[Replica], thresholds: Thresholds,
-              now: float) -> list[Action]:
+              now: float, templates: Mapping[str, str] | None = None) -> list[Action]:
     """The actions that move `observed` toward `wanted` (replicas per version), in order:
-    stops of removed versions, restarts, rotation changes, then scaling per version."""
+    stops of removed versions, restarts, rotation changes, then scaling per version.
+    `templates` gives each version's current template; a version without one has no old
+    replicas."""
     actions = [Action(ActionKind.STOP, r.version, r.id, "version removed from the spec")
                for r in observed if r.version not in wanted and not r.stopping]
     current = [r for r in observed if r.version in wanted and not r.stopping]
     for replica in current:
         actions.extend(_health(replica, thresholds, now))
     for version, count in wanted.items():
-        actions.extend(_scale(version, count, [r for r in current if r.version == version]))
+        mine = [r for r in current if r.version == version]
+        template = (templates or {}).get(version)
+        old = [r for r in mine if template is not None and r.template != template]
+        actions.extend(_roll(version, count, old, [r for r in mine if r not in old]))
+    return actions
+
+
+def _roll(version: str, count: int, old: list[Replica], new: list[Replica]) -> list[Action]:
+    """Scale the replicas of the current template to `count`, replacing the old ones."""
+    if not old:
+        return _scale(version, count, new)
+    actions = []
+    if len(new) < count and len(new) + len(old) <= count:
+        actions = [Action(ActionKind.START, version, None, "replacing a replica of an older "
+                          "command or env")]  # one at a time (maxSurge 1)
+    ready = sum(1 for r in new + old if r.alive and r.in_rotation)
+    for replica in sorted(old, key=lambda r: (r.alive and r.in_rotation, -r.started_at)):
+        serving = replica.alive and replica.in_rotation
+        if serving and ready - 1 < count:
+            break
+        ready -= serving
+        actions.append(Action(ActionKind.STOP, version, replica.id,
+                              "replaced: its command or env changed"))
     return actions
 
 

@@ -5,12 +5,20 @@ stored as a revision only when it differs from the newest one); then the newest 
 desired state. When it gives the book service local versions, a :class:`Controller` runs their
 replicas and this monitor spawns no fixed-port services for them. Every `sync` re-reads the
 newest revision, so `apply` through the CLI or the API reaches the running monitor: replica
-counts, probes and autoscaling change at once. The set of versions and whether a version is
-local are fixed at start (they shape the failover policy): a revision that changes them takes
-effect at the next start, and `sync` says so once in the log.
+counts, commands, env, probes and autoscaling change at once, and a revision that adds,
+removes or reorders versions (or turns one local or external) reshapes the failover policy
+through `on_versions` (audited as `spec.reconcile`); a revision that removes the active
+version waits, audited as `deferred`, until the operator has failed over.
+
+Only the leader runs replicas (`lead`, `release`): a follower spawns nothing, and a monitor
+that stops leading stops its replicas. Replicas outlive a crash of the monitor through their
+pid files and are adopted by the next leader on this data dir.
 
 Versions keep one URL each for the probes and for chaos (the first ready replica), through
-:class:`LiveUrls`; the gateway gets every ready replica (`endpoints`).
+:class:`LiveUrls`; the gateway gets every ready replica (`endpoints`). A version is UP only
+while at least `minReady` of its replicas are ready (`short_of_ready`, the watchdog's gate).
+A monitor started without a spec follows a spec at its next start (its services run on fixed
+ports).
 """
 
 from __future__ import annotations
@@ -19,6 +27,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,22 +37,30 @@ from monitor.actor import SYSTEM
 from monitor.config import ConfigError, Settings
 from monitor.desired import apply as applying
 from monitor.desired.controller import Controller
+from monitor.desired.processes import stop_leftovers
 from monitor.desired.spec import ServiceSpec, SpecError
+from monitor.failover.model import Failure
+from monitor.failover.probe import ProbeResult
 from monitor.recorder import Recorder
 from monitor.storage.store import Store
 
 log = logging.getLogger(__name__)
 NO_REPLICA = "http://127.0.0.1:1"  # refused at once: a managed version with no replica yet
+READY_WAIT_S = 30.0
+# the new version order -> None when applied, else why it must wait
+OnVersions = Callable[[dict[str, str]], Awaitable[str | None]]
 
 
 class LiveUrls(Mapping[str, str]):
     """Version -> base URL, in priority order; a managed version's URL is its first ready
-    replica. With fewer than `minReady` ready replicas it is a replica that is not ready (or
-    none), so the version's probes fail and it goes DOWN by the usual rules."""
+    replica, else its first replica, else one that refuses at once."""
 
     def __init__(self, fixed: Mapping[str, str], desired: DesiredService) -> None:
         self._fixed = dict(fixed)
         self._desired = desired
+
+    def set_fixed(self, fixed: Mapping[str, str]) -> None:
+        self._fixed = dict(fixed)
 
     def __getitem__(self, version: str) -> str:
         if version not in self._fixed:
@@ -52,11 +69,10 @@ class LiveUrls(Mapping[str, str]):
         if controller is None or not self._desired.manages(version):
             return self._fixed[version]
         ready = controller.endpoints(version)
-        spec = self._desired.spec
-        if ready and (spec is None or len(ready) >= spec.spec.min_ready):
+        if ready:
             return ready[0]
-        unready = [r for r in controller.replicas(version) if not r["ready"]]
-        return f"http://127.0.0.1:{unready[0]['port']}" if unready else NO_REPLICA
+        replicas = controller.replicas(version)
+        return f"http://127.0.0.1:{replicas[0]['port']}" if replicas else NO_REPLICA
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._fixed)
@@ -75,11 +91,14 @@ class DesiredService:
         self.spec: ServiceSpec | None = None
         # the watchdog's: every ready replica of a version exited (certain evidence)
         self.report_exit: Callable[[str, str], Awaitable[object]] | None = None
+        self.on_versions: OnVersions | None = None  # the runtime's: reshape the policy
+        self.warming = False  # leading, replicas not yet ready: probes would be unfair
+        self.pid_dir: Path = settings.data_dir / "run" / "replicas"
         self._client, self._recorder, self._env = client, recorder, env
         self._tasks: set[asyncio.Task[None]] = set()
         self._revision: int | None = None
         self._managed: frozenset[str] = frozenset()
-        self._warned: int | None = None
+        self._deferred: tuple[int | None, str] | None = None
 
     def load(self) -> None:
         """Apply MONITOR_SPEC and read the spec in force (before anything is spawned)."""
@@ -87,8 +106,11 @@ class DesiredService:
             self._apply_file(self.settings.spec)
         self._revision, services, _ = applying.current(self.store)
         self.spec = services[0] if services else None
-        if self.spec is not None:
-            self._managed = frozenset(v.name for v in self.spec.spec.versions if v.local)
+        self._managed = self._local(self.spec)
+
+    @staticmethod
+    def _local(spec: ServiceSpec | None) -> frozenset[str]:
+        return frozenset(v.name for v in spec.spec.versions if v.local) if spec else frozenset()
 
     def _apply_file(self, path: Path) -> None:
         try:
@@ -109,31 +131,73 @@ class DesiredService:
     def manages(self, version: str) -> bool:
         return version in self._managed
 
+    def gate(self, result: ProbeResult) -> ProbeResult:
+        """The watchdog's view of a probe: a version short of minReady ready replicas fails
+        (`replicas`) even when the replica probed answered well."""
+        if result.ok and (short := self.short_of_ready(result.version)):
+            return replace(result, ok=False, failure=Failure.REPLICAS, detail=short)
+        return result
+
+    def short_of_ready(self, version: str) -> str | None:
+        """Why `version` cannot be UP now (fewer than minReady ready replicas), or None."""
+        if self.controller is None or self.spec is None or not self.manages(version):
+            return None
+        ready, need = len(self.controller.endpoints(version)), self.spec.spec.min_ready
+        if ready >= need:
+            return None
+        return f"{ready} of {len(self.controller.replicas(version))} replicas ready " \
+               f"(minReady {need})"
+
+    # Leading ----------------------------------------------------------------------------------
     async def start(self) -> None:
-        if self.spec is None or not self._managed:
+        """Run the replicas of the spec in force: adopt those left running, start the rest."""
+        if self.spec is None or not self._managed or self.controller is not None:
             return
         self.controller = Controller(self.spec, client=self._client, record=self._record,
                                      env=self._env, log_dir=self.settings.data_dir / "logs",
                                      restart_delay=self.settings.restart_delay,
-                                     on_exit=self._exited)
+                                     on_exit=self._exited, pid_dir=self.pid_dir)
+        adopted = await self.controller.adopt(self.clock())
+        if adopted:
+            await self._record("replicas.adopt", self.spec.name, {"replicas": adopted},
+                               "left running by an earlier monitor")
         await self.controller.sync(self.clock())
+
+    async def lead(self, timeout: float = READY_WAIT_S) -> None:
+        """Elected: start or adopt the replicas and wait (bounded) for them to be ready; the
+        leader does not probe meanwhile (`warming`)."""
+        self.warming = True
+        try:
+            await self.sync()
+            await self.wait_ready(timeout)
+        finally:
+            self.warming = False
+
+    async def release(self, *, leftovers: bool = False) -> None:
+        """Not (or no longer) leading: stop the replicas this monitor runs, and with
+        `leftovers` those an earlier monitor on this data dir left running."""
+        if self.controller is not None:
+            controller, self.controller = self.controller, None
+            await controller.stop()
+            await self._record("replicas.release", self.spec.name if self.spec else "",
+                               {}, "this monitor no longer leads")
+        elif leftovers and (stopped := await asyncio.to_thread(stop_leftovers, self.pid_dir)):
+            log.warning("following: stopped replicas left running %s", stopped)
 
     async def wait_ready(self, timeout: float) -> None:
         """Sync until every managed version has a ready replica (bounded), so the first
         probes are fair and a slow start is not mistaken for a failure."""
-        if self.controller is None:
-            return
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and not all(
+        while self.controller is not None and time.monotonic() < deadline and not all(
                 self.controller.endpoints(v) for v in self._managed
                 if self.controller.wanted(v) > 0):
             await asyncio.sleep(0.2)
-            await self.controller.sync(self.clock())
+            await self.sync()
 
     async def _record(self, action: str, target: str, params: dict[str, Any],
-                      reason: str) -> None:
+                      reason: str, outcome: str = "ok") -> None:
         await self._recorder.arecord(SYSTEM, action, target=target, params=params,
-                                     reason=reason)
+                                     reason=reason, outcome=outcome)
 
     def _exited(self, version: str) -> None:
         """A replica's process exited: with no ready replica of the version left, that is
@@ -149,27 +213,42 @@ class DesiredService:
         if self.report_exit is not None:
             await self.report_exit(version, "every ready replica's process exited")
 
+    # Following revisions ----------------------------------------------------------------------
     async def sync(self) -> None:
-        if self.controller is None:
+        """Follow the newest revision, then reconcile the replicas once (leader only)."""
+        if self.spec is None:
             return
-        revision, services, _ = applying.current(self.store)
+        revision, services, _ = await asyncio.to_thread(applying.current, self.store)
         if revision != self._revision and services:
-            self._follow(revision, services[0])
-        await self.controller.sync(self.clock())
+            await self._follow(revision, services[0])
+        if self.controller is None:
+            await self.start()
+        else:
+            await self.controller.sync(self.clock())
 
-    def _follow(self, revision: int | None, spec: ServiceSpec) -> None:
-        assert self.controller is not None and self.spec is not None
-        same_shape = [(v.name, v.local) for v in spec.spec.versions] == \
-            [(v.name, v.local) for v in self.spec.spec.versions]
-        if not same_shape:
-            if self._warned != revision:
-                log.warning("spec revision %s changes the versions; it takes effect at the "
-                            "next start", revision)
-                self._warned = revision
-            return
-        self._revision, self.spec = revision, spec
-        self.controller.set_spec(spec)
+    async def _follow(self, revision: int | None, spec: ServiceSpec) -> None:
+        assert self.spec is not None
+        shape = [(v.name, v.local) for v in spec.spec.versions]
+        if shape != [(v.name, v.local) for v in self.spec.spec.versions]:
+            if self.on_versions is None:
+                return
+            why = await self.on_versions({v.name: v.url or NO_REPLICA
+                                          for v in spec.spec.versions})
+            if why is not None:
+                if self._deferred != (revision, why):
+                    self._deferred = (revision, why)
+                    await self._record("spec.reconcile", spec.name, {"revision": revision},
+                                       why, outcome="deferred")
+                return
+            await self._record("spec.reconcile", spec.name, {
+                "revision": revision, "versions": [name for name, _ in shape]},
+                "the versions changed")
+        self._revision, self.spec, self._deferred = revision, spec, None
+        self._managed = self._local(spec)
+        if self.controller is not None:
+            self.controller.set_spec(spec)
 
+    # What others read ---------------------------------------------------------------------
     async def kill(self, version: str, count: int) -> list[str]:
         if self.controller is None or not self.manages(version):
             return []
@@ -186,5 +265,4 @@ class DesiredService:
         return self.controller.replicas(version)
 
     async def stop(self) -> None:
-        if self.controller is not None:
-            await self.controller.stop()
+        await self.release()

@@ -48,6 +48,7 @@ class Failure(StrEnum):
     SLOW = "slow"
     PASSIVE = "passive"
     EXITED = "exited"  # every ready replica's process exited (certain, not probed)
+    REPLICAS = "replicas"  # fewer than minReady replicas ready (the probe itself passed)
 
 
 class IncidentKind(StrEnum):

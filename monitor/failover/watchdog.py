@@ -1,7 +1,9 @@
 """The shell around the engine: probe -> decide -> persist (state, probe row, audit, outbox).
 
 The engine decides; the watchdog only moves data. Every decision is written in ONE transaction
-with the state it produced, its audit rows and its notices, fenced by the leader's term. While
+with the state it produced, its audit rows and its notices, fenced by the leader's term. A probe
+that decides nothing waits in a batch, written with the state at least every second
+(`flush_probes`) or with the next decision, so probing costs no transaction of its own. While
 the database refuses writes, decisions still take effect and their transactions wait, in order,
 in the backlog (journaled, replayed at the next start). A write waits at most DECISION_BUSY_MS
 for another writer's lock. All database work runs on one worker thread, so the event loop never
@@ -13,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
@@ -65,18 +67,22 @@ class Watchdog:
         self.faults: dict[str, dict[str, Any]] = {}  # last known injected faults per version
         self.hurry: set[str] = set()
         self.on_hurry: Callable[[str], None] = lambda version: None
+        self.replica_gate: Callable[[ProbeResult], ProbeResult] = lambda seen: seen  # minReady
         self._lock = asyncio.Lock()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watchdog-db")
         self._passive_at: dict[str, float] = {}
         self.journal = journal
         self._backlog = Backlog(journal, metrics)  # writes not yet committed, oldest first
+        self.batch: list[ProbeResult] = []  # probe rows that decided nothing, not yet written
 
     # Lifecycle ----------------------------------------------------------------------------
     def load(self) -> MonitorState:
         """Replay the journal, then resume the persisted state (or the last journaled one
         while the database still refuses it), or create and persist the first one."""
         now = self.clock()
-        journaled = self._backlog.replay(self._apply)
+        replay = partial(pending.replay, policy=self.policy, write=self._write,
+                         write_refusal=self._write_refusal)
+        journaled = self._backlog.replay(replay)
         record = journaled or self.store.load_state()
         if record is None:
             state = initial_state(self.policy, now)
@@ -115,8 +121,9 @@ class Watchdog:
     async def cycle(self, version: str) -> float:
         """Probe one version, fold the result in, and return the delay to its next probe."""
         self.hurry.discard(version)
-        result = await probe(self.client, version, self.urls[version], now=self.clock(),
-                             timeout=self.timeout, canary=self.canary, slow_ms=self.slow_ms)
+        result = self.replica_gate(await probe(
+            self.client, version, self.urls[version], now=self.clock(), timeout=self.timeout,
+            canary=self.canary, slow_ms=self.slow_ms))
         self.last[version] = result
         if result.faults is not None:
             self.faults[version] = result.faults
@@ -204,11 +211,16 @@ class Watchdog:
                       params: dict[str, Any] | None = None) -> bool:
         """Persist a decision, then let it take effect; False only when another writer moved
         the state on (the decision is void and the state is reloaded)."""
-        job = partial(self._write, self.state, new, events, now, row, actor, params)
-        entry = partial(pending.decision_entry, self.state, new, events, now, row, actor, params)
+        if row is not None and not events and actor is None and \
+                to_record(new) == to_record(self.state):
+            self.batch.append(row)  # written by flush_probes or with the next decision
+            self.state = new
+            return True
+        rows, self.batch = [*self.batch, *([row] if row else [])], []
+        job = partial(self._write, self.state, new, events, now, rows, actor, params)
+        entry = partial(pending.decision_entry, self.state, new, events, now, rows, actor, params)
         try:
-            await self._persist(job, droppable=row is not None and not events and not actor,
-                                entry=entry)
+            await self._persist(job, droppable=not events and not actor, entry=entry)
         except asyncio.CancelledError:
             self.state = new  # written or queued: either way the decision stands
             raise
@@ -237,36 +249,27 @@ class Watchdog:
                 await write
             raise
 
+    async def flush_probes(self) -> None:
+        """Write the batched probe rows with the state they moved, in one transaction."""
+        async with self._lock:
+            if self.batch:
+                await self._commit(self.state, [], self.clock())
+
     async def flush(self) -> int:
-        """Try once more to write what the database refused; returns what is still queued."""
+        """Write the probe batch, retry what the database refused; returns what is queued."""
+        await self.flush_probes()
         await self._run(self._backlog.drain, None)
         return len(self._backlog)
 
-    def _apply(self, entry: dict[str, Any]) -> None:
-        """Write one journaled transaction as its process would have."""
-        now = float(entry["now"])
-        actor = pending.actor_of(entry.get("actor"))
-        if entry["type"] == pending.REFUSAL:
-            assert actor is not None
-            self._write_refusal(actor, entry["action"], entry["target"], entry["params"],
-                                entry["reason"], entry["why"], now)
-            return
-        old = from_record(entry["old"], self.policy, now)
-        new = from_record(entry["new"], self.policy, now)
-        events = [pending.event_of(e) for e in entry["events"]]
-        self._write(old, new, events, now, pending.probe_of(entry["row"]), actor,
-                    entry["params"], records=(entry["old"], entry["new"]))
-
     def _write(self, old: MonitorState, new: MonitorState, events: list[Event], now: float,
-               row: ProbeResult | None, actor: Actor | None,
+               rows: Sequence[ProbeResult], actor: Actor | None,
                params: dict[str, Any] | None,
                records: tuple[dict[str, Any], dict[str, Any]] | None = None) -> None:
         old_record, record = records or (to_record(old), to_record(new))
         with self.store.write(busy_timeout_ms=DECISION_BUSY_MS, fenced=True) as session:
-            if row is not None:
-                session.add(ProbeRow(version=row.version, at=row.at, ok=row.ok,
-                                     latency_ms=row.latency_ms, status=row.status,
-                                     failure=row.failure, detail=row.detail[:500]))
+            session.add_all([ProbeRow(version=r.version, at=r.at, ok=r.ok,
+                                      latency_ms=r.latency_ms, status=r.status,
+                                      failure=r.failure, detail=r.detail[:500]) for r in rows])
             if record != old_record:
                 self.store.save_state(session, record, expected_epoch=old_record["epoch"],
                                       now=now)
@@ -278,9 +281,8 @@ class Watchdog:
                        params: dict[str, Any] | None, reason: str, why: str,
                        now: float) -> None:
         with self.store.write(busy_timeout_ms=DECISION_BUSY_MS, fenced=True) as session:
-            audit.append(session, self.audit_key, now=now, action=action,
-                         **actor.audit_fields(), target=target,
-                         params={**(params or {}), "reason": reason},
+            audit.append(session, self.audit_key, now=now, action=action, **actor.audit_fields(),
+                         target=target, params={**(params or {}), "reason": reason},
                          outcome="refused", reason=why)
 
     def _after(self, events: list[Event]) -> None:

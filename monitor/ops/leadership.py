@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import replace
 from functools import partial
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from monitor.actor import Actor
 from monitor.failover import engine
@@ -62,6 +62,7 @@ def shared_state(runtime: Runtime, *, takeover: bool = False) -> MonitorState | 
 class LeaderDuties:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def leading(self) -> bool:
@@ -77,26 +78,41 @@ class LeaderDuties:
 
     async def probe(self, version: str) -> float:
         """The probe cycle of one version; a follower does not probe."""
-        if not self.leading:
+        if not self.leading or self.runtime.desired.warming:
             return self.runtime.policy.interval
         return await self.runtime.watchdog.cycle(version)
 
     async def on_elected(self, term: int) -> None:
         await self.runtime.watchdog.reload(partial(shared_state, self.runtime, takeover=True))
-        for version in self.runtime.policy.versions:
-            self.runtime.scheduler.hurry(version)
+        self.runtime.desired.warming = self.runtime.desired.spec is not None
+        self._spawn(self._lead())  # quick: the lease loop waits for this method
         state = self.runtime.watchdog.state
         if state is not None:
             log.info("leading at term %d: state reloaded (active %s, epoch %d)", term,
                      state.active, state.epoch)
 
+    async def _lead(self) -> None:
+        """Adopt or start the replicas (bounded wait until ready), then probe everything."""
+        await self.runtime.desired.lead()
+        for version in self.runtime.policy.versions:
+            self.runtime.scheduler.hurry(version)
+
     async def on_lost(self, term: int) -> None:
-        log.warning("following from term %d on: probing, deciding and sending stop", term)
+        log.warning("following from term %d on: probing, deciding, sending and running "
+                    "replicas stop", term)
+        self._spawn(self.runtime.desired.release())
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def follow(self) -> None:
-        """A follower shows the leader's state (dashboard, gateway route)."""
+        """A follower shows the leader's state (dashboard, gateway route) and runs no
+        replicas (not even those a crashed monitor on this data dir left)."""
         if not self.leading:
             await self.runtime.watchdog.reload(partial(shared_state, self.runtime))
+            await self.runtime.desired.release(leftovers=True)
 
     def fenced(self, write: Callable[[], None]) -> None:
         """Blocking: run `write` (a checkpoint) only while leading; with a lease, inside a

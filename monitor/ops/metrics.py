@@ -21,6 +21,7 @@ from prometheus_client import (
 FAILOVER_REASONS = ("automatic", "manual", "forced", "failback", "auto_failback")
 NOTICE_STATUSES = ("pending", "sending", "failed", "sent", "unsent")
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+LAG_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 
 
 class Metrics:
@@ -30,6 +31,10 @@ class Metrics:
         self.probe_latency = Histogram(
             "monitor_probe_latency_seconds", "Latency of successful and failed probes",
             ["version"], buckets=LATENCY_BUCKETS, registry=r)
+        self.schedule_lag = Histogram(
+            "monitor_probe_schedule_lag_seconds",
+            "Delay between a probe's planned start and its actual start",
+            buckets=LAG_BUCKETS, registry=r)
         self.probes = Counter(
             "monitor_probes", "Probes by outcome: ok or the failure class",
             ["version", "outcome"], registry=r)

@@ -20,14 +20,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import text
+from sqlalchemy import ColumnElement, and_, or_, text
 from sqlmodel import Session, col, select
 
 from monitor.storage.checkpoints import write_checkpoint as write_checkpoint
 from monitor.storage.store import SECURITY_ROW, AuditRow, Store
 
 if TYPE_CHECKING:
-    from monitor.storage.verification import Report
+    from monitor.storage.verification import Progress, Report
 
 GENESIS = "0" * 64
 CHAINED = ("seq", "ts", "actor", "role", "source_ip", "user_agent", "action", "target", "params",
@@ -59,6 +59,21 @@ def compute_mac(key: bytes, fields: Mapping[str, Any]) -> str:
     return hmac.new(key, canonical(fields), hashlib.sha256).hexdigest()
 
 
+def family_of(action: str) -> str:
+    """An action's first dotted part: `login` for `login.failed`."""
+    return action.split(".", 1)[0]
+
+
+def action_filter(action: str) -> ColumnElement[bool]:
+    """Rows whose action is `action` or under it (`login` finds `login.failed`), as a
+    condition an index answers: the family column for a plain word, a range of `action`
+    (`x.` <= action < `x/`) for a dotted one; never LIKE (a scan)."""
+    if "." not in action:
+        return col(AuditRow.family) == action
+    return or_(col(AuditRow.action) == action,
+               and_(col(AuditRow.action) >= action + ".", col(AuditRow.action) < action + "/"))
+
+
 def utc_iso(now: datetime | float) -> str:
     moment = now if isinstance(now, datetime) else datetime.fromtimestamp(now, UTC)
     return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -83,7 +98,7 @@ def append(session: Session, key: bytes, *, now: datetime | float, action: str,
         "evidence": json.dumps(evidence or [], sort_keys=True, default=str),
         "prev_mac": head.mac if head else GENESIS,
     }
-    row = AuditRow(**fields, mac=compute_mac(key, fields))
+    row = AuditRow(**fields, mac=compute_mac(key, fields), family=family_of(fields["action"]))
     session.add(row)
     session.flush()
     if security_relevant(action):
@@ -91,8 +106,11 @@ def append(session: Session, key: bytes, *, now: datetime | float, action: str,
     return row
 
 
-def verify(store: Store, key: bytes, checkpoint_path: Path | None = None) -> Report:
-    """The whole chain, streamed (see storage.verification)."""
-    from monitor.storage import verification  # it builds on this module
+def verify(store: Store, key: bytes, checkpoint_path: Path | None = None, *, full: bool = True,
+           archive_dir: Path | None = None, progress: Progress | None = None) -> Report:
+    """The chain, streamed; `full=False` from the newest verified checkpoint (see
+    storage.verifier)."""
+    from monitor.storage import verifier  # it builds on this module
 
-    return verification.verify(store, key, checkpoint_path)
+    return verifier.verify(store, key, checkpoint_path, full=full, archive_dir=archive_dir,
+                           progress=progress)

@@ -29,6 +29,7 @@ from sqlmodel import Field, Session, SQLModel, col, create_engine, delete, selec
 log = logging.getLogger("monitor.storage")
 SECURITY_ROW = "security_row"  # session.info flag set by audit.append
 READY_BUSY_MS = 200
+BACKUP_PAGES = 4096  # pages per backup step (16 MiB at 4 KiB pages): progress between steps
 
 
 class ProbeRow(SQLModel, table=True):
@@ -85,6 +86,7 @@ class AuditRow(SQLModel, table=True):
         Index("ix_audit_action_seq", "action", "seq"),
         Index("ix_audit_ts", "ts"),
         Index("ix_audit_mac", "mac"),  # verification's look-up of a tampered row's neighbour
+        Index("ix_audit_family_seq", "family", "seq"),  # the action filter, newest first
     )
     seq: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     ts: str
@@ -101,6 +103,7 @@ class AuditRow(SQLModel, table=True):
     evidence: str = "[]"
     prev_mac: str
     mac: str
+    family: str = ""  # the action's first dotted part, for the filter; not chained
 
 
 class Notice(SQLModel, table=True):
@@ -350,14 +353,24 @@ class Store:
                 session.exec(delete(ProbeRow).where(col(ProbeRow.id).in_([r.id for r in rows])))
                 folded += len(rows)
 
-    def backup(self, path: Path) -> None:
-        """A consistent copy while running (SQLite online backup API)."""
+    def backup(self, path: Path, progress: Any = None) -> None:
+        """A consistent copy while running (SQLite online backup API), in steps of
+        BACKUP_PAGES pages; `progress` (storage.chain.Progress) counts pages."""
         if not self.is_sqlite:
             raise RuntimeError("backup supports SQLite only; use pg_dump for PostgreSQL")
         source = sqlite3.connect(self.url.removeprefix("sqlite:///"))
         target = sqlite3.connect(path)
+        copied = {"pages": 0}
+
+        def step(_status: int, remaining: int, total: int) -> None:
+            if progress is not None:
+                if copied["pages"] == 0:
+                    progress.total(total)
+                progress.advance(total - remaining - copied["pages"])
+            copied["pages"] = total - remaining
+
         try:
-            source.backup(target)
+            source.backup(target, pages=BACKUP_PAGES, progress=step)
         finally:
             target.close()
             source.close()

@@ -1,22 +1,17 @@
 """Verification of the audit chain: streaming, in bounded memory, and incremental.
 
-Rows are read in seq order in batches (`yield_per`), never all at once. Each intact row costs
-one HMAC; a tampered one at most a bounded search (WINDOW) plus two indexed look-ups. What a
-walk needs to know about rows it has not seen (is this seq stored? is this mac?) it asks the
-database. Only the macs of checkpointed seqs are kept.
-
-`Verifier` remembers where its last walk ended (the walk's state, and the stored seq and mac of
-the last row it read). The next run confirms that row is unchanged and walks only the rows
-appended since: the dashboard's periodic check costs O(new rows). `full=True` (the CLI's
-`audit verify --full`, the admin's forced check) walks everything again.
+A `Walk` is fed rows in seq order (storage.chain reads them in keyset batches, never all at
+once). Each intact row costs one HMAC; a tampered one at most a bounded search (WINDOW) plus
+two indexed look-ups. What a walk needs to know about rows it has not seen (is this seq
+stored? is this mac?) it asks the database. Only the macs of checkpointed seqs are kept.
+Where a walk starts and what it is fed (archived segments, the table) is storage.verifier's.
 """
 
 from __future__ import annotations
 
 import copy
 import hmac
-import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,11 +20,12 @@ from sqlalchemy import exists
 from sqlmodel import col, select
 
 from monitor.storage.audit import CHAINED, GENESIS, compute_mac
+from monitor.storage.chain import Progress as Progress
 from monitor.storage.checkpoints import read_checkpoints
 from monitor.storage.store import AuditRow, Store
 
 WINDOW = 32  # how far a renumbered or moved row is searched for
-BATCH = 2000
+
 
 
 @dataclass
@@ -68,17 +64,6 @@ class Stored(Protocol):
 
 
 @dataclass
-class InMemory:
-    rows: list[AuditRow]
-
-    def has_seq(self, seq: int) -> bool:
-        return any(r.seq == seq for r in self.rows)
-
-    def has_mac(self, mac: str) -> bool:
-        return any(r.mac == mac for r in self.rows)
-
-
-@dataclass
 class InDatabase:
     store: Store
 
@@ -91,14 +76,22 @@ class InDatabase:
             return bool(session.exec(select(exists().where(col(AuditRow.mac) == mac))).one())
 
 
-def _fields(row: AuditRow, seq: int | None = None) -> dict[str, Any]:
+class Row(Protocol):
+    """A stored audit row: an ORM `AuditRow` or a `chain.ChainRow` (table or segment file)."""
+
+    seq: int
+    prev_mac: str
+    mac: str
+
+
+def _fields(row: Row, seq: int | None = None) -> dict[str, Any]:
     fields = {k: getattr(row, k) for k in CHAINED}
     if seq is not None:
         fields["seq"] = seq
     return fields
 
 
-def _mac_matches(row: AuditRow, key: bytes, seq: int) -> bool:
+def mac_matches(row: Row, key: bytes, seq: int) -> bool:
     return hmac.compare_digest(row.mac, compute_mac(key, _fields(row, seq)))
 
 
@@ -116,7 +109,7 @@ class Walk:
     macs: dict[int, str] = field(default_factory=dict)  # wanted seq -> mac
     last_stored: tuple[int, str] | None = None  # (seq, mac) of the last row read
 
-    def feed(self, rows: Iterable[AuditRow], stored: Stored) -> None:
+    def feed(self, rows: Iterable[Row], stored: Stored) -> None:
         iterator = iter(rows)
         row = next(iterator, None)
         while row is not None:
@@ -125,7 +118,7 @@ class Walk:
             self.last_stored = (row.seq, row.mac)
             row = following
 
-    def _one(self, row: AuditRow, following: AuditRow | None, stored: Stored) -> None:
+    def _one(self, row: Row, following: Row | None, stored: Stored) -> None:
         report = self.report
         report.total += 1
         original = self._placed(row, stored)
@@ -143,7 +136,7 @@ class Walk:
         else:
             report.problems.append(Problem(row.seq, "inserted", "row is not part of the chain"))
 
-    def _intact(self, row: AuditRow, original: int) -> None:
+    def _intact(self, row: Row, original: int) -> None:
         report = self.report
         self.offset = row.seq - original
         linked = row.prev_mac == self.expected_prev
@@ -166,24 +159,24 @@ class Walk:
         self.head = max(self.head, original)
         self.expected_seq, self.expected_prev = original + 1, row.mac
 
-    def _placed(self, row: AuditRow, stored: Stored) -> int | None:
+    def _placed(self, row: Row, stored: Stored) -> int | None:
         """The original seq of an intact row: where the current renumbering puts it, or just
         after a gap of deleted rows (the rows after a deletion or insertion may be renumbered).
         A row whose predecessor is still stored was moved, not left behind by a deletion."""
         for original in (row.seq - self.offset, self.expected_seq):
-            if _mac_matches(row, self.key, original):
+            if mac_matches(row, self.key, original):
                 return original
         if stored.has_mac(row.prev_mac):
             return None
         for original in range(self.expected_seq + 1, self.expected_seq + WINDOW):
-            if _mac_matches(row, self.key, original):
+            if mac_matches(row, self.key, original):
                 return original
         return None
 
-    def _original_position(self, row: AuditRow, stored: Stored) -> int | None:
+    def _original_position(self, row: Row, stored: Stored) -> int | None:
         """The seq under which a moved row's mac verifies (bounded search near its place)."""
         for candidate in range(row.seq - WINDOW, row.seq + WINDOW + 1):
-            if candidate != row.seq and _mac_matches(row, self.key, candidate) \
+            if candidate != row.seq and mac_matches(row, self.key, candidate) \
                     and stored.has_seq(candidate):
                 return candidate
         return None
@@ -211,68 +204,3 @@ class Walk:
                 report.problems.append(Problem(entry["seq"], "modified",
                                                "row differs from the checkpointed head"))
         return report
-
-
-def _checkpointed(key: bytes, path: Path | None) -> set[int]:
-    if path is None:
-        return set()
-    return {int(e["seq"]) for e in read_checkpoints(key, path).entries}
-
-
-def _stream(store: Store, after: int | None) -> Iterator[AuditRow]:
-    query = select(AuditRow).order_by(col(AuditRow.seq)).execution_options(yield_per=BATCH)
-    if after is not None:
-        query = query.where(col(AuditRow.seq) > after)
-    with store.read() as session:
-        yield from session.exec(query)
-
-
-def verify(store: Store, key: bytes, checkpoint_path: Path | None = None) -> Report:
-    """Read-only check of the whole chain, streamed; every bad row is reported with its
-    reason."""
-    walk = Walk(key, wanted=_checkpointed(key, checkpoint_path))
-    walk.feed(_stream(store, None), InDatabase(store))
-    return walk.finish(checkpoint_path, store)
-
-
-def verify_rows(rows: list[AuditRow], key: bytes, checkpoint_path: Path | None = None, *,
-                store: Store | None = None) -> Report:
-    """The same walk over rows already in memory (tests, archives)."""
-    walk = Walk(key, wanted=_checkpointed(key, checkpoint_path))
-    walk.feed(rows, InMemory(rows))
-    return walk.finish(checkpoint_path, store)
-
-
-class Verifier:
-    """Incremental verification for a long-running process (thread-safe, one walk at a time)."""
-
-    def __init__(self, store: Store, key: bytes, checkpoint_path: Path | None) -> None:
-        self.store, self.key, self.path = store, key, checkpoint_path
-        self._walk: Walk | None = None
-        self._lock = threading.Lock()
-        self.rows_read = 0  # rows the last run walked (how incremental it was)
-
-    def run(self, *, full: bool = False) -> Report:
-        with self._lock:
-            walk = None if full else self._resumable()
-            if walk is None:
-                walk = Walk(self.key, wanted=_checkpointed(self.key, self.path))
-            walk.wanted |= _checkpointed(self.key, self.path)
-            before = walk.report.total
-            after = walk.last_stored[0] if walk.last_stored else None
-            walk.feed(_stream(self.store, after), InDatabase(self.store))
-            self.rows_read = walk.report.total - before
-            self._walk = walk
-            return walk.finish(self.path, self.store)
-
-    def _resumable(self) -> Walk | None:
-        """The last walk, when the row it ended on is still there, unchanged."""
-        walk = self._walk
-        if walk is None or walk.last_stored is None:
-            return None
-        seq, mac = walk.last_stored
-        with self.store.read() as session:
-            row = session.get(AuditRow, seq)
-        if row is None or not hmac.compare_digest(row.mac, mac):
-            return None
-        return walk if _mac_matches(row, self.key, seq - walk.offset) else None

@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Query
-from sqlmodel import col, or_, select
+from sqlmodel import col, select
 
 from monitor.storage import audit
 from monitor.storage.store import AuditRow, Notice, Store
-from monitor.storage.verification import Verifier
+from monitor.storage.verifier import Verifier
 from monitor.web.forms import FormError
 from monitor.web.views import page_rows
 
@@ -72,9 +72,7 @@ def audit_page(store: Store, where: AuditFilter, *, before: int | None,
     if where.actor:
         query = query.where(col(AuditRow.actor) == where.actor)
     if where.action:
-        query = query.where(or_(col(AuditRow.action) == where.action,
-                                col(AuditRow.action).startswith(where.action + ".",
-                                                                autoescape=True)))
+        query = query.where(audit.action_filter(where.action))
     if where.since:
         query = query.where(col(AuditRow.ts) >= where.since)
     if where.until:

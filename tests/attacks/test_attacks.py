@@ -7,8 +7,11 @@ attacker and the real operator use different loopback source addresses (127.0.0.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import select
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -27,6 +30,7 @@ from tests.e2e.monitor_proc import (
 )
 
 pytestmark = pytest.mark.e2e
+HEADER_TIMEOUT = 3.0
 
 
 def from_address(monitor, address: str, **kwargs) -> httpx.Client:
@@ -42,7 +46,8 @@ def audit_actions(monitor, prefix: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def monitor(tmp_path_factory):
-    process = start_monitor(tmp_path_factory.mktemp("attacks"))
+    process = start_monitor(tmp_path_factory.mktemp("attacks"),
+                            MONITOR_DASHBOARD_HEADER_TIMEOUT=str(HEADER_TIMEOUT))
     try:
         yield process
     finally:
@@ -165,3 +170,64 @@ def test_a_crash_is_failed_over_while_another_process_holds_the_write_lock(tmp_p
         assert rows, "the queued decision never reached the audit log"
     finally:
         monitor.stop()
+
+
+def slow_connections(monitor, count: int, address: str) -> list[socket.socket]:
+    """Slowloris: connections that start a request and never finish its headers, plus some
+    that connect and send nothing (half-open)."""
+    host, port = monitor.url.removeprefix("http://").split(":")
+    opened = []
+    for index in range(count):
+        conn = socket.create_connection((host, int(port)), timeout=5,
+                                        source_address=(address, 0))
+        if index % 4:
+            conn.sendall(b"GET /api/status HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: ")
+        opened.append(conn)
+    return opened
+
+
+def closed_by_peer(conns: list[socket.socket], *, within: float) -> int:
+    """How many of `conns` the server closed (EOF or reset) before `within` seconds passed."""
+    pending, closed = list(conns), 0
+    deadline = time.monotonic() + within
+    while pending and time.monotonic() < deadline:
+        readable, _, _ = select.select(pending, [], [], 0.5)
+        for conn in readable:
+            try:
+                data = conn.recv(4096)
+            except OSError:
+                data = b""
+            if not data:
+                closed += 1
+                pending.remove(conn)
+    return closed
+
+
+def test_a_slow_request_flood_does_not_starve_a_real_operator(monitor):
+    flood = slow_connections(monitor, 400, "127.0.0.9")
+    try:
+        with from_address(monitor, "127.0.0.1", auth=("admin", ADMIN_PASSWORD)) as admin:
+            for round_ in range(3):  # the flood keeps dribbling header bytes meanwhile
+                for conn in flood:
+                    with contextlib.suppress(OSError):
+                        conn.send(b"a")
+                response = admin.get("/api/status")  # bound: the client's 10 s timeout
+                assert response.status_code == 200, round_
+        # every slow connection is dropped: over the per-IP cap at once, the rest at the
+        # header deadline (bounded wait, generous for a loaded machine)
+        assert closed_by_peer(flood, within=HEADER_TIMEOUT + 30) == len(flood)
+    finally:
+        for conn in flood:
+            conn.close()
+
+
+def test_connections_above_the_per_ip_cap_are_closed_and_others_still_served(monitor):
+    flood = slow_connections(monitor, 80, "127.0.0.10")  # cap: 64 per IP (the default)
+    try:
+        refused = closed_by_peer(flood[64:], within=HEADER_TIMEOUT / 2)
+        assert refused == len(flood[64:])
+        with from_address(monitor, "127.0.0.11") as other:  # another address is not capped
+            assert other.get("/healthz").status_code == 200
+    finally:
+        for conn in flood:
+            conn.close()

@@ -108,7 +108,7 @@ spec:
     - {name: v1, command: [python, -m, services.v1], replicas: 1}
   readinessProbe: {periodSeconds: 1, failureThreshold: 3, timeoutSeconds: 1}
   livenessProbe: {periodSeconds: 1, failureThreshold: 3, timeoutSeconds: 1}
-  autoscale: {targetCPU: 40, min: 1, max: 3, scaleDownStabilizationSeconds: 3}
+  autoscale: {targetCPU: 15, min: 1, max: 3, scaleDownStabilizationSeconds: 3}
 """
 TOKEN = "autoscale-chaos-token-0123456789"
 

@@ -70,3 +70,38 @@ def test_it_is_idempotent_once_applied():
     stopped = {a.replica for a in actions if a.kind == STOP}
     after = [r for r in observed if r.id not in stopped]
     assert reconcile({"v1": 1}, after, T, now=11.0) == []
+
+
+def old(rid, **kw):
+    return up(rid, template="old", **kw)
+
+
+def new(rid, **kw):
+    return up(rid, template="new", **kw)
+
+
+@pytest.mark.parametrize("wanted, observed, expected", [
+    # a command change: one new replica beside the old one, nothing stopped yet
+    ({"v1": 1}, [old("a")], [(START, "v1", None)]),
+    # the new one is starting: no second surge, the old one keeps serving
+    ({"v1": 1}, [old("a"), new("b", in_rotation=False, has_lived=False, at=9)], []),
+    # the new one is ready: the old one goes
+    ({"v1": 1}, [old("a"), new("b", at=9)], [(STOP, "v1", "a")]),
+    # three old ones: one surge at a time, never fewer than three ready
+    ({"v1": 3}, [old("a"), old("b"), old("c")], [(START, "v1", None)]),
+    ({"v1": 3}, [old("a", at=1), old("b", at=2), old("c", at=3), new("d", at=9)],
+     [(STOP, "v1", "c")]),
+    ({"v1": 3}, [old("a"), old("b"), new("d", at=9)], [(START, "v1", None)]),
+    # an old replica that is not ready goes at once
+    ({"v1": 2}, [old("a", in_rotation=False), new("b", at=9)],
+     [(START, "v1", None), (STOP, "v1", "a")]),
+    # scaled to zero with a new command: the old ones simply go
+    ({"v1": 0}, [old("a")], [(STOP, "v1", "a")]),
+])
+def test_it_replaces_replicas_of_an_old_template_without_losing_ready_ones(
+        wanted, observed, expected):
+    assert kinds(reconcile(wanted, observed, T, now=10.0, templates={"v1": "new"})) == expected
+
+
+def test_it_treats_every_replica_as_current_without_templates():
+    assert reconcile({"v1": 1}, [old("a")], T, now=10.0) == []

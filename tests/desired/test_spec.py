@@ -101,33 +101,3 @@ def test_it_diffs_by_field():
     assert diff([old], [old]) == []
     (shop,) = parse(BOOKS.replace("name: books", "name: shop"))
     assert diff([old], [shop]) == ["- books", "+ shop"]
-
-
-def test_it_gives_a_version_with_too_few_ready_replicas_a_failing_url():
-    from monitor.desired.service import NO_REPLICA, LiveUrls
-
-    class Controller:
-        def __init__(self, ready):
-            self.ready = ready
-
-        def endpoints(self, version):
-            return [f"http://127.0.0.1:{p}" for p in self.ready]
-
-        def replicas(self, version):
-            return [{"port": p, "ready": p in self.ready} for p in (1001, 1002, 1003)]
-
-    class Desired:
-        spec = parse(BOOKS.replace("replicas: 1\n", "replicas: 1\n  minReady: 2\n"))[0]
-        controller = Controller([1001, 1002])
-
-        def manages(self, version):
-            return version == "v1"
-
-    urls = LiveUrls({"v1": NO_REPLICA, "v3": "http://127.0.0.1:9003"}, Desired())
-    assert urls["v1"] == "http://127.0.0.1:1001"
-    assert urls["v3"] == "http://127.0.0.1:9003"
-    Desired.controller = Controller([1001])  # one ready of minReady 2: probes must fail
-    assert urls["v1"] == "http://127.0.0.1:1002"
-    Desired.controller = Controller([])
-    assert urls["v1"] == "http://127.0.0.1:1001"
-    assert list(urls) == ["v1", "v3"]

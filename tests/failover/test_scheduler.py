@@ -55,3 +55,45 @@ async def test_it_probes_a_version_at_once_when_hurried():
     finally:
         scheduler.shutdown()
     assert runs["v1"] == 2
+
+
+async def test_it_runs_at_most_in_flight_cycles_at_once():
+    versions = tuple(f"v{i}" for i in range(12))
+    running, most, runs = [0], [0], collections.Counter()
+
+    async def cycle(version):
+        running[0] += 1
+        most[0] = max(most[0], running[0])
+        await asyncio.sleep(0.02)
+        running[0] -= 1
+        runs[version] += 1
+        return 0.0
+
+    scheduler = Scheduler(cycle=cycle, versions=versions, first_delay=0.01, in_flight=3)
+    scheduler.start()
+    try:
+        await eventually(lambda: all(runs[v] >= 2 for v in versions))
+    finally:
+        scheduler.shutdown()
+    assert most[0] == 3  # every version got probed, never more than three at once
+
+
+async def test_it_reports_how_late_each_probe_started():
+    lags: list[float] = []
+    release = asyncio.Event()
+
+    async def cycle(version):
+        await release.wait()  # the only slot stays busy, so the other version waits for it
+        return 60.0
+
+    scheduler = Scheduler(cycle=cycle, versions=("v1", "v2"), first_delay=0.0, in_flight=1,
+                          on_lag=lags.append)
+    scheduler.start()
+    try:
+        await eventually(lambda: len(lags) == 1)
+        await asyncio.sleep(0.05)
+        release.set()
+        await eventually(lambda: len(lags) == 2)
+    finally:
+        scheduler.shutdown()
+    assert lags[0] < 0.05 <= lags[1]  # the second start waited at least as long as the first ran

