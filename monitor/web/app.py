@@ -30,7 +30,17 @@ from monitor.web.events import AuditStream
 from monitor.web.forms import FormError
 from monitor.web.ports import MonitorPort
 from monitor.web.requestlog import RequestLog
-from monitor.web.routes import account, actions, api, events, pages, rollout, spec
+from monitor.web.routes import (
+    account,
+    actions,
+    api,
+    charts,
+    events,
+    incidents,
+    pages,
+    rollout,
+    spec,
+)
 from monitor.web.security.auth import Authenticator
 from monitor.web.security.gate import AccessGate, write_failures
 from monitor.web.security.headers import SecurityHeaders
@@ -100,6 +110,8 @@ def create_app(runtime: MonitorPort, *, hasher: Hasher | None = None,
     app.state.events = AuditStream(runtime.store)
     for module in (pages, api, actions, account, spec, events, rollout):
         add_routes(app, module.router)
+    for module in (incidents, charts):  # the on-call pages: incidents, charts
+        add_routes(app, module.router)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
@@ -125,7 +137,8 @@ def add_routes(app: FastAPI, router: APIRouter) -> None:
     for route in router.routes:
         assert isinstance(route, APIRoute)
         app.add_api_route(route.path, route.endpoint, methods=sorted(route.methods or ()),
-                          name=route.name, response_class=route.response_class)
+                          name=route.name, response_class=route.response_class,
+                          responses=route.responses)
 
 
 def _wants_json(request: Request) -> bool:

@@ -1,76 +1,35 @@
 """A real browser against the real system: `python -m monitor run` with v1..v3 spawned.
 
 An operator breaks v1 from the dashboard and watches the failover to v2 arrive on the overview
-without a reload, then finds it in the audit log; a viewer sees no action buttons; forged POSTs
-are refused. Needs Chromium at /usr/bin/chromium (skipped when missing unless
-MONITOR_REQUIRE_BROWSER=1, which makes a missing browser a failure).
+without a reload, then finds it in the audit log and as an incident with its timeline; a
+viewer sees no action buttons; forged POSTs are refused. Needs Chromium at /usr/bin/chromium
+(skipped when missing unless MONITOR_REQUIRE_BROWSER=1, which makes a missing browser a
+failure).
 """
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
+import re
 
 import httpx
 import pytest
 
-from tests.e2e.monitor_proc import all_versions_up, start_monitor
+from tests.e2e.browser import OPERATOR, VIEWER, browser_system, page_for
 
-CHROMIUM = Path("/usr/bin/chromium")
-LAUNCH_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-               "--disable-component-update", "--disable-sync", "--no-first-run"]
-OPERATOR = ("olivia", "Olivia-operator-7419")
-VIEWER = ("victor", "Victor-viewer-2863")
 FAILOVER_WAIT_MS = 20_000
-
-
-def _require_browser():
-    required = os.environ.get("MONITOR_REQUIRE_BROWSER") == "1"
-    if not CHROMIUM.exists():
-        if required:
-            pytest.fail("MONITOR_REQUIRE_BROWSER=1 but /usr/bin/chromium is missing")
-        pytest.skip("Chromium not found at /usr/bin/chromium (set MONITOR_REQUIRE_BROWSER=1 "
-                    "to make this a failure)")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if required:
-            raise
-        pytest.skip("playwright is not installed")
-    return sync_playwright
 
 
 @pytest.fixture
 def system(tmp_path):
-    sync_playwright = _require_browser()
-    monitor = start_monitor(tmp_path / "data")
-    try:
-        monitor.wait_for(all_versions_up, timeout=30)
-        for (name, password), role in ((OPERATOR, "operator"), (VIEWER, "viewer")):
-            done = monitor.cli("user", "add", name, "--role", role,
-                               extra_env={"MONITOR_NEW_PASSWORD": password})
-            assert done.returncode == 0, done.stderr
-        with sync_playwright() as playwright:
-            browser = playwright.chromium.launch(executable_path=str(CHROMIUM),
-                                                 args=LAUNCH_ARGS, timeout=30_000)
-            try:
-                yield monitor, browser
-            finally:
-                browser.close()
-    finally:
-        monitor.stop()
-
-
-def _page(browser, user: tuple[str, str]):
-    context = browser.new_context(http_credentials={"username": user[0], "password": user[1]})
-    return context.new_page()
+    with browser_system(tmp_path / "data") as (monitor, browser):
+        yield monitor, browser
 
 
 def test_it_shows_an_operators_fault_injection_and_the_failover_live(system, tmp_path):
     from playwright.sync_api import expect
 
     monitor, browser = system
-    page = _page(browser, OPERATOR)
+    page = page_for(browser, OPERATOR)
     page.goto(monitor.url + "/")
     expect(page.locator('[data-field="active"]')).to_have_text("v1")
 
@@ -96,10 +55,26 @@ def test_it_shows_an_operators_fault_injection_and_the_failover_live(system, tmp
     expect(log.locator("tr", has_text="chaos.errors")).to_contain_text(OPERATOR[0])
     page.screenshot(path=str(tmp_path / "audit.png"), full_page=True)
 
+    # the on-call view of the same failover: one incident, its timeline, its time to recover
+    page.goto(monitor.url + "/incidents")
+    incident = page.locator("tr.incident-closed", has_text="automatic failover to v2")
+    expect(incident).to_have_count(1)
+    incident.get_by_role("link").click()
+    expect(page.locator('[data-field="version"]')).to_have_text("v1")
+    expect(page.locator('[data-field="ttr"]')).to_have_text(re.compile(r"^\d+(\.\d)? s$"))
+    timeline = page.locator("#timeline")
+    expect(timeline.locator('tr[data-kind="action"]', has_text="chaos.errors")).to_contain_text(
+        OPERATOR[0])
+    decision = timeline.locator('tr[data-kind="decision"]', has_text="failover.automatic")
+    expect(decision).to_have_count(1)
+    expect(decision).to_contain_text("failure=http_5xx")
+    assert timeline.locator('tr[data-kind="probe"].outcome-failed').count() >= 3  # fall = 3
+    page.screenshot(path=str(tmp_path / "incident.png"), full_page=True)
+
 
 def test_it_shows_a_viewer_no_actions_and_refuses_forged_posts(system):
     monitor, browser = system
-    viewer = _page(browser, VIEWER)
+    viewer = page_for(browser, VIEWER)
     viewer.goto(monitor.url + "/")
     assert viewer.locator('[data-field="active"]').inner_text() == "v1"
     assert viewer.locator('form[action^="/actions/"]').count() == 0
@@ -113,7 +88,7 @@ def test_it_shows_a_viewer_no_actions_and_refuses_forged_posts(system):
     # A cross-site page that auto-submits a form to the dashboard with the operator's
     # credentials in the browser: refused, because it carries no token and the browser says
     # where it came from.
-    operator = _page(browser, OPERATOR)
+    operator = page_for(browser, OPERATOR)
     operator.goto(monitor.url + "/")
     operator.set_content(
         f'<form method="post" action="{monitor.url}/actions/failover">'

@@ -1,4 +1,5 @@
-"""HTML pages: overview, audit log, health log, notices, users. Read-only (GET)."""
+"""HTML pages: overview (with its chart and rollout partials), audit log, health log, notices,
+users. Read-only (GET)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from monitor.storage.rollout_reads import latest_rollout_rows
 from monitor.storage.users import list_users
 from monitor.web import queries
 from monitor.web.deps import Web, render, web
 from monitor.web.forms import FAULTS
+from monitor.web.rollout_view import timeline
 from monitor.web.routes.api import dataplane_status
 from monitor.web.views import Pager, chart
 
@@ -25,12 +28,18 @@ async def _chart(state: Web) -> dict[str, Any]:
     return chart(series, now=state.now(), minutes=CHART_MINUTES)
 
 
+async def _rollout(state: Web, status: dict[str, Any]) -> dict[str, Any] | None:
+    rows = await asyncio.to_thread(latest_rollout_rows, state.runtime.store)
+    return timeline(status.get("rollout"), rows)
+
+
 @router.get("/", response_class=HTMLResponse)
 async def overview(request: Request, state: Web = Depends(web)) -> Response:
     status = await asyncio.to_thread(state.runtime.status)
     return render(request, "overview.html", {
         "status": status, "chart": await _chart(state), "faults": FAULTS,
         "versions": state.versions, "dataplane": dataplane_status(state.runtime),
+        "rollout": await _rollout(state, status),
     })
 
 
@@ -38,6 +47,13 @@ async def overview(request: Request, state: Web = Depends(web)) -> Response:
 async def chart_partial(request: Request, state: Web = Depends(web)) -> Response:
     """The latency chart alone, for app.js to swap in without a full reload."""
     return render(request, "partials/chart.html", {"chart": await _chart(state)})
+
+
+@router.get("/partials/rollout", response_class=HTMLResponse)
+async def rollout_partial(request: Request, state: Web = Depends(web)) -> Response:
+    """The rollout timeline alone, for app.js to swap in when an event arrives."""
+    status = await asyncio.to_thread(state.runtime.status)
+    return render(request, "partials/rollout.html", {"rollout": await _rollout(state, status)})
 
 
 @router.get("/audit", response_class=HTMLResponse)

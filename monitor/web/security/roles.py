@@ -19,9 +19,13 @@ ROUTE_ROLES: dict[str, str] = {
     # pages
     "/": "viewer",
     "/partials/chart": "viewer",
+    "/partials/rollout": "viewer",
     "/audit": "viewer",
     "/health-log": "viewer",
     "/notices": "viewer",
+    "/incidents": "viewer",
+    "/charts": "viewer",
+    "/incidents/{incident_id}": "viewer",
     "/users": "admin",
     "/spec": "viewer",
     # JSON API, mirroring the pages

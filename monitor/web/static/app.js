@@ -1,6 +1,7 @@
 /* Secure Failover Monitor: live overview without a full reload.
- * Reads /api/status (JSON) and swaps in the server-rendered chart from /partials/chart,
- * whenever /api/events (Server-Sent Events) announces a new audit row.
+ * Reads /api/status (JSON) and swaps in the server-rendered chart (/partials/chart) and
+ * rollout timeline (/partials/rollout) whenever /api/events (Server-Sent Events) announces a
+ * new audit row: a decision, an operator action, a replica or scale event, a rollout step.
  * Only textContent and DOM nodes are written, never HTML strings built from data.
  * Without JavaScript the overview is a plain page that is current when loaded. */
 (function () {
@@ -74,32 +75,46 @@
     });
   }
 
-  function refreshChart() {
-    return fetch("/partials/chart", { credentials: "same-origin", cache: "no-store" })
+  // Swap a server-rendered fragment (escaped by Jinja) into the page by its element id.
+  function swap(url, id) {
+    return fetch(url, { credentials: "same-origin", cache: "no-store" })
       .then(function (r) { return r.ok ? r.text() : null; })
       .then(function (html) {
         if (!html) { return; }
         var doc = new DOMParser().parseFromString(html, "text/html");
-        var fresh = doc.getElementById("latency-chart");
-        var current = document.getElementById("latency-chart");
-        if (fresh && current) { current.replaceWith(document.importNode(fresh, true)); }
+        var fresh = doc.getElementById(id);
+        var current = document.getElementById(id);
+        if (fresh && current) {
+          var open = current.querySelector("details[open]");
+          var kept = document.importNode(fresh, true);
+          if (open) { kept.querySelectorAll("details").forEach(function (d) { d.open = true; }); }
+          current.replaceWith(kept);
+        }
       });
+  }
+
+  function refreshParts() {
+    var parts = [swap("/partials/chart", "latency-chart")];
+    if (document.getElementById("rollout")) { parts.push(swap("/partials/rollout", "rollout")); }
+    return Promise.all(parts);
   }
 
   function start() {
     var root = document.getElementById("overview");
     if (!root || !window.fetch) { return; }
     var every = Math.max(1000, parseInt(root.getAttribute("data-refresh"), 10) || 3000);
-    var busy = false;
+    var busy = false, again = false;
     function tick() {
-      if (busy || document.hidden) { return; }
+      if (document.hidden) { return; }
+      if (busy) { again = true; return; }  // an event during a refresh: one more after it
       busy = true;
+      again = false;
       fetch("/api/status", { credentials: "same-origin", cache: "no-store",
                              headers: { "Accept": "application/json" } })
         .then(function (r) { if (!r.ok) { throw new Error("HTTP " + r.status); } return r.json(); })
-        .then(function (s) { applyStatus(root, s); root.classList.remove("stale"); return refreshChart(); })
+        .then(function (s) { applyStatus(root, s); root.classList.remove("stale"); return refreshParts(); })
         .catch(function () { root.classList.add("stale"); setText(root, '[data-field="updated"]', "connection lost"); })
-        .then(function () { busy = false; });
+        .then(function () { busy = false; if (again) { window.setTimeout(tick, 50); } });
     }
     // Live: every audit row (decision, action, replica, rollout step) arrives as a Server-Sent
     // Event and triggers one refresh; the timer stays as a slow safety net.

@@ -1,0 +1,82 @@
+"""Probe history in time buckets, for the latency and uptime charts (read-only).
+
+Two tiers answer together: raw probe rows (within the retention window) and the per-minute
+rollups they are folded into when they age out (`Store.roll_up`). Both are aggregated by the
+database with GROUP BY (version, bucket), so a 7-day chart reads a few hundred rows, never the
+raw probes. Bucket starts are multiples of `bucket_s` since the epoch; a rollup minute lands in
+the bucket that contains it, so `bucket_s` should be a multiple of 60 once rollups count.
+
+Latency is the mean of successful probes. A rollup's latency sum also counts its failed probes
+(as 0 or their time to fail), so a rolled-up bucket's mean is `latency_sum / ok_count`: exact
+when failures carry no latency, a slight overestimate otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+# sqlalchemy's select: sqlmodel's takes at most four columns
+from sqlalchemy import Integer, case, cast, func, select
+from sqlmodel import col
+
+from monitor.storage.store import ProbeRollup, ProbeRow, Store
+
+
+@dataclass
+class Bucket:
+    start: float
+    count: int = 0
+    ok_count: int = 0
+    latency_sum: float = 0.0  # of successful probes
+    latency_max: float = 0.0
+
+    @property
+    def uptime(self) -> float | None:
+        """Percent of successful probes; None without probes."""
+        return 100.0 * self.ok_count / self.count if self.count else None
+
+    @property
+    def latency_ms(self) -> float | None:
+        return self.latency_sum / self.ok_count if self.ok_count else None
+
+
+History = dict[str, list[Bucket]]  # version -> buckets in time order (empty ones left out)
+
+
+def _bucket_of(store: Store, column: Any, bucket_s: float) -> Any:
+    # PostgreSQL's cast rounds; floor() is not in every SQLite build, where the cast truncates
+    index = func.floor(column / bucket_s) if not store.is_sqlite else \
+        cast(column / bucket_s, Integer)
+    return index
+
+
+def history(store: Store, *, since: float, until: float, bucket_s: float) -> History:
+    """Per version, the buckets of [since, until) that hold at least one probe."""
+    merged: dict[tuple[str, int], Bucket] = {}
+    ok_latency = case((col(ProbeRow.ok), col(ProbeRow.latency_ms)), else_=None)
+    raw_index = _bucket_of(store, col(ProbeRow.at), bucket_s)
+    raw = (select(col(ProbeRow.version), raw_index, func.count(),
+                  func.sum(case((col(ProbeRow.ok), 1), else_=0)),
+                  func.sum(ok_latency), func.max(ok_latency))
+           .where(col(ProbeRow.at) >= since).where(col(ProbeRow.at) < until)
+           .group_by(col(ProbeRow.version), raw_index))
+    rolled_index = _bucket_of(store, col(ProbeRollup.bucket), bucket_s)
+    rolled = (select(col(ProbeRollup.version), rolled_index, func.sum(col(ProbeRollup.count)),
+                     func.sum(col(ProbeRollup.ok_count)), func.sum(col(ProbeRollup.latency_sum)),
+                     func.max(col(ProbeRollup.latency_max)))
+              .where(col(ProbeRollup.bucket) >= since).where(col(ProbeRollup.bucket) < until)
+              .group_by(col(ProbeRollup.version), rolled_index))
+    with store.read() as session:
+        rows: list[Any] = [*session.execute(raw).all(), *session.execute(rolled).all()]
+    for version, index, count, ok_count, latency_sum, latency_max in rows:
+        key = (str(version), int(index))
+        bucket = merged.setdefault(key, Bucket(start=key[1] * bucket_s))
+        bucket.count += int(count or 0)
+        bucket.ok_count += int(ok_count or 0)
+        bucket.latency_sum += float(latency_sum or 0.0)
+        bucket.latency_max = max(bucket.latency_max, float(latency_max or 0.0))
+    found: History = {}
+    for (version, _), bucket in sorted(merged.items(), key=lambda kv: (kv[0][0], kv[0][1])):
+        found.setdefault(version, []).append(bucket)
+    return found
