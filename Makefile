@@ -36,6 +36,7 @@ bench: $(VENV)/.dev-installed
 	$(PY) bench/failover_time.py
 	$(PY) bench/gateway.py --monitor
 	$(PY) bench/replicas.py
+	$(PY) bench/live.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache data
