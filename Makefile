@@ -37,6 +37,8 @@ bench: $(VENV)/.dev-installed
 	$(PY) bench/gateway.py --monitor
 	$(PY) bench/replicas.py
 	$(PY) bench/rollout.py
+	$(PY) bench/live.py
+	$(PY) bench/probe_scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache data

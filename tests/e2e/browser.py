@@ -43,9 +43,9 @@ def require_browser() -> Any:
 def browser_system(data_dir: Path, **settings: str) -> Iterator[tuple[MonitorProcess, Any]]:
     """`python -m monitor run` (v1..v3 spawned, all up) with the two users, and Chromium."""
     sync_playwright = require_browser()
-    monitor = start_monitor(data_dir, **settings)
+    monitor = start_monitor(data_dir, ready_timeout=60, **settings)  # bounds for a loaded CI
     try:
-        monitor.wait_for(all_versions_up, timeout=30)
+        monitor.wait_for(all_versions_up, timeout=60)
         for (name, password), role in ((OPERATOR, "operator"), (VIEWER, "viewer")):
             done = monitor.cli("user", "add", name, "--role", role,
                                extra_env={"MONITOR_NEW_PASSWORD": password})

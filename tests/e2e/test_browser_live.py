@@ -156,15 +156,15 @@ def test_it_follows_a_rollout_step_by_step_without_reload(system):
     if "rollout" not in monitor.status():
         pytest.skip("the rollout backend is not merged yet: /api/status has no 'rollout'")
     page = live_page(browser, monitor, OPERATOR)
-    section = page.locator("#rollout")
-    expect(section).to_be_hidden()
+    section = page.locator("#rollout")  # may show an earlier test's rollout rows
 
     answer = post_action(monitor, "/actions/rollout/start", target="v2", strategy="canary",
                          reason="browser test")
     assert answer.status_code == 303
     wait_for_event(page, "rollout.start")
     expect(section).to_be_visible(timeout=WAIT_MS)
-    expect(section.locator('[data-field="rollout-versions"]')).to_contain_text("v2")
+    expect(section.locator('[data-field="rollout-versions"]')).to_contain_text(
+        "v2", timeout=WAIT_MS)
     # a step: the backend moves the weight (a rollout.step row), and the timeline shows it
     wait_for_event(page, "rollout.step")
     expect(section.locator('#rollout-events [data-action="step"]').first).to_be_attached(
