@@ -602,6 +602,8 @@ def main() -> int:
                         help="also measure the gateway with this many workers (1 = skip)")
     parser.add_argument("--loadgen", choices=("auto", "wrk", "python"), default="auto",
                         help="overhead load generator: wrk when installed (auto), or Python")
+    parser.add_argument("--no-hedge-row", action="store_true",
+                        help="also measure the gateway with MONITOR_GATEWAY_HEDGE=0")
     parser.add_argument("--skip-phases", action="store_true",
                         help="only the overhead table (no monitor restart or fault phases)")
     args = parser.parse_args()
@@ -629,6 +631,11 @@ def main() -> int:
             port = free_port()
             procs["gateway-n"] = start_gateway(port, urls, tmp / "gwn", workers=args.workers)
             targets[f"embedded gateway, {args.workers} workers"] = (port, procs["gateway-n"])
+        if args.no_hedge_row:
+            port = free_port()
+            procs["gateway-nh"] = start_gateway(port, urls, tmp / "gwnh",
+                                                MONITOR_GATEWAY_HEDGE="0")
+            targets["embedded gateway, hedging off"] = (port, procs["gateway-nh"])
         port = free_port()
         procs["haproxy"] = start_haproxy(port, svc_ports, tmp)
         if procs["haproxy"] is not None:
@@ -643,7 +650,7 @@ def main() -> int:
         for name in ("haproxy", "nginx"):
             if procs[name] is None:
                 print(f"\n{name}: not installed")
-        for name in ("gateway", "gateway-n"):
+        for name in ("gateway", "gateway-n", "gateway-nh"):
             stop(procs.pop(name, None))
         direct1, directn = results["direct (v1)", 1], results["direct (v1)", args.concurrency]
         gw1, gwn = results["embedded gateway", 1], results["embedded gateway", args.concurrency]

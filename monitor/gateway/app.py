@@ -39,8 +39,9 @@ import httpx
 
 from monitor.gateway import retry
 from monitor.gateway.balance import Balance, order
-from monitor.gateway.calls import Call, Reply, Sender
+from monitor.gateway.calls import Call, Outcome, Reply, Sender
 from monitor.gateway.headers import forward_headers, response_headers
+from monitor.gateway.hedge import race
 from monitor.gateway.retry import Failure
 from monitor.gateway.timing import AttemptTimeouts
 from monitor.gateway.transport import Answer, UpstreamTransport
@@ -56,7 +57,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 
-Outcome = tuple[Reply | None, bytes | None, Failure | None]
 
 
 class Router(Protocol):
@@ -186,8 +186,9 @@ class Gateway:
                 await asyncio.sleep(delay)
             started = self.clock()
             if index == 0 and hedge:
-                index, started, (response, small_body, failure), lost = await self._race(
-                    attempt, [v for v, _ in backends])
+                index, started, (response, small_body, failure), lost = await race(
+                    attempt, self.timeouts.hedge_after(backends[0][0], started), self.clock,
+                    self._drop)
                 for version, lost_failure in lost:
                     self._report(version, lost_failure)
                     failures.append((version, lost_failure))
@@ -220,49 +221,10 @@ class Gateway:
             index += 1
         await self._fail(send, backends, failures, out_of_time=out_of_time)
 
-    async def _race(self, attempt: Callable[[int], tuple[str, Awaitable[Outcome]]],
-                    versions: list[str]) -> tuple[int, float, Outcome, list[tuple[str, Failure]]]:
-        """The first attempt, hedged: still unanswered after the version's recent p95, the
-        request also goes to the second backend, and the first success wins (the other is
-        cancelled). Returns (index used, its start, its outcome, failures of the other)."""
-        version, first = attempt(0)
-        started = [self.clock(), 0.0]
-        task = asyncio.ensure_future(first)
-        tasks = {task: 0}
-        try:
-            if await _settles(task, self.timeouts.hedge_after(version, started[0])):
-                return 0, started[0], task.result(), []
-            started[1] = self.clock()
-            tasks[asyncio.ensure_future(attempt(1)[1])] = 1
-            finished: list[tuple[int, Outcome]] = []
-            pending = set(tasks)
-            while pending:
-                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    finished.append((tasks[task], task.result()))
-                    if task.result()[2] is None:  # a success: the other is not needed
-                        at, outcome = finished[-1]
-                        lost = [(versions[i], o[2]) for i, o in finished[:-1]
-                                if o[2] is not None]
-                        await self._drop(finished[:-1])
-                        return at, started[at], outcome, lost
-            # both failed: the later one is the attempt, the earlier one a failure to report
-            (i, early), (at, outcome) = finished
-            await self._drop([(i, early)])
-            assert early[2] is not None
-            return at, started[at], outcome, [(versions[i], early[2])]
-        finally:
-            running = [task for task in tasks if not task.done()]
-            for task in running:
-                task.cancel()
-            if running:
-                await asyncio.gather(*running, return_exceptions=True)
-
     @staticmethod
-    async def _drop(outcomes: list[tuple[int, Outcome]]) -> None:
-        for _, (response, _, _) in outcomes:
-            if response is not None:
-                await _close(response)
+    async def _drop(outcome: Outcome) -> None:
+        if outcome[0] is not None:
+            await _close(outcome[0])
 
     async def _attempt(self, call: Call | httpx.Request, deadline: float, limit: float
                        ) -> Outcome:
@@ -370,26 +332,6 @@ class Gateway:
                 self.metrics.gateway_request(version, outcome)
             except Exception:
                 log.exception("gateway metrics hook failed")
-
-
-async def _settles(task: asyncio.Future[Outcome], seconds: float) -> bool:
-    """Wait until ``task`` is done or ``seconds`` have passed; whether it is done. (What
-    ``asyncio.wait`` does for one task and a timeout, without its sets and counters: this
-    runs for every hedged request.)"""
-    waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-
-    def wake(_: object = None) -> None:
-        if not waiter.done():
-            waiter.set_result(None)
-
-    timer = asyncio.get_running_loop().call_later(seconds, wake)
-    task.add_done_callback(wake)
-    try:
-        await waiter
-    finally:
-        timer.cancel()
-        task.remove_done_callback(wake)
-    return task.done()
 
 
 async def _close(response: Reply) -> None:

@@ -16,6 +16,7 @@ from typing import Protocol
 
 import httpx
 
+from monitor.gateway.retry import Failure
 from monitor.gateway.transport import UpstreamTransport
 from monitor.gateway.wire import Origin, serialize
 
@@ -44,6 +45,11 @@ class Reply(Protocol):
     def aiter_raw(self) -> AsyncIterator[bytes]: ...
 
     async def aclose(self) -> None: ...
+
+
+# One attempt's result: the reply (None when the attempt failed without one), its body when
+# it was read at once, and the failure it means (None for an answer to pass on).
+Outcome = tuple[Reply | None, bytes | None, Failure | None]
 
 
 class HttpxReply:
