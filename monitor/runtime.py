@@ -26,7 +26,7 @@ from sqlmodel import select
 
 from monitor.actor import SYSTEM, Actor
 from monitor.config import Settings
-from monitor.desired.reshape import reshape
+from monitor.desired.reshape import reshape, retire_fixed_services
 from monitor.desired.service import DesiredService, LiveUrls
 from monitor.failover.model import Policy
 from monitor.failover.operations import ActionResult, Operations
@@ -98,6 +98,7 @@ class Runtime:
             journal=Journal(settings.data_dir / "decisions.journal"))
         self.desired.report_exit = self.watchdog.report_exit  # a process exit is certain
         self.desired.on_versions = partial(reshape, self)  # a revision changes the versions
+        self.desired.retire_fixed = partial(retire_fixed_services, self)  # first spec applied
         self.watchdog.replica_gate = self.desired.gate  # minReady
         self.scheduler = Scheduler(cycle=self.duties.probe, versions=self.policy.versions,
                                    first_delay=min(settings.interval, 1.0))
@@ -145,8 +146,7 @@ class Runtime:
             self.scheduler.every(0.25, gate(self.duties.apply_commands), "commands")
             self.scheduler.every(1.0, self.duties.follow, "follow")
             self.leadership.start()
-        if self.desired.spec is not None:
-            self.scheduler.every(DESIRED_SYNC_S, gate(self.desired.sync), "desired")
+        self.scheduler.every(DESIRED_SYNC_S, gate(self.desired.sync), "desired")
         self.started = True
 
     async def stop(self) -> None:

@@ -12,7 +12,7 @@ from datetime import datetime
 import psutil
 
 from tests.e2e.load import Load
-from tests.e2e.monitor_proc import MonitorProcess, start_monitor
+from tests.e2e.monitor_proc import MonitorProcess, start_monitor, wait_until
 from tests.e2e.test_run import csrf_token
 
 HEAD = """apiVersion: v1
@@ -160,3 +160,28 @@ def alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def test_it_hands_over_from_fixed_port_services_to_the_first_applied_spec(tmp_path):
+    monitor = start_monitor(tmp_path / "data", MONITOR_RESTART_DELAY="1", ready_timeout=90)
+    try:
+        before = monitor.wait_for(all_up, timeout=60)
+        assert all(v["replicas"] is None for v in before["versions"])
+        fixed = {p.name for p in (tmp_path / "data" / "run").glob("v*.pid")}
+        assert fixed == {"v1.pid", "v2.pid", "v3.pid"}
+        spec = tmp_path / "three.yaml"
+        spec.write_text(CHANGED)
+        with Load(monitor.gateway, workers=2, time_limit=120) as load:
+            load.wait_for_answers(50, after=0, timeout=30)
+            applied = monitor.cli("apply", "-f", str(spec))
+            assert applied.returncode == 0, applied.stderr
+            after = monitor.wait_for(lambda s: ready(s, "v1") == 2 and ready(s, "v2") == 1
+                                     and ready(s, "v3") == 1 and all_up(s), timeout=90)
+            (handover,) = wait_until(lambda: audit(monitor, "spec.reconcile"), timeout=30)
+            load.wait_for_answers(50, after=time.monotonic(), timeout=30)
+        assert load.errors == []
+        assert after["active"] == "v1", audit(monitor, "failover.automatic")
+        assert "took over from the fixed-port services" in handover["reason"]
+        assert not list((tmp_path / "data" / "run").glob("v*.pid"))  # fixed services stopped
+    finally:
+        monitor.stop()
