@@ -132,7 +132,7 @@ class Runtime:
         await self.arecord(SYSTEM, "monitor.start",
                            params={"active": self.watchdog.state.active,
                                    "epoch": self.watchdog.state.epoch,
-                                   "services": self.urls})
+                                   "services": dict(self.urls)})
         await self.checkpoint()
         self.scheduler.start()
         gate = self.duties.gate  # only the leader acts (always the case with SQLite)

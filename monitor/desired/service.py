@@ -181,14 +181,15 @@ class DesiredService:
         finally:
             self.warming = False
 
-    async def release(self, *, leftovers: bool = False) -> None:
+    async def release(self, *, leftovers: bool = False,
+                      why: str = "this monitor no longer leads") -> None:
         """Not (or no longer) leading: stop the replicas this monitor runs, and with
         `leftovers` those an earlier monitor on this data dir left running."""
         if self.controller is not None:
             controller, self.controller = self.controller, None
             await controller.stop()
             await self._record("replicas.release", self.spec.name if self.spec else "",
-                               {}, "this monitor no longer leads")
+                               {}, why)
         elif leftovers and (stopped := await asyncio.to_thread(stop_leftovers, self.pid_dir)):
             log.warning("following: stopped replicas left running %s", stopped)
 
@@ -302,4 +303,4 @@ class DesiredService:
         return self.controller.replicas(version)
 
     async def stop(self) -> None:
-        await self.release()
+        await self.release(why="the monitor stops")
