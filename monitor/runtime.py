@@ -24,7 +24,7 @@ import httpx
 
 from monitor.actor import SYSTEM, Actor
 from monitor.config import Settings
-from monitor.desired.reshape import reshape
+from monitor.desired.reshape import reshape, retire_fixed_services
 from monitor.desired.rollout_driver import TICK_S, RolloutDriver
 from monitor.desired.service import DesiredService, LiveUrls
 from monitor.failover.model import Policy
@@ -98,6 +98,7 @@ class Runtime:
             journal=Journal(settings.data_dir / "decisions.journal"))
         self.desired.report_exit = self.watchdog.report_exit  # a process exit is certain
         self.desired.on_versions = partial(reshape, self)  # a revision changes the versions
+        self.desired.retire_fixed = partial(retire_fixed_services, self)  # first spec applied
         self.watchdog.replica_gate = self.desired.gate  # minReady
         self.scheduler = Scheduler(cycle=self.duties.probe, versions=self.policy.versions,
                                    first_delay=min(settings.interval, 1.0),
@@ -137,7 +138,7 @@ class Runtime:
         await self.arecord(SYSTEM, "monitor.start",
                            params={"active": self.watchdog.state.active,
                                    "epoch": self.watchdog.state.epoch,
-                                   "services": self.urls})
+                                   "services": dict(self.urls)})
         await self.checkpoint()
         self.scheduler.start()
         gate = self.duties.gate  # only the leader acts (always the case with SQLite)
@@ -153,8 +154,8 @@ class Runtime:
         if self.leadership.shared:
             self.scheduler.every(1.0, self.duties.follow, "follow")
             self.leadership.start()
-        if self.desired.spec is not None:  # new revisions (a new leader: a rollout), replicas
-            self.scheduler.every(DESIRED_SYNC_S, gate(self.desired.sync), "desired")
+        # new revisions (a new leader: a rollout; other changes: replicas, versions)
+        self.scheduler.every(DESIRED_SYNC_S, gate(self.desired.sync), "desired")
         self.started = True
 
     async def stop(self) -> None:

@@ -39,24 +39,24 @@ from monitor.desired.processes import (
     address_argv,
     command_argv,
     command_of,
+    cpu_since,
     free_port,
     leftovers,
     template,
 )
-from monitor.desired.reconciler import Action, ActionKind, Replica, Thresholds, reconcile
+from monitor.desired.reconciler import (
+    Action,
+    ActionKind,
+    Replica,
+    Thresholds,
+    reconcile,
+    replica_state,
+)
 from monitor.desired.spec import ServiceSpec, Version
 from monitor.ops.supervisor import ChildSpec, Supervisor
 
 # action, target, params, reason -> one audit row
 Record = Callable[[str, str, dict[str, Any], str], Coroutine[Any, Any, None]]
-
-
-def _state(seen: Replica) -> str:
-    if not seen.alive:
-        return "exited"
-    if seen.in_rotation:
-        return "ready"
-    return "unready" if seen.has_lived else "starting"
 
 
 @dataclass
@@ -108,7 +108,7 @@ class Controller:
     def replicas(self, version: str) -> list[dict[str, Any]]:
         """The `/api/status` view of a version's replicas."""
         return [{"id": h.seen.id, "port": h.port, "ready": h.seen.in_rotation and h.seen.alive,
-                 "state": _state(h.seen), "pid": h.supervisor.status()[h.seen.id]["pid"],
+                 "state": replica_state(h.seen), "pid": h.supervisor.status()[h.seen.id]["pid"],
                  "restarts": h.restarts, "cpu_percent": h.cpu_percent}
                 for h in self._of(version)]
 
@@ -213,7 +213,8 @@ class Controller:
                 has_lived=seen.has_lived or live,
                 readiness_failures=0 if ready else seen.readiness_failures + 1,
                 readiness_successes=seen.readiness_successes + 1 if ready else 0)
-            handle.cpu_percent = self._cpu(handle, pid if isinstance(pid, int) else None)
+            handle.cpu, handle.cpu_percent = cpu_since(
+                handle.cpu, pid if isinstance(pid, int) else None)
         else:
             handle.cpu, handle.cpu_percent = None, None
             seen = replace(seen, readiness_successes=0)
@@ -225,20 +226,6 @@ class Controller:
         except httpx.HTTPError:
             return False
         return answer.status_code == 200
-
-    @staticmethod
-    def _cpu(handle: _Handle, pid: int | None) -> float | None:
-        """CPU % of the replica since the previous sync (None on the first look)."""
-        try:
-            if handle.cpu is None or handle.cpu.pid != pid:
-                handle.cpu = psutil.Process(pid) if pid else None
-                if handle.cpu is not None:
-                    handle.cpu.cpu_percent(None)
-                return None
-            return float(handle.cpu.cpu_percent(None))
-        except psutil.Error:
-            handle.cpu = None
-            return None
 
     async def _autoscale(self, now: float) -> None:
         policy = self.service.spec.autoscale

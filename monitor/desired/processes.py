@@ -23,6 +23,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
+
 from monitor.ops import pidfiles
 
 
@@ -67,6 +69,21 @@ def address_argv(command: list[str], port: int) -> list[str]:
 
 def command_of(argv: list[str]) -> list[str]:
     return argv[:-ADDRESS_ARGS]
+
+
+def cpu_since(meter: psutil.Process | None, pid: int | None
+              ) -> tuple[psutil.Process | None, float | None]:
+    """CPU % of process `pid` since the previous reading with `meter` (None on the first look,
+    after a restart, or when it is gone); returns the meter to keep for the next reading."""
+    try:
+        if meter is None or meter.pid != pid:
+            meter = psutil.Process(pid) if pid else None
+            if meter is not None:
+                meter.cpu_percent(None)
+            return meter, None
+        return meter, float(meter.cpu_percent(None))
+    except psutil.Error:
+        return None, None
 
 
 def leftovers(pid_dir: Path) -> list[Leftover]:

@@ -149,6 +149,16 @@ def _scale(version: str, count: int, replicas: list[Replica]) -> list[Action]:
             for r in doomed]
 
 
+def replica_state(replica: Replica) -> str:
+    """What the dashboard says of a replica: exited, ready, starting (never live yet) or
+    unready."""
+    if not replica.alive:
+        return "exited"
+    if replica.in_rotation:
+        return "ready"
+    return "unready" if replica.has_lived else "starting"
+
+
 def ready_count(observed: Sequence[Replica], version: str) -> int:
     """Replicas of `version` in load balancing (alive and in rotation)."""
     return sum(1 for r in observed

@@ -34,6 +34,13 @@ def removes_active(active: str, versions: tuple[str, ...]) -> str | None:
             f"{', '.join(versions)} first")
 
 
+async def retire_fixed_services(runtime: Runtime) -> None:
+    """The spec's replicas serve now: stop the fixed-port services of a spec-less start."""
+    supervisor, runtime.supervisor = runtime.supervisor, None
+    if supervisor is not None:
+        await supervisor.stop()
+
+
 async def reshape(runtime: Runtime, versions: dict[str, str]) -> str | None:
     """Give the running monitor the version order `versions` (name -> configured URL);
     returns why it must wait, or None once applied."""

@@ -12,14 +12,16 @@ policy through `on_versions` (audited as `spec.reconcile`); a revision that remo
 version waits, audited as `deferred`, until the operator has failed over.
 
 Only the leader runs replicas (`lead`, `release`): a follower spawns nothing, and a monitor
-that stops leading stops its replicas. Replicas outlive a crash of the monitor through their
-pid files and are adopted by the next leader on this data dir.
+that no longer leads stops its replicas once another monitor leads. Replicas outlive a crash
+of the monitor through their pid files and are adopted by the next leader on this data dir.
 
 Versions keep one URL each for the probes and for chaos (the first ready replica), through
 :class:`LiveUrls`; the gateway gets every ready replica (`endpoints`). A version is UP only
 while at least `minReady` of its replicas are ready (`short_of_ready`, the watchdog's gate).
-A monitor started without a spec follows a spec at its next start (its services run on fixed
-ports).
+A monitor started without a spec runs its versions as fixed-port services; the first revision
+applied to it is followed like any other, with a handover: the spec's replicas start while the
+fixed-port services keep serving, and once every local version has a ready replica the probes
+and the gateway move to the replicas and the fixed-port services are stopped (`retire_fixed`).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from monitor.actor import SYSTEM
 from monitor.config import ConfigError, Settings
 from monitor.desired import apply as applying
 from monitor.desired.controller import Controller
+from monitor.desired.defaults import spec_from_settings
 from monitor.desired.processes import stop_leftovers
 from monitor.desired.spec import ServiceSpec, SpecError
 from monitor.failover.model import Failure
@@ -48,6 +51,7 @@ from monitor.storage.store import Store
 log = logging.getLogger(__name__)
 NO_REPLICA = "http://127.0.0.1:1"  # refused at once: a managed version with no replica yet
 READY_WAIT_S = 30.0
+HANDOVER_GRACE_S = 2.0  # the gateway follows a new route within 0.2 s; generous under load
 # the new version order -> None when applied, else why it must wait
 OnVersions = Callable[[dict[str, str]], Awaitable[str | None]]
 
@@ -94,6 +98,9 @@ class DesiredService:
         self.report_exit: Callable[[str, str], Awaitable[object]] | None = None
         self.on_versions: OnVersions | None = None  # the runtime's: reshape the policy
         self.warming = False  # leading, replicas not yet ready: probes would be unfair
+        self.retire_fixed: Callable[[], Awaitable[None]] | None = None  # the runtime's
+        self._handover = False  # replicas starting beside the fixed-port services
+        self._retire_at: float | None = None
         self.pid_dir: Path = settings.data_dir / "run" / "replicas"
         # the rollout driver's: a new revision puts another version first (a rollout)
         self.on_new_leader: Callable[[str, ServiceSpec, int | None], None] | None = None
@@ -154,7 +161,7 @@ class DesiredService:
     # Leading ----------------------------------------------------------------------------------
     async def start(self) -> None:
         """Run the replicas of the spec in force: adopt those left running, start the rest."""
-        if self.spec is None or not self._managed or self.controller is not None:
+        if self.spec is None or not self._local(self.spec) or self.controller is not None:
             return
         self.controller = Controller(self.spec, client=self._client, record=self._record,
                                      env=self._env, log_dir=self.settings.data_dir / "logs",
@@ -176,14 +183,15 @@ class DesiredService:
         finally:
             self.warming = False
 
-    async def release(self, *, leftovers: bool = False) -> None:
+    async def release(self, *, leftovers: bool = False,
+                      why: str = "this monitor no longer leads") -> None:
         """Not (or no longer) leading: stop the replicas this monitor runs, and with
         `leftovers` those an earlier monitor on this data dir left running."""
         if self.controller is not None:
             controller, self.controller = self.controller, None
             await controller.stop()
             await self._record("replicas.release", self.spec.name if self.spec else "",
-                               {}, "this monitor no longer leads")
+                               {}, why)
         elif leftovers and (stopped := await asyncio.to_thread(stop_leftovers, self.pid_dir)):
             log.warning("following: stopped replicas left running %s", stopped)
 
@@ -219,28 +227,56 @@ class DesiredService:
     # Following revisions ----------------------------------------------------------------------
     async def sync(self) -> None:
         """Follow the newest revision, then reconcile the replicas once (leader only)."""
-        if self.spec is None:
-            return
         revision, services, _ = await asyncio.to_thread(applying.current, self.store)
+        if self.spec is None:
+            if not services:
+                return
+            self.spec, self._handover = spec_from_settings(self.settings), True
         if revision != self._revision and services:
             await self._follow(revision, services[0])
+        if self._handover and self._revision is None:
+            return  # the first revision waits (deferred): nothing to hand over yet
         if self.controller is None:
             await self.start()
         else:
             await self.controller.sync(self.clock())
+        if self._handover:
+            await self._hand_over()
+
+    async def _hand_over(self) -> None:
+        """From fixed-port services to replicas, once every local version has a ready one;
+        the fixed-port services stop HANDOVER_GRACE_S later, when the gateway has the route
+        to the replicas."""
+        local = self._local(self.spec)
+        controller = self.controller
+        if self._retire_at is None:
+            if local and (controller is None or not all(controller.endpoints(v)
+                                                        for v in local)):
+                return
+            self._managed, self._retire_at = local, time.monotonic() + HANDOVER_GRACE_S
+            return
+        if time.monotonic() < self._retire_at:
+            return
+        self._handover, self._retire_at = False, None
+        if self.retire_fixed is not None:
+            await self.retire_fixed()
+        await self._record("spec.reconcile", self.spec.name if self.spec else "",
+                           {"revision": self._revision, "replicated": sorted(local)},
+                           "the spec's replicas took over from the fixed-port services")
 
     async def _follow(self, revision: int | None, spec: ServiceSpec) -> None:
         """Take a new revision. Only another version first (same versions): a rollout to it
         (`on_new_leader`); any other change of the versions reshapes the failover policy."""
         assert self.spec is not None
-        shape = [(v.name, v.local) for v in spec.spec.versions]
-        before = [(v.name, v.local) for v in self.spec.spec.versions]
+        shape = [(v.name, v.url) for v in spec.spec.versions]  # url None: local
+        before = [(v.name, v.url) for v in self.spec.spec.versions]
         new_leader = (self.on_new_leader is not None and sorted(shape) == sorted(before)
                       and shape[0] != before[0])
         if shape != before and not new_leader:
             if self.on_versions is None:
                 return
-            why = await self.on_versions({v.name: v.url or NO_REPLICA
+            serving = self.settings.service_urls() if self._handover else {}
+            why = await self.on_versions({v.name: v.url or serving.get(v.name, NO_REPLICA)
                                           for v in spec.spec.versions})
             if why is not None:
                 if self._deferred != (revision, why):
@@ -252,7 +288,8 @@ class DesiredService:
                 "revision": revision, "versions": [name for name, _ in shape]},
                 "the versions changed")
         self._revision, self.spec, self._deferred = revision, spec, None
-        self._managed = self._local(spec)
+        if not self._handover or self._retire_at is not None:
+            self._managed = self._local(spec)
         if self.controller is not None:
             self.controller.set_spec(spec)
         if new_leader and self.on_new_leader is not None:
@@ -275,4 +312,4 @@ class DesiredService:
         return self.controller.replicas(version)
 
     async def stop(self) -> None:
-        await self.release()
+        await self.release(why="the monitor stops")

@@ -143,3 +143,12 @@ async def test_it_defers_a_revision_that_removes_the_active_version_until_a_fail
     assert runtime.policy.versions == ("v2", "v3")
     assert runtime.watchdog.state.active == "v2"
     assert [o for o, _ in reconciled(runtime)] == ["deferred", "ok"]
+
+
+async def test_it_follows_a_new_url_of_an_external_version(make_runtime):
+    runtime = make_runtime(spec("v1", "v2"))
+    apply(runtime, spec("v1", "v2").replace("http://v2.test", "http://v2-new.test"))
+    await runtime.desired.sync()
+    assert runtime.urls["v2"] == "http://v2-new.test"
+    assert runtime.reads.route_candidates()[0][0] == "v1"
+    assert [o for o, _ in reconciled(runtime)] == ["ok"]

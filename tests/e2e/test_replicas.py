@@ -32,7 +32,7 @@ def test_it_keeps_serving_while_two_of_three_replicas_are_killed(tmp_path):
     spec = tmp_path / "books.yaml"
     spec.write_text(SPEC)
     monitor = start_monitor(tmp_path / "data", MONITOR_SPEC=str(spec),
-                            MONITOR_RESTART_DELAY="1")
+                            MONITOR_RESTART_DELAY="1", ready_timeout=90)
     try:
         status = monitor.wait_for(lambda s: ready(s, "v1") == 3 and all(
             v["state"] == "up" for v in s["versions"]), timeout=60)

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 
 import psutil
 
@@ -68,6 +70,20 @@ def post(monitor: MonitorProcess, path: str, form: dict[str, str]) -> int:
     return answer.status_code
 
 
+def apply_under_load(monitor: MonitorProcess, path: Path, text: str,
+                     until: Callable[[dict], bool]) -> tuple[dict, Load]:
+    """`apply -f` a spec while clients read through the gateway; the status once `until`
+    holds, and the load (its errors) after more answers came."""
+    path.write_text(text)
+    with Load(monitor.gateway, workers=2, time_limit=120) as load:
+        load.wait_for_answers(50, after=0, timeout=30)
+        applied = monitor.cli("apply", "-f", str(path))
+        assert applied.returncode == 0, applied.stderr
+        status = monitor.wait_for(until, timeout=90)
+        load.wait_for_answers(50, after=time.monotonic(), timeout=30)
+    return status, load
+
+
 def launch(tmp_path, text: str, data: str = "data") -> MonitorProcess:
     spec = tmp_path / "books.yaml"
     spec.write_text(text)
@@ -110,18 +126,12 @@ def test_it_reconciles_a_revision_that_adds_a_version_and_rolls_changed_replicas
     try:
         before = monitor.wait_for(lambda s: ready(s, "v1") == 1 and all_up(s), timeout=60)
         old_pids = {r["pid"] for r in replicas(before, "v1")}
-        changed = tmp_path / "changed.yaml"
-        changed.write_text(CHANGED)
-        with Load(monitor.gateway, workers=2, time_limit=120) as load:
-            load.wait_for_answers(50, after=0, timeout=30)
-            applied = monitor.cli("apply", "-f", str(changed))
-            assert applied.returncode == 0, applied.stderr
-            after = monitor.wait_for(
-                lambda s: [v["name"] for v in s["versions"]] == ["v1", "v2", "v3"]
-                and ready(s, "v1") == 2 and len(replicas(s, "v1")) == 2
-                and not old_pids & {r["pid"] for r in replicas(s, "v1")}
-                and ready(s, "v3") == 1 and all_up(s), timeout=90)
-            load.wait_for_answers(50, after=time.monotonic(), timeout=30)
+        after, load = apply_under_load(
+            monitor, tmp_path / "changed.yaml", CHANGED,
+            lambda s: [v["name"] for v in s["versions"]] == ["v1", "v2", "v3"]
+            and ready(s, "v1") == 2 and len(replicas(s, "v1")) == 2
+            and not old_pids & {r["pid"] for r in replicas(s, "v1")}
+            and ready(s, "v3") == 1 and all_up(s))
         assert load.errors == []
         assert after["active"] == "v1"
         assert [r["outcome"] for r in audit(monitor, "spec.reconcile")] == ["ok"]
@@ -160,3 +170,23 @@ def alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
+
+
+def test_it_hands_over_from_fixed_port_services_to_the_first_applied_spec(tmp_path):
+    monitor = start_monitor(tmp_path / "data", MONITOR_RESTART_DELAY="1", ready_timeout=90)
+    try:
+        before = monitor.wait_for(all_up, timeout=60)
+        assert all(v["replicas"] is None for v in before["versions"])
+        fixed = {p.name for p in (tmp_path / "data" / "run").glob("v*.pid")}
+        assert fixed == {"v1.pid", "v2.pid", "v3.pid"}
+        after, load = apply_under_load(
+            monitor, tmp_path / "three.yaml", CHANGED,
+            lambda s: ready(s, "v1") == 2 and ready(s, "v2") == 1 and ready(s, "v3") == 1
+            and all_up(s) and bool(audit(monitor, "spec.reconcile")))
+        (handover,) = audit(monitor, "spec.reconcile")
+        assert load.errors == []
+        assert after["active"] == "v1", audit(monitor, "failover.automatic")
+        assert "took over from the fixed-port services" in handover["reason"]
+        assert not list((tmp_path / "data" / "run").glob("v*.pid"))  # fixed services stopped
+    finally:
+        monitor.stop()

@@ -153,3 +153,35 @@ async def test_it_shows_the_leaders_probes_on_the_follower(pair):
     await b.duties.follow()
     states = {v["name"]: v["state"] for v in b.status()["versions"]}
     assert states == {"v1": "up", "v2": "down", "v3": "unknown"}
+
+
+class Replicas:
+    """A replica controller as the desired-state service holds it: only `stop` is used."""
+
+    def __init__(self) -> None:
+        self.stopped = False
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+async def test_it_stops_a_followers_replicas_only_once_another_monitor_leads(pair):
+    a, b, _ = pair
+    b.desired.controller = replicas = Replicas()
+    await b.duties.follow()  # nobody leads yet: b may be about to lead, its replicas stay
+    assert b.desired.controller is replicas and not replicas.stopped
+    await elect(a)
+    await b.duties.follow()
+    assert b.desired.controller is None and replicas.stopped
+    assert len(rows(b, "replicas.release")) == 1  # audited
+
+
+async def test_it_does_not_probe_while_its_replicas_warm_up_after_an_election(pair):
+    a, _, calls = pair
+    await elect(a)
+    a.desired.warming = True
+    assert await a.duties.probe("v1") == a.policy.interval
+    assert calls == []  # nothing was asked of v1
+    a.desired.warming = False
+    await a.duties.probe("v1")
+    assert calls == ["v1.test"]
