@@ -278,7 +278,7 @@ def monitor_env(data_dir: Path, port: int, gateway_port: int, **extra: str) -> d
 
 
 def start_monitor(data_dir: Path, *, services: dict[str, str] | None = None,
-                  ready_timeout: float = 30.0, cwd: Path = ROOT,
+                  ready_timeout: float = 90.0, cwd: Path = ROOT,
                   **extra: str) -> MonitorProcess:
     """Run the monitor; with `services` it watches those, otherwise it spawns v1..v3.
     With `cwd` it runs there (reading that directory's `.env`), the package found by path."""
