@@ -43,10 +43,13 @@ ACTIONS = [("login.failed", 30), ("access.denied", 8), ("chaos.inject", 14), ("c
            ("spec.apply", 2), ("user.add", 0.5), ("user.disable", 0.5)]
 COLUMNS = ("seq", "ts", "actor", "role", "source_ip", "user_agent", "action", "target", "params",
            "outcome", "reason", "request_id", "evidence", "prev_mac", "mac", "family")
-RSS_WRAPPER = ("import resource, sys, time; from monitor.__main__ import main; "
+# Peak RSS from VmHWM (per address space: reset at exec). getrusage's ru_maxrss would report
+# the forking parent's peak, as Linux carries it over into the exec'd child.
+RSS_WRAPPER = ("import sys, time; from monitor.__main__ import main; "
                "t = time.perf_counter(); code = main(sys.argv[1:]); "
-               "t = time.perf_counter() - t; print('maxrss_kb', resource.getrusage("
-               "resource.RUSAGE_SELF).ru_maxrss, t, file=sys.stderr); sys.exit(code)")
+               "t = time.perf_counter() - t; hwm = next(int(line.split()[1]) for line in "
+               "open('/proc/self/status') if line.startswith('VmHWM')); "
+               "print('maxrss_kb', hwm, t, file=sys.stderr); sys.exit(code)")
 
 
 def action_cycle() -> list[str]:
