@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import inspect
 from sqlmodel import Field, SQLModel, col, select
 
 from monitor.storage.chain import ChainRow
@@ -152,7 +153,10 @@ def read_segment(path: Path, key: bytes, reading: Reading) -> Iterator[ChainRow]
 
 
 def records(store: Store) -> list[AuditSegment]:
-    """Every segment record, oldest first (one per archive run: a short list)."""
+    """Every segment record, oldest first (one per archive run: a short list); none in a
+    database not yet migrated to 0005 (verification reads only, it never migrates)."""
+    if not inspect(store.reader).has_table(AuditSegment.__tablename__):
+        return []
     with store.read() as session:
         return list(session.exec(select(AuditSegment).order_by(col(AuditSegment.id))))
 
