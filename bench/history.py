@@ -43,10 +43,14 @@ ACTIONS = [("login.failed", 30), ("access.denied", 8), ("chaos.inject", 14), ("c
            ("spec.apply", 2), ("user.add", 0.5), ("user.disable", 0.5)]
 COLUMNS = ("seq", "ts", "actor", "role", "source_ip", "user_agent", "action", "target", "params",
            "outcome", "reason", "request_id", "evidence", "prev_mac", "mac", "family")
-RSS_WRAPPER = ("import resource, sys, time; from monitor.__main__ import main; "
+# Peak RSS from VmHWM (per address space: reset at exec). getrusage's ru_maxrss would report
+# the forking parent's peak, as Linux carries it over into the exec'd child.
+RSS_WRAPPER = ("import sys, time; from monitor.__main__ import main, _parser; "
+               "import monitor.storage.archive, monitor.storage.verifier; _parser(); "
                "t = time.perf_counter(); code = main(sys.argv[1:]); "
-               "t = time.perf_counter() - t; print('maxrss_kb', resource.getrusage("
-               "resource.RUSAGE_SELF).ru_maxrss, t, file=sys.stderr); sys.exit(code)")
+               "t = time.perf_counter() - t; hwm = next(int(line.split()[1]) for line in "
+               "open('/proc/self/status') if line.startswith('VmHWM')); "
+               "print('maxrss_kb', hwm, t, file=sys.stderr); sys.exit(code)")
 
 
 def action_cycle() -> list[str]:
@@ -146,8 +150,8 @@ def page_times(data_dir: Path, requests: int) -> dict[str, float]:
 
 
 def cli_run(data_dir: Path, *args: str) -> tuple[float, float, float, int]:
-    """(process seconds, command seconds without interpreter start and imports, peak RSS
-    in MB, exit code) of `python -m monitor ARGS`."""
+    """(process seconds, command seconds (its modules imported beforehand), peak RSS in MB,
+    exit code) of `python -m monitor ARGS`."""
     env = monitor_env(data_dir, *free_ports(2))
     started = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", RSS_WRAPPER, *args], cwd=ROOT, env=env,

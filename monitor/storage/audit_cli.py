@@ -44,6 +44,8 @@ def archive_dir(settings: Settings) -> Path:
 
 
 def verify_command(settings: Settings, args: argparse.Namespace) -> int:
+    from sqlalchemy import inspect
+
     from monitor.storage.keys import load_keys
     from monitor.storage.progress import progress_for
     from monitor.storage.store import Store
@@ -51,6 +53,11 @@ def verify_command(settings: Settings, args: argparse.Namespace) -> int:
 
     keys = load_keys(settings, create=False)
     store = Store(settings.db_url())
+    if not inspect(store.reader).has_table("audit"):
+        store.dispose()
+        print(f"error: no audit log in {settings.db_url()}: is MONITOR_DATA_DIR "
+              f"({settings.data_dir}) the monitor's data directory?", file=sys.stderr)
+        return 2
     progress = progress_for("verify") if args.full else None
     try:
         report = verify(store, keys.audit, settings.data_dir / CHECKPOINTS, full=args.full,
@@ -83,6 +90,7 @@ def archive_command(settings: Settings, args: argparse.Namespace) -> int:
         return 2
     keys = load_keys(settings, create=False)
     store = Store(settings.db_url())
+    store.create_all()  # archive writes: the schema must have its tables (migration 0005)
     progress = progress_for("archive")
     try:
         done = archive(store, keys.audit, archive_dir(settings), before=before, now=now,

@@ -7,9 +7,9 @@ as it passes (storage.verification).
 - `Scan.full`: every line from the first: each signature and each link (line n signs line n-1),
   then the anchor (lines written, last signature). `audit verify --full`.
 - `Scan.tail`: only the lines at the end (newer than the walk's start, plus the one before them
-  for the link), read backwards; the anchor check counts the lines (a byte count, no parsing)
-  and checks the last one, so a shortened or missing file is still caught. Lines removed or
-  forged in the middle are `--full`'s job.
+  for the link), read backwards; the anchor check takes the last line's number and signature,
+  so a shortened or missing file is still caught. Lines removed or forged in the middle (out
+  of the lines read) are `--full`'s job.
 """
 
 from __future__ import annotations
@@ -40,9 +40,9 @@ def _parsed(key: bytes, line: str) -> tuple[dict[str, Any] | None, str, str]:
         return None, GENESIS, str(exc) or type(exc).__name__
 
 
-def tail_lines(path: Path, *, stop_seq: int, limit: int) -> list[str]:
+def tail_lines(path: Path, *, stop_seq: int, limit: int) -> tuple[list[str], bool]:
     """Lines from the end backwards (newest first) down to the first whose seq <= stop_seq
-    (included), at most `limit`."""
+    (included), at most `limit`; and whether the file's first line was reached."""
     found: list[str] = []
     with open(path, "rb") as handle:
         handle.seek(0, 2)
@@ -57,10 +57,10 @@ def tail_lines(path: Path, *, stop_seq: int, limit: int) -> list[str]:
                 if raw.strip():
                     found.append(raw.decode("utf-8", "replace"))
                     if _seq_of(found[-1]) <= stop_seq or len(found) >= limit:
-                        return found
+                        return found, position == 0 and not rest.strip() and raw is parts[1]
         if rest.strip() and len(found) < limit:
             found.append(rest.decode("utf-8", "replace"))
-    return found
+    return found, True
 
 
 def _seq_of(line: str) -> int:
@@ -159,7 +159,7 @@ class Scan:
         if not self.path.exists():
             self._anchor(0, None, chained=False)
             return []
-        lines = tail_lines(self.path, stop_seq=after, limit=limit)
+        lines, whole = tail_lines(self.path, stop_seq=after, limit=limit)
         newer: dict[str, Any] | None = None
         for line in lines:  # newest first
             entry, sig, problem = _parsed(self.key, line)
@@ -174,14 +174,17 @@ class Scan:
             self._tail_entries.append(entry)
             self._seen(entry)
             newer = entry
-        total = count_lines(self.path)
+        newest = _parsed(self.key, lines[0])[0] if lines else None
+        # the lines written: the last line's number (counting the lines is --full's cost)
+        total = newest["n"] if newest and isinstance(newest.get("n"), int) \
+            else count_lines(self.path)
+        oldest = _parsed(self.key, lines[-1])[0] if whole and lines else None
+        if oldest is not None and oldest.get("n", 1) != 1:
+            self.problems.append(f"checkpoint line 1: is line {oldest['n']}: the lines "
+                                 "before it were removed")
         anchored = self._anchor_row.lines if self._anchor_row else 0
         back = total - anchored  # how far from the end the anchored line is
         sig_at_anchor = raw_sig(lines[back]) if 0 <= back < len(lines) else None
-        if lines and "n" in (self.last or {}) and self._tail_entries \
-                and self._tail_entries[0].get("n") != total:
-            self.problems.append(f"{self.path.name}: {total} lines, but its last line is "
-                                 f"number {self._tail_entries[0].get('n')}: lines removed")
         self._anchor(total, sig_at_anchor, chained=bool(lines) and '"n":' in lines[0])
         return [e for e in reversed(self._tail_entries) if int(e["seq"]) > after]
 

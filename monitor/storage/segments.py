@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import inspect
 from sqlmodel import Field, SQLModel, col, select
 
 from monitor.storage.chain import ChainRow
@@ -81,11 +82,12 @@ def write_segment(directory: Path, key: bytes, rows: Iterable[ChainRow], *,
                   first: int, last: int) -> Written:
     """Write the rows to a new segment file: temporary name, fsync, rename, fsync the
     directory. Raises ValueError when the rows are not exactly seqs `first..last`."""
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)  # private, like the data dir
     final = directory / file_name(first, last)
     partial = final.with_name(final.name + ".partial")
     digest, count, expected, last_mac = hashlib.sha256(), 0, first, GENESIS
-    with open(partial, "wb") as raw:
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with open(descriptor, "wb") as raw:
         with gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as out:
             out.write(json.dumps({"segment": 1, "first": first, "last": last}).encode() + b"\n")
             for row in rows:
@@ -152,7 +154,10 @@ def read_segment(path: Path, key: bytes, reading: Reading) -> Iterator[ChainRow]
 
 
 def records(store: Store) -> list[AuditSegment]:
-    """Every segment record, oldest first (one per archive run: a short list)."""
+    """Every segment record, oldest first (one per archive run: a short list); none in a
+    database not yet migrated to 0005 (verification reads only, it never migrates)."""
+    if not inspect(store.reader).has_table(AuditSegment.__tablename__):
+        return []
     with store.read() as session:
         return list(session.exec(select(AuditSegment).order_by(col(AuditSegment.id))))
 

@@ -53,8 +53,10 @@ def test_it_archives_old_rows_and_the_chain_still_verifies(data, capsys):
     code, out = cli(capsys, "audit", "archive", "--before", "2025-06-25")
     assert code == 0 and "archived 10 rows (seq 1-10)" in out
     assert stored_seqs(store)[:2] == [11, 12] and stored_seqs(store)[-1] == ROWS + 1
-    assert [p.name for p in (tmp_path / "audit-archive").iterdir()] == [
-        "audit-000000000001-000000000010.jsonl.gz"]
+    [segment] = (tmp_path / "audit-archive").iterdir()
+    assert segment.name == "audit-000000000001-000000000010.jsonl.gz"
+    assert segment.stat().st_mode & 0o077 == 0  # audit rows: private, even run without umask
+    assert segment.parent.stat().st_mode & 0o077 == 0
     for mode in ((), ("--full",)):
         assert cli(capsys, "audit", "verify", *mode) == (
             0, f"{ROWS + 1}/{ROWS + 1} records valid\n"), mode

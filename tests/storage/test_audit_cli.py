@@ -143,3 +143,15 @@ def test_it_finds_a_missing_checkpoint_file_incrementally(log, capsys):
     log.checkpoints.unlink()
     code, out = run_cli(capsys)
     assert code == 1 and "audit.checkpoints is missing" in out
+
+
+def test_it_verifies_a_database_not_yet_migrated_to_the_archive_tables(log, capsys):
+    log.tamper("DROP TABLE audit_segment")  # a 0004 database: the monitor not restarted yet
+    assert run_cli(capsys) == (0, f"{ROWS}/{ROWS} records valid\n")
+
+
+def test_it_names_the_data_dir_when_there_is_no_audit_log(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("MONITOR_DATA_DIR", str(tmp_path))
+    load_keys(load_settings())
+    assert main(["audit", "verify"]) == 2
+    assert "no audit log in" in capsys.readouterr().err
