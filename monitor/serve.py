@@ -226,10 +226,13 @@ def _counter(metrics: Metrics, also: Callable[[list[tuple[str, str, int]]], None
              ) -> Callable[[list[tuple[str, str, int]]], None]:
     """The gateway's outcome counts into the monitor's `monitor_gateway_requests` (and the
     rollout's analysis window)."""
+    from monitor.gateway.evidence import P99_US
+
     def add(counts: list[tuple[str, str, int]]) -> None:
         also(counts)
         for version, outcome, requests in counts:
-            metrics.gateway_requests.labels(version=version, outcome=outcome).inc(requests)
+            if outcome != P99_US:
+                metrics.gateway_requests.labels(version=version, outcome=outcome).inc(requests)
     return add
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from functools import partial
 from typing import Any
 
@@ -38,6 +38,7 @@ from monitor.desired.rollout import (
     RolloutEvent,
 )
 from monitor.desired.rollout_plan import Op, Window
+from monitor.desired.rollout_record import Rows, commit, row
 from monitor.desired.service import DesiredService
 from monitor.desired.spec import Analysis, ServiceSpec
 from monitor.failover import engine
@@ -45,7 +46,6 @@ from monitor.failover.health import shown_state
 from monitor.failover.model import UP
 from monitor.failover.operations import ActionResult
 from monitor.failover.watchdog import Watchdog
-from monitor.notices import delivery
 from monitor.storage import audit, rollouts
 from monitor.storage.lease import Fenced
 from monitor.storage.store import Store
@@ -54,16 +54,6 @@ log = logging.getLogger(__name__)
 TICK_S = 0.1
 DEFAULT_SERVICE = "books"  # the service's name without a spec
 ROLLOUT_ACTOR = "rollout"
-
-
-@dataclass
-class _Rows:
-    """One transaction's worth: audit rows, the rollout record, notices."""
-
-    actor: Actor
-    rows: list[dict[str, Any]]
-    record: dict[str, Any]
-    notices: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
 
 
 class RolloutDriver:
@@ -77,7 +67,7 @@ class RolloutDriver:
         self.epoch = 0  # the engine's epoch the rollout expects; a move means a failover
         self.window = Window(started=clock())
         self._seen_probes: dict[str, float] = {}
-        self._backlog: list[_Rows] = []
+        self._backlog: list[Rows] = []
         self._lock = asyncio.Lock()
         self._tasks: set[asyncio.Task[ActionResult]] = set()
         desired.on_new_leader = self.start_from_spec  # an apply that puts another version first
@@ -171,7 +161,7 @@ class RolloutDriver:
             try:
                 new, events = self._operate(op, params, now)
             except (RolloutError, ValueError) as exc:
-                await self._write(_Rows(actor, [_row(action, str(params.get("target", "")),
+                await self._write(Rows(actor, [row(action, str(params.get("target", "")),
                                                      params, "refused", str(exc))],
                                         self._record()))
                 return ActionResult(False, f"rollout: {exc}")
@@ -234,20 +224,20 @@ class RolloutDriver:
         rows = []
         if seen is not None:
             verdict = ro.analyse(seen, self.analysis)
-            rows.append(_row("rollout.analysis", new.canary, {
+            rows.append(row("rollout.analysis", new.canary, {
                 "step": old.step if old else 0, "weight": old.weight if old else 0,
                 "ok": verdict.ok, "reasons": list(verdict.reasons),
                 "measurement": asdict(seen), "interval_s": self.analysis.interval_seconds},
                 "ok" if verdict.ok else "failed", "; ".join(verdict.reasons),
                 evidence=[asdict(seen)]))
         for event in events:
-            rows.append(_row(plan.ACTIONS[event.kind], new.canary, {
+            rows.append(row(plan.ACTIONS[event.kind], new.canary, {
                 **(params or {}), "strategy": str(new.strategy), "from": new.stable,
                 "to": new.canary, "step": event.step, "weight": event.weight,
                 "state": str(new.phase)}, "ok", event.reason,
                 evidence=[event.evidence] if event.evidence else None))
         if not events and old is not None and old.step != new.step:
-            rows.append(_row("rollout.step", new.canary, {
+            rows.append(row("rollout.step", new.canary, {
                 "step": new.step, "weight": new.weight, "state": str(new.phase)}, "ok",
                 f"step {new.step + 1} of {len(new.steps)}"))
         if new != old or rows:
@@ -255,7 +245,7 @@ class RolloutDriver:
                         {"from": new.stable, "to": new.canary, "reason": e.reason,
                          "evidence": e.evidence, "strategy": str(new.strategy)})
                        for e in events if e.kind in plan.NOTIFIED]
-            await self._write(_Rows(actor, rows, self._record(), notices))
+            await self._write(Rows(actor, rows, self._record(), notices))
         for event in events:
             if event.kind == Kind.COMPLETED:
                 await self._switch(new.canary, f"rollout completed: {event.reason}")
@@ -279,7 +269,7 @@ class RolloutDriver:
         return {"rollout": ro.to_record(self.rollout) if self.rollout else None,
                 "analysis": self.analysis.model_dump(by_alias=True), "epoch": self.epoch}
 
-    async def _write(self, rows: _Rows) -> None:
+    async def _write(self, rows: Rows) -> None:
         self._backlog.append(rows)
         await self._flush()
 
@@ -287,7 +277,8 @@ class RolloutDriver:
         """Write the waiting transactions in order; keep them while the database refuses."""
         while self._backlog:
             try:
-                await asyncio.to_thread(partial(self._commit, self._backlog[0]))
+                await asyncio.to_thread(partial(commit, self.store, self.audit_key, self.service,
+                                                 self._backlog[0], self.clock()))
             except Fenced as exc:
                 log.info("rollout rows not written, another monitor leads: %s", exc)
                 self._backlog.clear()
@@ -297,20 +288,3 @@ class RolloutDriver:
                 return
             self._backlog.pop(0)
 
-    def _commit(self, rows: _Rows) -> None:
-        now = self.clock()
-        with self.store.write(fenced=True) as session:
-            for row in rows.rows:
-                audit.append(session, self.audit_key, now=now, **rows.actor.audit_fields(),
-                             **row)
-            if rows.record["rollout"] is not None:
-                rollouts.save(session, self.service, rows.record, now=now)
-            for subject, payload in rows.notices:
-                delivery.enqueue(session, kind="rollout", subject=subject, payload=payload,
-                                 now=now)
-
-
-def _row(action: str, target: str, params: dict[str, Any], outcome: str, reason: str, *,
-         evidence: list[Any] | None = None) -> dict[str, Any]:
-    return {"action": action, "target": target, "params": params, "outcome": outcome,
-            "reason": reason[:500], "evidence": evidence}

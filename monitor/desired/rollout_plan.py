@@ -7,7 +7,9 @@ The state machine is :mod:`monitor.desired.rollout`; this module holds what the 
   interval began, and turns it into a :class:`Measurement`. The canary's requests are its
   answered attempts plus its failed ones (each failed attempt is reported by the gateway as
   passive evidence; an answered one is counted once a second), so a failure retried on the
-  stable version still counts against the canary although the client never saw it.
+  stable version still counts against the canary although the client never saw it. The p99s
+  are the gateway's (its recent answers of each version, sent once a second) when it reported
+  both versions in the interval, else the probes' (with enough samples), else unknown.
 - :func:`replica_targets`: BlueGreen brings the new version to the leader's replica count
   before it takes traffic, keeps the old one whole for ``scaleDownDelaySeconds`` after the
   switch, then gives it the standby count the new version had. A canary is scaled like that
@@ -27,6 +29,7 @@ from typing import Any
 from monitor.desired.rollout import Kind, Measurement, Phase, Rollout, Strategy
 from monitor.desired.spec import Rollout as RolloutSpec
 from monitor.desired.spec import Step
+from monitor.gateway.evidence import P99_US
 
 DEFAULT_STEPS = (Step.model_validate({"setWeight": 10}), Step.model_validate({"setWeight": 50}))
 MIN_LATENCY_SAMPLES = 10  # fewer samples than this say nothing about a p99
@@ -84,16 +87,20 @@ class Window:
     answered: Counter[str] = field(default_factory=Counter)
     failed: Counter[str] = field(default_factory=Counter)
     probes: dict[str, list[tuple[bool, float | None]]] = field(default_factory=dict)
+    gateway_p99_ms: dict[str, float] = field(default_factory=dict)
 
     def reset(self, now: float) -> None:
         self.started = now
         self.answered.clear()
         self.failed.clear()
         self.probes.clear()
+        self.gateway_p99_ms.clear()
 
     def count(self, counts: Iterable[tuple[str, str, int]]) -> None:
         for version, outcome, requests in counts:
-            if outcome in ANSWERED and outcome != "failed":  # a final failure is reported too
+            if outcome == P99_US:
+                self.gateway_p99_ms[version] = requests / 1000
+            elif outcome in ANSWERED and outcome != "failed":  # a final failure is reported too
                 self.answered[version] += requests
 
     def fail(self, version: str) -> None:
@@ -106,10 +113,13 @@ class Window:
         def latencies(version: str) -> list[float]:
             return [ms for ok, ms in self.probes.get(version, []) if ok and ms is not None]
 
+        gateway = self.gateway_p99_ms
+        both = canary in gateway and stable in gateway
         return Measurement(
             canary_requests=self.answered[canary] + self.failed[canary],
             canary_failures=self.failed[canary],
-            canary_p99_ms=p99(latencies(canary)), stable_p99_ms=p99(latencies(stable)),
+            canary_p99_ms=gateway[canary] if both else p99(latencies(canary)),
+            stable_p99_ms=gateway[stable] if both else p99(latencies(stable)),
             canary_probe_failures=sum(1 for ok, _ in self.probes.get(canary, []) if not ok),
             canary_ready=ready)
 

@@ -34,6 +34,7 @@ def address(data_dir: Path) -> bytes:
 
 
 Counts = list[tuple[str, str, int]]  # (version, outcome, requests)
+P99_US = "p99_us"  # not an outcome: (version, P99_US, the version's recent p99 in microseconds)
 
 
 def _sign(doc: dict[str, object], key: bytes) -> bytes:

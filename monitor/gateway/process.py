@@ -23,6 +23,7 @@ from collections.abc import Callable
 
 from monitor.config import Settings
 from monitor.gateway.app import create_gateway
+from monitor.gateway.evidence import P99_US
 from monitor.gateway.follow import make_follower
 from monitor.gateway.route import PURPOSE
 from monitor.gateway.server import GatewayServer, Limits, listen
@@ -71,6 +72,7 @@ async def _serve(settings: Settings, key: bytes, sock: socket.socket) -> int:
     app = create_gateway(follower, max_body=settings.gateway_max_body, metrics=outcomes,
                          attempt_timeout=settings.gateway_attempt_max,
                          hedge=settings.gateway_hedge, balance=settings.gateway_balance)
+    outcomes.quantiles = lambda version: app.timeouts.quantiles(version, app.clock())
     server = GatewayServer(app, limits_from(settings))
     await server.start(sock)
     following = asyncio.create_task(follower.run())
@@ -91,16 +93,23 @@ async def _serve(settings: Settings, key: bytes, sock: socket.socket) -> int:
 
 
 class Outcomes:
-    """Request outcomes counted here and sent to the monitor once a second (its metrics)."""
+    """Request outcomes counted here and sent to the monitor once a second (its metrics), with
+    each answering version's recent p99 in microseconds (outcome ``P99_US``: a rollout's
+    analysis compares the canary's with the stable version's)."""
 
     def __init__(self) -> None:
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.quantiles: Callable[[str], tuple[float, float] | None] = lambda version: None
 
     def gateway_request(self, version: str, outcome: str) -> None:
         self.counts[version, outcome] += 1
 
     def take(self) -> list[tuple[str, str, int]]:
         taken = [(v, o, n) for (v, o), n in self.counts.items()]
+        for version in sorted({v for v, _ in self.counts}):
+            known = self.quantiles(version)
+            if known is not None:
+                taken.append((version, P99_US, max(1, min(10**8, round(known[1] * 1e6)))))
         self.counts.clear()
         return taken
 

@@ -58,6 +58,20 @@ def test_it_measures_the_canary_from_its_answered_and_failed_attempts():
     assert window.measurement("v2", "v1", ready=True).canary_requests == 0
 
 
+def test_it_compares_the_gateway_p99s_when_it_reported_both_versions():
+    window = plan.Window(started=0.0)
+    for ms in range(1, 21):
+        window.probe("v2", True, float(ms))
+        window.probe("v1", True, 1.0)
+    seen = window.measurement("v2", "v1", ready=True)
+    assert (seen.canary_p99_ms, seen.stable_p99_ms) == (20.0, 1.0)  # the probes' p99s
+    window.count([("v2", "p99_us", 45_000), ("v2", "ok", 3)])
+    assert window.measurement("v2", "v1", ready=True).canary_p99_ms == 20.0  # one side only
+    window.count([("v1", "p99_us", 9_000)])
+    seen = window.measurement("v2", "v1", ready=True)
+    assert (seen.canary_p99_ms, seen.stable_p99_ms, seen.canary_requests) == (45.0, 9.0, 3)
+
+
 def test_it_takes_a_p99_only_from_enough_samples():
     assert plan.p99([5.0] * (plan.MIN_LATENCY_SAMPLES - 1)) is None
     assert plan.p99([float(i) for i in range(1, 101)]) == 99.0
