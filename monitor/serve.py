@@ -102,6 +102,7 @@ async def _main(settings: Settings, sockets: dict[str, socket.socket]) -> int:
     from monitor.runtime import create_runtime
     from monitor.storage.users import UserError, ensure_admin
     from monitor.web.app import create_app
+    from monitor.web.edge import edge_protocol
 
     runtime = create_runtime(settings)
     given = settings.admin_password.get_secret_value() if settings.admin_password else ""
@@ -122,7 +123,7 @@ async def _main(settings: Settings, sockets: dict[str, socket.socket]) -> int:
                               "proxy_headers": False, "timeout_graceful_shutdown": 5}
     servers = [
         _Server(uvicorn.Config(create_app(runtime), **{**common, **_proxies(settings)}, **ssl,
-                               http=_edge(settings))),
+                               http=edge_protocol(settings))),
     ]
     dataplane = _DataPlane(settings, runtime)
     stop = asyncio.Event()
@@ -274,15 +275,6 @@ def _proxies(settings: Settings) -> dict[str, Any]:
     """Behind a reverse proxy (TLS termination), believe X-Forwarded-For from it alone."""
     trusted = ",".join(settings.trusted_proxies)
     return {"proxy_headers": True, "forwarded_allow_ips": trusted} if trusted else {}
-
-
-def _edge(settings: Settings) -> Any:
-    """The dashboard's protocol with a header deadline and a per-IP connection cap."""
-    from monitor.web.edge import EdgeLimits, guarded_protocol
-
-    return guarded_protocol(EdgeLimits(header_timeout=settings.dashboard_header_timeout,
-                                       per_ip=settings.dashboard_conns_per_ip,
-                                       exempt=frozenset(settings.trusted_proxies)))
 
 
 def _banner(settings: Settings, admin_password: str | None) -> None:

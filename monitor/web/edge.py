@@ -19,8 +19,12 @@ from __future__ import annotations
 import asyncio
 import collections
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+if TYPE_CHECKING:
+    from monitor.config import Settings
 
 
 @dataclass(frozen=True)
@@ -80,3 +84,10 @@ def guarded_protocol(limits: EdgeLimits) -> type[HttpToolsProtocol]:
             self.transport.close()
 
     return Guarded
+
+
+def edge_protocol(settings: Settings) -> type[HttpToolsProtocol]:
+    """The dashboard's protocol with a header deadline and a per-IP connection cap."""
+    return guarded_protocol(EdgeLimits(header_timeout=settings.dashboard_header_timeout,
+                                       per_ip=settings.dashboard_conns_per_ip,
+                                       exempt=frozenset(settings.trusted_proxies)))
