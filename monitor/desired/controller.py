@@ -213,8 +213,11 @@ class Controller:
                 has_lived=seen.has_lived or live,
                 readiness_failures=0 if ready else seen.readiness_failures + 1,
                 readiness_successes=seen.readiness_successes + 1 if ready else 0)
+            # like the HPA's CPU initialization period: CPU counts from readiness on, so
+            # a replica's start-up (imports) never reads as load
             handle.cpu, handle.cpu_percent = cpu_since(
-                handle.cpu, pid if isinstance(pid, int) else None)
+                handle.cpu if handle.seen.in_rotation else None,
+                pid if isinstance(pid, int) else None)
         else:
             handle.cpu, handle.cpu_percent = None, None
             seen = replace(seen, readiness_successes=0)
