@@ -21,6 +21,7 @@ from monitor.gateway.route import Route
 log = logging.getLogger(__name__)
 
 # (action, target, params, outcome, reason, notify) -> an audit row (and a notice if notify)
+Found = dict[str, tuple[str, str]]  # server -> (state wanted, state found)
 Record = Callable[[str, str, dict[str, Any], str, str, bool], Awaitable[None]]
 
 
@@ -56,7 +57,7 @@ class HAProxySync:
             return
         self.state.checked_at = now
         try:
-            corrected = await self._reconcile(route)
+            corrected, by_hand = await self._reconcile(route, self._applied)
         except HAProxyError as exc:
             await self._unreachable(str(exc))
             return
@@ -64,19 +65,24 @@ class HAProxySync:
             await self.record("haproxy.reachable", self.backend, {}, "ok",
                               "HAProxy answers again", False)
         self.state.reachable, self.state.error = True, ""
-        if corrected and not decision:
-            await self.record("haproxy.drift", self.backend, {"corrected": corrected}, "ok",
+        if by_hand:
+            await self.record("haproxy.drift", self.backend, {"corrected": by_hand}, "ok",
                               "HAProxy differed from the monitor's route; restored", False)
         self._applied = route
         self.state.applied_epoch = route.epoch
 
-    async def _reconcile(self, route: Route) -> dict[str, tuple[str, str]]:
-        """Bring the servers to the route's states; verify; the differences found."""
+    async def _reconcile(self, route: Route, applied: Route | None
+                         ) -> tuple[Found, Found]:
+        """Bring the servers to the route's states and verify: the differences found, and
+        those of them that were not the monitor's own (a server no longer as ``applied``, the
+        route last applied, left it: changed by hand, even when a decision comes with it)."""
         servers = await self.api.servers(self.backend)
-        found = drift(desired(route, servers), servers)
-        if not found:
-            return {}
         wanted = desired(route, servers)
+        found = drift(wanted, servers)
+        if not found:
+            return {}, {}
+        moved = drift(desired(applied, servers), servers) if applied is not None else {}
+        by_hand = {name: found[name] for name in found if name in moved}
         # "ready" first, so there is never a moment without a ready server.
         for name in sorted(found, key=lambda name: wanted[name] != "ready"):
             await self.api.set_state(self.backend, name, wanted[name])
@@ -85,7 +91,7 @@ class HAProxySync:
         if left:
             raise HAProxyError(f"HAProxy did not take the route: {left}")
         log.info("HAProxy set to route epoch %d: %s", route.epoch, found)
-        return found
+        return found, by_hand
 
     async def _unreachable(self, error: str) -> None:
         first = self.state.reachable is not False

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 import psutil
@@ -122,6 +123,18 @@ def test_it_keeps_serving_through_a_monitor_kill_9_and_the_restart_adopts_the_ch
         monitor.stop()
 
 
+def cut(feed: Path) -> None:
+    """Put a directory where the route file is; the monitor may republish in between."""
+    def replaced() -> bool:
+        feed.unlink(missing_ok=True)
+        try:
+            feed.mkdir()
+        except FileExistsError:
+            return False
+        return True
+    wait_until(replaced, timeout=5)
+
+
 def test_it_applies_a_failover_made_while_the_feed_was_cut_within_a_second_of_its_return(
         tmp_path, services):
     monitor = start_monitor(tmp_path, services=services, MONITOR_CHAOS_TOKEN=TOKEN)
@@ -131,12 +144,10 @@ def test_it_applies_a_failover_made_while_the_feed_was_cut_within_a_second_of_it
         wait_until(lambda: held_route(tmp_path)["fallbacks"] == ["v2", "v3"], timeout=10)
         with Load(monitor.gateway) as load:
             load.wait_for_answers(50, after=0, timeout=20)
-            feed.unlink()
-            feed.mkdir()  # the monitor can no longer publish, the gateway no longer read
+            cut(feed)  # the monitor can no longer publish, the gateway no longer read
             httpx.post(f"{services['v1']}/chaos/errors", json={"probability": 1.0},
                        timeout=2.0, headers={"Authorization": f"Bearer {TOKEN}"})
             monitor.wait_for(lambda s: s["active"] == "v2", timeout=15)
-            cut_answers = load.count_after(time.monotonic())
             load.wait_for_answers(50, after=time.monotonic(), timeout=20)
             assert held_route(tmp_path)["epoch"] == 0  # fail static on the last route
             restored = time.monotonic()
@@ -146,7 +157,7 @@ def test_it_applies_a_failover_made_while_the_feed_was_cut_within_a_second_of_it
             load.wait_for_answers(50, after=applied, timeout=20)
         assert applied - restored <= 1.0
         assert held_route(tmp_path)["active"] == "v2"
-        assert cut_answers >= 0 and load.errors == []
+        assert load.errors == []
         assert mostly([by for at, _, by in load.answers if at > applied + 0.1], "v2")
     finally:
         monitor.stop()

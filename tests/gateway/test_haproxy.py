@@ -123,6 +123,20 @@ async def test_it_restores_drift_and_audits_it_only_on_the_reconcile_period():
                               "ok", False)]
 
 
+async def test_it_audits_a_change_by_hand_that_a_decision_also_corrects():
+    api = FakeAPI(v1="ready", v2="ready", v3="ready")
+    current, now = [route("v1", ["v2", "v3"])], [0.0]
+    sync, recorder = make(api, current, now)
+    await sync.tick()
+    api.admins["v3"] = "maint"  # an operator at the socket ...
+    current[0] = route("v1", ["v3"], epoch=1)  # ... as v2 leaves the fallbacks
+    now[0] = 0.5
+    await sync.tick()
+    assert api.admins == {"v1": "ready", "v2": "maint", "v3": "ready"}
+    assert recorder.rows == [("haproxy.drift", {"corrected": {"v3": ("ready", "maint")}},
+                              "ok", False)]  # v2 was the decision's, not drift
+
+
 async def test_it_reports_an_unreachable_haproxy_once_and_its_return():
     api = FakeAPI(v1="ready", v2="ready", v3="ready")
     current, now = [route("v1", ["v2", "v3"])], [0.0]
