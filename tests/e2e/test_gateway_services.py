@@ -26,7 +26,7 @@ from bench.processes import (
 )
 from monitor.config import Settings
 from monitor.gateway.feed import RoutePublisher, route_from
-from monitor.gateway.route import PURPOSE, Route
+from monitor.gateway.route import PURPOSE
 from monitor.storage.keys import load_keys
 from tests.e2e.conftest import TOKEN
 from tests.e2e.load import Load
@@ -62,7 +62,7 @@ def book_services() -> Iterator[tuple[dict[str, str], dict[str, str]]]:
     modules = {"v1": "v1", "v2": "v2", "f1": "v3", "f2": "v1"}
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        for (name, module), port in zip(modules.items(), ports, strict=True):
+        for module, port in zip(modules.values(), ports, strict=True):
             procs.append(start_service(module, port, TOKEN))
         urls = {name: f"http://127.0.0.1:{port}" for name, port in zip(modules, ports,
                                                                        strict=True)}
