@@ -166,6 +166,7 @@ class _DataPlane:
     def __init__(self, settings: Settings, runtime: Runtime) -> None:
         from monitor.gateway.evidence import Receiver
         from monitor.gateway.feed import RoutePublisher, route_from
+        from monitor.gateway.haproxy_sync import ServiceSyncs
         from monitor.gateway.offer import drop_counts, other_services, service_evidence
         from monitor.gateway.route import PURPOSE
         from monitor.ops.supervisor import ChildSpec, Supervisor
@@ -182,7 +183,8 @@ class _DataPlane:
                                  on_service_report=service_evidence(runtime),
                                  on_service_counts=drop_counts)
         self.gateway: Supervisor | None = None
-        self.haproxy = _haproxy_sync(settings, runtime, self.publisher.current) \
+        self.haproxy = ServiceSyncs(_haproxy_sync(settings, runtime, self.publisher.current),
+                                    self.publisher.services) \
             if settings.dataplane == "haproxy" else None
         if self.haproxy is not None:
             runtime.dataplane_status = self.haproxy.status
