@@ -60,10 +60,6 @@ class RouteFollower:
         if self.sender is not None:
             self.sender.report(version, failure, self.service)
 
-    def report_counts(self, counts: list[tuple[str, str, int]]) -> None:
-        if self.sender is not None and counts:
-            self.sender.report_counts(counts, self.service)
-
     @property
     def held(self) -> Entry | None:
         return self.route if self.route is not None else self.removed
