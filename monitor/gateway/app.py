@@ -35,8 +35,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 import anyio
 import httpx
@@ -46,6 +45,7 @@ from monitor.gateway.balance import Balance, order
 from monitor.gateway.calls import Call, Outcome, Reply, Sender
 from monitor.gateway.headers import forward_headers, response_headers
 from monitor.gateway.hedge import race
+from monitor.gateway.lanes import Lane, Lanes, Metrics, Router, book_api
 from monitor.gateway.retry import Failure
 from monitor.gateway.timing import AttemptTimeouts
 from monitor.gateway.transport import Answer, UpstreamTransport
@@ -53,38 +53,11 @@ from monitor.gateway.transport import Answer, UpstreamTransport
 log = logging.getLogger(__name__)
 
 SMALL_BODY = 64 * 1024  # responses up to this size are read at once instead of streamed
-BOOKS = b"/books"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-
-
-
-
-class Router(Protocol):
-    def route_candidates(self) -> list[tuple[str, str]]: ...
-
-    def report_gateway_failure(self, version: str, failure: str) -> None: ...
-
-
-class Metrics(Protocol):
-    def gateway_request(self, version: str, outcome: str) -> None: ...
-
-
-@dataclass(frozen=True)
-class Lane:
-    """One service as the gateway sees it (``name`` empty for the default one)."""
-
-    name: str
-    router: Router
-    timeouts: AttemptTimeouts
-    metrics: Metrics | None
-
-
-NOT_FOUND = {"error": "not found", "detail": "the gateway forwards only /books"}
-NO_SERVICE = {"error": "not found", "detail": "no such service"}
 
 
 def new_transport(*, max_connections: int = 128) -> httpx.AsyncBaseTransport:
@@ -125,9 +98,8 @@ class Gateway:
         self.sender = Sender(attempt_timeout, SMALL_BODY)
         self.outstanding: collections.Counter[str] = collections.Counter()
         self.default = Lane("", router, timeouts, metrics)
-        self.services: Mapping[bytes, Router] = services if services is not None else {}
-        self.service_metrics = service_metrics
-        self._lanes: dict[bytes, Lane] = {}
+        self.lanes = Lanes(services if services is not None else {}, service_metrics,
+                           lambda: AttemptTimeouts(floor=timeouts.floor, ceiling=timeouts.ceiling))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -157,10 +129,10 @@ class Gateway:
         if self.transport is None:  # mounted without lifespan: create it on first use
             self.transport = new_transport()
         path: bytes = scope.get("raw_path") or scope["path"].encode()
-        if _book_api(path):
+        if book_api(path):
             lane = self.default
         else:
-            found = self._lane(path)
+            found = self.lanes.find(path)
             if isinstance(found, dict):
                 await _send_json(send, 404, found)
                 return
@@ -249,26 +221,6 @@ class Gateway:
                 break
             index += 1
         await self._fail(send, lane, backends, failures, out_of_time=out_of_time)
-
-    def _lane(self, path: bytes) -> tuple[Lane, bytes] | dict[str, str]:
-        """The service of ``/NAME/books...`` and the path without ``/NAME``, or the 404
-        answer for a path that is neither."""
-        slash = path.find(b"/", 1)
-        rest = path[slash:]
-        if slash < 0 or not _book_api(rest):
-            return NOT_FOUND
-        name = path[1:slash]
-        router = self.services.get(name)
-        if router is None:
-            return NO_SERVICE
-        lane = self._lanes.get(name)
-        if lane is None or lane.router is not router:
-            service = name.decode("ascii", "replace")
-            lane = Lane(service, router, AttemptTimeouts(
-                floor=self.timeouts.floor, ceiling=self.timeouts.ceiling),
-                self.service_metrics(service) if self.service_metrics else None)
-            self._lanes[name] = lane
-        return lane, rest
 
     @staticmethod
     async def _drop(outcome: Outcome) -> None:
@@ -396,15 +348,6 @@ def _plain_target(target: bytes) -> bool:
     path = target.split(b"?", 1)[0]
     segments = path.replace(b"%2e", b".").replace(b"%2E", b".").split(b"/")
     return target.startswith(b"/") and not any(seg in (b".", b"..") for seg in segments)
-
-
-def _book_api(path: bytes) -> bool:
-    """``/books`` or ``/books/<one segment>`` (an id, or ``search``), nothing else."""
-    if path == BOOKS:
-        return True
-    rest = path[len(BOOKS) + 1:]
-    return path.startswith(BOOKS + b"/") and bool(rest) and b"/" not in rest \
-        and b"%2f" not in rest.lower()
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
