@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 from monitor.actor import Actor
 from monitor.failover.model import Event, EventKind, IncidentKind, MonitorState
 from monitor.storage import audit
-from monitor.storage.store import Incident
+from monitor.storage.store import Incident, Store
 
 AUDIT_ACTIONS: dict[EventKind, str] = {
     EventKind.STATE_CHANGE: "version.state",
@@ -106,3 +106,12 @@ def track_incident(session: Session, event: Event, now: float) -> int | None:
         session.add(open_incident)
         return open_incident.id
     return open_incident.id if open_incident else None
+
+
+def write_refusal(store: Store, key: bytes, busy_ms: int, actor: Actor, action: str, target: str,
+                  params: dict[str, Any] | None, reason: str, why: str, now: float) -> None:
+    """The audit row of an operator action the engine refused, in a transaction of its own."""
+    with store.write(busy_timeout_ms=busy_ms, fenced=True) as session:
+        audit.append(session, key, now=now, action=action, **actor.audit_fields(),
+                     target=target, params={**(params or {}), "reason": reason},
+                     outcome="refused", reason=why)

@@ -37,10 +37,11 @@ from monitor.failover.model import (
     Policy,
     from_record,
     initial_state,
+    record_changed,
     to_record,
 )
 from monitor.failover.probe import ProbeResult, probe
-from monitor.failover.recording import Enqueue, failover_label, write_event
+from monitor.failover.recording import Enqueue, failover_label, write_event, write_refusal
 from monitor.ops.metrics import Metrics
 from monitor.storage import audit
 from monitor.storage.journal import Journal
@@ -212,7 +213,7 @@ class Watchdog:
         """Persist a decision, then let it take effect; False only when another writer moved
         the state on (the decision is void and the state is reloaded)."""
         if row is not None and not events and actor is None and \
-                to_record(new) == to_record(self.state):
+                not record_changed(self.state, new):
             self.batch.append(row)  # written by flush_probes or with the next decision
             self.state = new
             return True
@@ -277,18 +278,13 @@ class Watchdog:
                 write_event(session, self.audit_key, event, new, now, actor=actor,
                             params=params, enqueue=self.enqueue)
 
-    def _write_refusal(self, actor: Actor, action: str, target: str,
-                       params: dict[str, Any] | None, reason: str, why: str,
-                       now: float) -> None:
-        with self.store.write(busy_timeout_ms=DECISION_BUSY_MS, fenced=True) as session:
-            audit.append(session, self.audit_key, now=now, action=action, **actor.audit_fields(),
-                         target=target, params={**(params or {}), "reason": reason},
-                         outcome="refused", reason=why)
+    def _write_refusal(self, *refusal: Any) -> None:  # (actor, action, target, params, ...)
+        write_refusal(self.store, self.audit_key, DECISION_BUSY_MS, *refusal)
 
     def _after(self, events: list[Event]) -> None:
         for version in engine.wants_probe_now(events):
             self.expedite(version)
-        if self.metrics:
+        if self.metrics and events:  # without an event neither the active nor the incident moved
             for event in events:
                 if label := failover_label(event):
                     self.metrics.failover(label)
