@@ -39,6 +39,7 @@ from monitor.ops.leadership import LeaderDuties
 from monitor.ops.metrics import Metrics
 from monitor.ops.supervisor import ChildSpec, Supervisor
 from monitor.recorder import Notice, Recorder
+from monitor.storage import retention
 from monitor.storage.commands import CommandKind
 from monitor.storage.journal import Journal
 from monitor.storage.keys import Keys, load_keys
@@ -215,8 +216,8 @@ class Runtime:
         task.add_done_callback(self._tasks.discard)
 
     async def _retention(self) -> None:
-        await asyncio.to_thread(partial(self.store.roll_up, now=self.clock(),
-                                        retention_s=self.settings.retention_hours * 3600))
+        await asyncio.to_thread(partial(retention.run, self.store, now=self.clock(),
+                                        ages=retention.Ages.of(self.settings)))
 
     async def _refresh_gauges(self) -> None:
         self.metrics.set_notices(await asyncio.to_thread(delivery.counts, self.store))

@@ -1,10 +1,14 @@
 """Probe history in time buckets, for the latency and uptime charts (read-only).
 
-Two tiers answer together: raw probe rows (within the retention window) and the per-minute
-rollups they are folded into when they age out (`Store.roll_up`). Both are aggregated by the
-database with GROUP BY (version, bucket), so a 7-day chart reads a few hundred rows, never the
-raw probes. Bucket starts are multiples of `bucket_s` since the epoch; a rollup minute lands in
-the bucket that contains it, so `bucket_s` should be a multiple of 60 once rollups count.
+Three tiers answer together: raw probe rows (within the retention window), the per-minute
+rollups they are folded into when they age out (`Store.roll_up`), and the hourly rollups those
+are folded into after MONITOR_ROLLUP_MINUTE_DAYS (`tiers.fold_minutes`). A probe is in exactly
+one tier at a time, so the tiers are added up; each is read by an index range on its time
+column, so a window reads only the tier rows inside it (a 24 h or 7 d chart: raw and minute
+rows; a longer one: mostly hourly rows). All are aggregated by the database with GROUP BY
+(version, bucket). Bucket starts are multiples of `bucket_s` since the epoch; a rollup minute
+(or hour) lands in the bucket that contains its start, so `bucket_s` should be a multiple of 60
+once rollups count (of 3600 once hourly rollups do).
 
 Latency is the mean of successful probes. A rollup's latency sum also counts its failed probes
 (as 0 or their time to fail), so a rolled-up bucket's mean is `latency_sum / ok_count`: exact
@@ -21,6 +25,7 @@ from sqlalchemy import Integer, case, cast, func, select
 from sqlmodel import col
 
 from monitor.storage.store import ProbeRollup, ProbeRow, Store
+from monitor.storage.tiers import ProbeHourly
 
 
 @dataclass
@@ -51,6 +56,16 @@ def _bucket_of(store: Store, column: Any, bucket_s: float) -> Any:
     return index
 
 
+def _rolled(store: Store, tier: type[ProbeRollup] | type[ProbeHourly], since: float,
+            until: float, bucket_s: float) -> Any:
+    index = _bucket_of(store, col(tier.bucket), bucket_s)
+    return (select(col(tier.version), index, func.sum(col(tier.count)),
+                   func.sum(col(tier.ok_count)), func.sum(col(tier.latency_sum)),
+                   func.max(col(tier.latency_max)))
+            .where(col(tier.bucket) >= since).where(col(tier.bucket) < until)
+            .group_by(col(tier.version), index))
+
+
 def history(store: Store, *, since: float, until: float, bucket_s: float) -> History:
     """Per version, the buckets of [since, until) that hold at least one probe."""
     merged: dict[tuple[str, int], Bucket] = {}
@@ -61,14 +76,10 @@ def history(store: Store, *, since: float, until: float, bucket_s: float) -> His
                   func.sum(ok_latency), func.max(ok_latency))
            .where(col(ProbeRow.at) >= since).where(col(ProbeRow.at) < until)
            .group_by(col(ProbeRow.version), raw_index))
-    rolled_index = _bucket_of(store, col(ProbeRollup.bucket), bucket_s)
-    rolled = (select(col(ProbeRollup.version), rolled_index, func.sum(col(ProbeRollup.count)),
-                     func.sum(col(ProbeRollup.ok_count)), func.sum(col(ProbeRollup.latency_sum)),
-                     func.max(col(ProbeRollup.latency_max)))
-              .where(col(ProbeRollup.bucket) >= since).where(col(ProbeRollup.bucket) < until)
-              .group_by(col(ProbeRollup.version), rolled_index))
     with store.read() as session:
-        rows: list[Any] = [*session.execute(raw).all(), *session.execute(rolled).all()]
+        rows: list[Any] = [*session.execute(raw).all()]
+        for tier in (ProbeRollup, ProbeHourly):
+            rows += session.execute(_rolled(store, tier, since, until, bucket_s)).all()
     for version, index, count, ok_count, latency_sum, latency_max in rows:
         key = (str(version), int(index))
         bucket = merged.setdefault(key, Bucket(start=key[1] * bucket_s))

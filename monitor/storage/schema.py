@@ -56,6 +56,7 @@ def migrate(store: Store, *, models_too: bool = True) -> str:
         rollouts,
         segments,
         specs,
+        tiers,
     )
 
     with store.writer.connect() as connection:

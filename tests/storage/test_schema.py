@@ -11,6 +11,7 @@ from monitor.storage import (  # noqa: F401 - their tables join the metadata
     commands,
     lease,
     specs,
+    tiers,
 )
 from monitor.storage.schema import current_revision, head_revision, migrate
 from monitor.storage.store import AuditRow, Store, User
