@@ -91,3 +91,15 @@ def history(store: Store, *, since: float, until: float, bucket_s: float) -> His
     for (version, _), bucket in sorted(merged.items(), key=lambda kv: (kv[0][0], kv[0][1])):
         found.setdefault(version, []).append(bucket)
     return found
+
+
+def uptime(store: Store, *, since: float, until: float) -> dict[str, float]:
+    """Percent of successful probes per version over [since, until), from every tier (so it
+    stays whole when MONITOR_RETENTION_HOURS is shorter than the window); rounded to 0.01."""
+    found = history(store, since=since, until=until, bucket_s=max(until - since, 60.0))
+    result: dict[str, float] = {}
+    for version, buckets in found.items():
+        total = sum(b.count for b in buckets)
+        if total:
+            result[version] = round(100.0 * sum(b.ok_count for b in buckets) / total, 2)
+    return result

@@ -74,16 +74,17 @@ async def audit_page(request: Request, actor: str = "", action: str = "",
 
 
 @router.get("/health-log", response_class=HTMLResponse)
-async def health_log(request: Request, version: str = "", page: int = Query(1, ge=1, le=10_000),
+async def health_log(request: Request, version: str = "", before: str = queries.before_query(),
                      state: Web = Depends(web)) -> Response:
+    """Newest first, keyset-paged: the "Older" link carries the last row's id as `before`."""
     versions = state.versions
     chosen = version if version in versions else ""
-    pager = Pager(page, PAGE_SIZE, False)
-    rows = await asyncio.to_thread(state.runtime.store.probes, chosen or None,
-                                   limit=PAGE_SIZE + 1, offset=pager.offset)
-    pager = Pager(page, PAGE_SIZE, len(rows) > PAGE_SIZE)
+    rows, has_next = await asyncio.to_thread(queries.probes_page, state.runtime.store,
+                                             version=chosen or None, since=0.0, before=before,
+                                             size=PAGE_SIZE)
     return render(request, "health_log.html", {
-        "rows": rows[:PAGE_SIZE], "pager": pager, "versions": versions, "version": chosen})
+        "rows": rows, "versions": versions, "version": chosen, "before": before,
+        "next_before": queries.next_before(rows, has_next)})
 
 
 @router.get("/notices", response_class=HTMLResponse)
