@@ -1,7 +1,8 @@
 """Seeding for bench/history.py: a year of probe history in its tiers, and a chained audit log.
 
 Probe history at the default ages: raw probes every MONITOR_INTERVAL (2 s) for the last
-MONITOR_RETENTION_HOURS (24 h), per-minute rollups back to MONITOR_ROLLUP_MINUTE_DAYS (30 d),
+MONITOR_RETENTION_HOURS (24 h), per-minute rollups back to MONITOR_ROLLUP_MINUTE_DAYS (30 d;
+they also count the raw window, as the monitor's fold does, and the fold mark is set),
 hourly rollups back to MONITOR_ROLLUP_HOUR_DAYS (365 d), for every (service, version) of
 SERIES. Rows go in with plain `executemany` (synchronous=OFF), in batches, with progress.
 
@@ -82,7 +83,7 @@ def seed_probes(database: Path, now: float) -> dict[str, int]:
     """Raw, minute and hourly rows for SERIES; returns the row count per table."""
     service_col = ("service",) if SERVICE_COLUMN else ()
     raw_from = now - RAW_S
-    minute_to = raw_from - raw_from % 60  # the minutes before the raw window
+    minute_to = now - now % 60  # the minute tier also counts the raw window (probe_fold)
     minute_from = hour_to = (now - MINUTE_S) - (now - MINUTE_S) % HOUR_S  # whole hours only
     hour_from = hour_to - (hour_to - (now - HOUR_KEEP_S)) // HOUR_S * HOUR_S
 
@@ -110,7 +111,7 @@ def seed_probes(database: Path, now: float) -> dict[str, int]:
     conn = sqlite3.connect(database)
     conn.execute("PRAGMA synchronous=OFF")
     try:
-        return {
+        counts = {
             "probe": _fill(conn, "probe", (*service_col, "version", "at", "ok", "latency_ms",
                                            "status", "failure", "detail", "passive"),
                            per * int(RAW_S / INTERVAL), raw()),
@@ -121,6 +122,9 @@ def seed_probes(database: Path, now: float) -> dict[str, int]:
                 "service", "version", "bucket", "count", "ok_count", "latency_sum",
                 "latency_max"), per * int((hour_to - hour_from) // HOUR_S), hours()),
         }
+        with conn:  # every seeded raw probe is counted by the minute tier
+            conn.execute("INSERT INTO rollup_mark (id, probe_id) SELECT 1, max(id) FROM probe")
+        return counts
     finally:
         conn.close()
 

@@ -1,7 +1,7 @@
 """The retention job (runtime, every 600 s): history down its tiers, old notices away.
 
-Order matters only for cost: raw probes are rolled up first, so the minute rows they make are
-never folded in the same run unless they are already old enough.
+Raw probes are counted in the minute tier first (probe_fold: a minute job does it as well),
+so only counted ones are deleted; minutes are then folded into hours, hours deleted.
 
 Notices: a notice is pruned with its delivery attempts once it is older than
 MONITOR_NOTICE_RETENTION_DAYS (counted from its creation) AND final (`sent` or `failed`).
@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlmodel import Session, col, delete
 
+from monitor.storage.probe_fold import fold_probes, prune_probes
 from monitor.storage.store import Notice, NoticeAttempt, Store
 from monitor.storage.tiers import BATCH, Pause, delete_in_batches, fold_minutes, prune_hours
 
@@ -51,6 +52,7 @@ class Pruned:
     """What one run moved or deleted (row counts)."""
 
     raw_folded: int
+    raw_deleted: int
     minutes_folded: int
     hours_deleted: int
     notices_deleted: int
@@ -64,7 +66,8 @@ def run(store: Store, *, now: float, ages: Ages, batch: int = BATCH,
         pause: Pause | None = _brief_pause) -> Pruned:
     """One retention pass (blocking: run it in a worker thread)."""
     return Pruned(
-        raw_folded=store.roll_up(now=now, retention_s=ages.raw_s, batch=batch),
+        raw_folded=fold_probes(store, batch=batch, pause=pause),
+        raw_deleted=prune_probes(store, now=now, keep_s=ages.raw_s, batch=batch, pause=pause),
         minutes_folded=fold_minutes(store, now=now, keep_s=ages.minute_s, batch=batch,
                                     pause=pause),
         hours_deleted=prune_hours(store, now=now, keep_s=ages.hour_s, batch=batch, pause=pause),

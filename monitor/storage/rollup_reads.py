@@ -1,18 +1,19 @@
 """Probe history in time buckets, for the latency and uptime charts (read-only).
 
-Three tiers answer together: raw probe rows (within the retention window), the per-minute
-rollups they are folded into when they age out (`Store.roll_up`), and the hourly rollups those
-are folded into after MONITOR_ROLLUP_MINUTE_DAYS (`tiers.fold_minutes`). A probe is in exactly
-one tier at a time, so the tiers are added up; each is read by an index range on its time
-column, so a window reads only the tier rows inside it (a 24 h or 7 d chart: raw and minute
-rows; a longer one: mostly hourly rows). All are aggregated by the database with GROUP BY
-(version, bucket). Bucket starts are multiples of `bucket_s` since the epoch; a rollup minute
-(or hour) lands in the bucket that contains its start, so `bucket_s` should be a multiple of 60
-once rollups count (of 3600 once hourly rollups do).
+Three tiers answer together, each counting a probe once: the per-minute rollups (every probe up
+to the fold mark, `probe_fold.fold_probes`, including those still kept raw), the raw probe rows
+above that mark (a short tail), and the hourly rollups the minutes are folded into after
+MONITOR_ROLLUP_MINUTE_DAYS (`tiers.fold_minutes`, which moves them: a minute is in one tier).
+So a 24 h uptime or chart reads rollup rows, never the day's raw probes. Each tier is read by an
+index range on its time column (the raw tail by its id), so a window reads only the rows
+inside it. All are aggregated by the database with GROUP BY (version, bucket). Bucket starts
+are multiples of `bucket_s` since the epoch; a rollup minute (or hour) lands in the bucket that
+contains its start, so `bucket_s` should be a multiple of 60 once rollups count (of 3600 once
+hourly rollups do).
 
-Latency is the mean of successful probes. A rollup's latency sum also counts its failed probes
-(as 0 or their time to fail), so a rolled-up bucket's mean is `latency_sum / ok_count`: exact
-when failures carry no latency, a slight overestimate otherwise.
+Latency is the mean of successful probes: `latency_sum / ok_count`. Minutes folded by the
+older `Store.roll_up` also counted failed probes' time to fail in the sum (a slight
+overestimate); `fold_probes` counts successes only.
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 
 # sqlalchemy's select: sqlmodel's takes at most four columns
-from sqlalchemy import Integer, case, cast, func, select
+from sqlalchemy import Integer, case, cast, func, literal_column, select
 from sqlmodel import col
 
+from monitor.storage.probe_fold import mark
 from monitor.storage.store import ProbeRollup, ProbeRow, Store
 from monitor.storage.tiers import ProbeHourly
 
@@ -71,12 +73,17 @@ def history(store: Store, *, since: float, until: float, bucket_s: float) -> His
     merged: dict[tuple[str, int], Bucket] = {}
     ok_latency = case((col(ProbeRow.ok), col(ProbeRow.latency_ms)), else_=None)
     raw_index = _bucket_of(store, col(ProbeRow.at), bucket_s)
-    raw = (select(col(ProbeRow.version), raw_index, func.count(),
-                  func.sum(case((col(ProbeRow.ok), 1), else_=0)),
-                  func.sum(ok_latency), func.max(ok_latency))
-           .where(col(ProbeRow.at) >= since).where(col(ProbeRow.at) < until)
-           .group_by(col(ProbeRow.version), raw_index))
-    with store.read() as session:
+    # The raw tail (the probes the minute tier does not count yet) is read by id. `at + 0` and
+    # `version || ''` keep SQLite from walking every probe of the window (or the table) through
+    # an index on `at` or `version` instead: it has no statistics to know the tail is short.
+    raw_version = col(ProbeRow.version).op("||")(literal_column("''"))
+    with store.read() as session:  # one snapshot: the mark and the tiers agree
+        raw = (select(raw_version, raw_index, func.count(),
+                      func.sum(case((col(ProbeRow.ok), 1), else_=0)),
+                      func.sum(ok_latency), func.max(ok_latency))
+               .where(col(ProbeRow.id) > mark(session))
+               .where(col(ProbeRow.at) + 0 >= since).where(col(ProbeRow.at) + 0 < until)
+               .group_by(raw_version, raw_index))
         rows: list[Any] = [*session.execute(raw).all()]
         for tier in (ProbeRollup, ProbeHourly):
             rows += session.execute(_rolled(store, tier, since, until, bucket_s)).all()

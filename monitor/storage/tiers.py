@@ -1,10 +1,11 @@
 """The hourly tier of probe history, and the folds that move history down the tiers.
 
-Probe history lives in exactly one tier at a time, so a read may add the tiers up over any
-window without counting a probe twice:
+Probe history is counted by exactly one tier at a time, so a read may add the tiers up over
+any window without counting a probe twice:
 
-    raw probe rows (`probe`, MONITOR_RETENTION_HOURS)
-      --Store.roll_up--> per-minute rollups (`probe_rollup`, MONITOR_ROLLUP_MINUTE_DAYS)
+    raw probe rows (`probe`, MONITOR_RETENTION_HOURS; counted in the minute tier as they
+      arrive, `probe_fold`, so a raw row is only detail once counted)
+      --fold_probes--> per-minute rollups (`probe_rollup`, MONITOR_ROLLUP_MINUTE_DAYS)
       --fold_minutes--> hourly rollups (`probe_hourly`, MONITOR_ROLLUP_HOUR_DAYS)
       --prune_hours--> gone
 

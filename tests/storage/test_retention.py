@@ -7,6 +7,7 @@ from sqlalchemy import event
 from sqlmodel import func, select
 
 from monitor.storage import retention
+from monitor.storage.probe_fold import fold_probes, prune_probes
 from monitor.storage.retention import Ages
 from monitor.storage.rollup_reads import history
 from monitor.storage.store import Notice, NoticeAttempt, ProbeRollup, ProbeRow
@@ -46,11 +47,13 @@ def run(store, now: float, **kwargs):
 def test_it_moves_history_from_raw_to_minutes_to_hours_then_deletes_it(store):
     add_probes(store, T0, minutes=120)  # two whole hours, 720 probes per version
     expected = {"v1": (720, 480), "v2": (720, 480)}
-    assert run(store, T0 + 1800).raw_folded == 0  # all within the raw window
-    assert tiers(store) == (1440, 0, 0)
+    counted = run(store, T0 + 1800)  # counted in their minutes at once, kept raw
+    assert (counted.raw_folded, counted.raw_deleted) == (1440, 0)
+    assert tiers(store) == (1440, 240, 0)
+    assert totals(store) == expected  # each probe counted once
 
     minutes = run(store, T0 + 2 * 3600 + 3600 + 1)  # everything is older than an hour now
-    assert (minutes.raw_folded, minutes.minutes_folded) == (1440, 0)
+    assert (minutes.raw_folded, minutes.raw_deleted, minutes.minutes_folded) == (0, 1440, 0)
     assert tiers(store) == (0, 240, 0)
     assert totals(store) == expected
 
@@ -81,6 +84,21 @@ def test_it_folds_only_whole_hours_into_the_hourly_tier(store):
         left = session.exec(select(func.min(ProbeRollup.bucket))).one()
     assert (hour.bucket, hour.count, hour.ok_count, hour.latency_max) == (T0, 120, 60, 59.0)
     assert left == T0 + 3600
+
+
+def test_it_counts_each_probe_once_as_rows_arrive_between_folds(store):
+    add_probes(store, T0, minutes=10, versions=("v1",))
+    assert fold_probes(store, batch=7) == 60
+    add_probes(store, T0 + 600, minutes=1, versions=("v1",))  # newer rows, not folded yet
+    add_probes(store, T0 + 30, minutes=1, versions=("v1",))  # a late batch of older rows
+    assert totals(store) == {"v1": (72, 48)}  # the tail read raw, the rest from minutes
+    # an old row not counted yet is never deleted
+    assert prune_probes(store, now=T0 + DAY, keep_s=3600) == 60
+    assert tiers(store)[0] == 12 and totals(store) == {"v1": (72, 48)}
+    assert fold_probes(store) == 12
+    assert totals(store) == {"v1": (72, 48)}
+    assert prune_probes(store, now=T0 + DAY, keep_s=3600) == 12
+    assert tiers(store) == (0, 11, 0) and totals(store) == {"v1": (72, 48)}
 
 
 def add_notice(session, number: int, status: str, created_at: float, attempts: int = 0) -> None:
@@ -150,3 +168,30 @@ def test_it_names_a_bad_retention_setting(tmp_path, overrides, named):
 
     with pytest.raises(ConfigError, match=named):
         load_settings(data_dir=tmp_path, **overrides)
+
+
+def test_it_runs_in_the_monitors_retention_job_with_its_settings_and_clock(tmp_path):
+    import asyncio
+
+    from monitor.runtime import create_runtime
+    from tests.support import FakeClock
+    from tests.web.support import make_settings
+
+    clock = FakeClock(now=T0 + 10 * DAY)
+    runtime = create_runtime(make_settings(tmp_path, retention_hours=1, rollup_minute_days=2,
+                                           rollup_hour_days=5, notice_retention_days=1),
+                             clock=clock)
+    try:
+        add_probes(runtime.store, T0 + 10 * DAY - 7200, minutes=60, versions=("v1",))
+        add_probes(runtime.store, T0 + 7 * DAY, minutes=60, versions=("v1",))  # to the hours
+        add_probes(runtime.store, T0, minutes=60, versions=("v1",))  # gone after 5 days
+        with runtime.store.write() as session:
+            add_notice(session, 1, "sent", clock() - 2 * DAY)
+        asyncio.run(runtime._fold_probes())
+        assert tiers(runtime.store) == (1080, 180, 0)
+        asyncio.run(runtime._retention())
+        assert tiers(runtime.store) == (0, 60, 1)
+        with runtime.store.read() as session:
+            assert session.exec(select(func.count()).select_from(Notice)).one() == 0
+    finally:
+        runtime.store.dispose()

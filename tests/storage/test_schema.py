@@ -10,6 +10,7 @@ from sqlmodel import SQLModel, select
 from monitor.storage import (  # noqa: F401 - their tables join the metadata
     commands,
     lease,
+    probe_fold,
     specs,
     tiers,
 )

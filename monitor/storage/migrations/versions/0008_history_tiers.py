@@ -1,4 +1,5 @@
-"""History tiers: hourly probe rollups (per service), and the minute rollups' time index.
+"""History tiers: hourly probe rollups (per service), the minute rollups' time index, and the
+mark of the raw probes already counted in the minute tier.
 
 Revision ID: 0008
 Revises: 0006
@@ -30,6 +31,13 @@ def upgrade() -> None:
             sa.PrimaryKeyConstraint("service", "version", "bucket"),
         )
         op.create_index("ix_probe_hourly_bucket", "probe_hourly", ["bucket"])
+    if "rollup_mark" not in tables:
+        op.create_table(
+            "rollup_mark",
+            sa.Column("id", sa.Integer(), nullable=False),
+            sa.Column("probe_id", sa.Integer(), nullable=False),
+            sa.PrimaryKeyConstraint("id"),
+        )
     indexes = {i["name"] for i in sa.inspect(op.get_bind()).get_indexes("probe_rollup")}
     if "ix_probe_rollup_bucket" not in indexes:
         op.create_index("ix_probe_rollup_bucket", "probe_rollup", ["bucket"])
@@ -37,4 +45,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_index("ix_probe_rollup_bucket", table_name="probe_rollup")
+    op.drop_table("rollup_mark")
     op.drop_table("probe_hourly")
