@@ -39,10 +39,12 @@ from monitor.ops.leadership import LeaderDuties
 from monitor.ops.metrics import Metrics
 from monitor.ops.supervisor import ChildSpec, Supervisor
 from monitor.recorder import Notice, Recorder
+from monitor.storage import retention
 from monitor.storage.commands import CommandKind
 from monitor.storage.journal import Journal
 from monitor.storage.keys import Keys, load_keys
 from monitor.storage.lease import Leadership, idle_in_transaction_ms, leadership_for
+from monitor.storage.probe_fold import fold_probes
 from monitor.storage.store import Store
 
 log = logging.getLogger("monitor.runtime")
@@ -149,6 +151,7 @@ class Runtime:
         self.scheduler.every(10.0, self._refresh_gauges, "gauges")
         self.scheduler.every(60.0, gate(self.checkpoint), "checkpoint")
         self.scheduler.every(600.0, gate(self._retention), "retention")
+        self.scheduler.every(60.0, gate(self._fold_probes), "rollup")  # keeps the raw tail short
         self.scheduler.every(0.25, gate(self.duties.apply_commands), "commands")  # CLI, followers
         self.scheduler.every(TICK_S, gate(self.rollout.tick), "rollout")
         if self.leadership.shared:
@@ -215,8 +218,11 @@ class Runtime:
         task.add_done_callback(self._tasks.discard)
 
     async def _retention(self) -> None:
-        await asyncio.to_thread(partial(self.store.roll_up, now=self.clock(),
-                                        retention_s=self.settings.retention_hours * 3600))
+        await asyncio.to_thread(partial(retention.run, self.store, now=self.clock(),
+                                        ages=retention.Ages.of(self.settings)))
+
+    async def _fold_probes(self) -> None:
+        await asyncio.to_thread(fold_probes, self.store)
 
     async def _refresh_gauges(self) -> None:
         self.metrics.set_notices(await asyncio.to_thread(delivery.counts, self.store))

@@ -49,3 +49,12 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def check_ages(raw_hours: float, minute_days: float, hour_days: float) -> None:
+    """Each history tier (raw probes, minute rollups, hourly rollups) must outlive the last."""
+    if not raw_hours < minute_days * 24 < hour_days * 24:
+        raise ValueError(
+            f"MONITOR_RETENTION_HOURS ({raw_hours:g} h) < MONITOR_ROLLUP_MINUTE_DAYS "
+            f"({minute_days:g} d) < MONITOR_ROLLUP_HOUR_DAYS ({hour_days:g} d) is required: "
+            "each history tier outlives the last")
