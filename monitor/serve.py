@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import os
 import signal
@@ -126,6 +127,10 @@ async def _main(settings: Settings, sockets: dict[str, socket.socket]) -> int:
                                http=edge_protocol(settings))),
     ]
     dataplane = _DataPlane(settings, runtime)
+    # The start-up heap (modules, app, runtime) lives as long as the process: full collections
+    # that scanned it paused the event loop 0.2-0.5 s at 1,000 probe targets (issue 16).
+    gc.collect()
+    gc.freeze()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
