@@ -45,7 +45,7 @@ from monitor.ops.metrics import Metrics
 from monitor.storage import audit
 from monitor.storage.journal import Journal
 from monitor.storage.lease import Fenced
-from monitor.storage.store import ProbeRow, StaleEpoch, Store
+from monitor.storage.store import DEFAULT_SERVICE, ProbeRow, StaleEpoch, Store
 
 log = logging.getLogger("monitor.failover.watchdog")
 DECISION_BUSY_MS = 100  # the longest a decision's write waits for another writer's lock
@@ -57,11 +57,12 @@ class Watchdog:
     def __init__(self, *, policy: Policy, urls: Mapping[str, str], store: Store, audit_key: bytes,
                  client: httpx.AsyncClient, clock: Callable[[], float], canary: Canary,
                  timeout: float, slow_ms: float = 0.0, enqueue: Enqueue | None = None,
-                 metrics: Metrics | None = None, journal: Journal | None = None) -> None:
-        self.policy, self.urls, self.store = policy, urls, store
+                 metrics: Metrics | None = None, journal: Journal | None = None,
+                 service: str = DEFAULT_SERVICE) -> None:
+        self.policy, self.urls, self.store, self.service = policy, urls, store, service
         self.audit_key, self.client, self.clock = audit_key, client, clock
         self.canary, self.timeout, self.slow_ms = canary, timeout, slow_ms
-        self.enqueue, self.metrics = enqueue, metrics
+        self.enqueue, self.metrics, self.journal = enqueue, metrics, journal
         self.state: MonitorState  # set by load()
         self.last: dict[str, ProbeResult] = {}
         self.faults: dict[str, dict[str, Any]] = {}  # last known injected faults per version
@@ -71,7 +72,6 @@ class Watchdog:
         self._lock = asyncio.Lock()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watchdog-db")
         self._passive_at: dict[str, float] = {}
-        self.journal = journal
         self._backlog = Backlog(journal, metrics)  # writes not yet committed, oldest first
         self.batch: list[ProbeResult] = []  # probe rows that decided nothing, not yet written
 
@@ -83,16 +83,16 @@ class Watchdog:
         replay = partial(pending.replay, policy=self.policy, write=self._write,
                          write_refusal=self._write_refusal)
         journaled = self._backlog.replay(replay)
-        record = journaled or self.store.load_state()
+        record = journaled or self.store.load_state(self.service)
         if record is None:
             state = initial_state(self.policy, now)
             try:
                 with self.store.write() as session:
                     self.store.save_state(session, to_record(state), expected_epoch=None,
-                                          now=now)
-                    audit.append(session, self.audit_key, now=now,
+                                          now=now, service=self.service)
+                    audit.append(session, self.audit_key, now=now, target=state.active,
                                  action="monitor.state_created", **SYSTEM.audit_fields(),
-                                 target=state.active, params={"epoch": state.epoch})
+                                 params={"epoch": state.epoch, "service": self.service})
             except (StaleEpoch, IntegrityError):  # another monitor created it first
                 return self.load()
         else:
@@ -229,7 +229,7 @@ class Watchdog:
             return False
         except StaleEpoch as exc:
             log.warning("state changed elsewhere (%s); reloading", exc)
-            record = await self._run(self.store.load_state)
+            record = await self._run(self.store.load_state, self.service)
             self.state = from_record(record or {}, self.policy, now)
             return False
         self.state = new
@@ -267,23 +267,23 @@ class Watchdog:
                records: tuple[dict[str, Any], dict[str, Any]] | None = None) -> None:
         old_record, record = records or (to_record(old), to_record(new))
         with self.store.write(busy_timeout_ms=DECISION_BUSY_MS, fenced=True) as session:
-            session.add_all([ProbeRow(version=r.version, at=r.at, ok=r.ok,
+            session.add_all([ProbeRow(version=r.version, service=self.service, at=r.at, ok=r.ok,
                                       latency_ms=r.latency_ms, status=r.status,
                                       failure=r.failure, detail=r.detail[:500]) for r in rows])
             if record != old_record:
                 self.store.save_state(session, record, expected_epoch=old_record["epoch"],
-                                      now=now)
+                                      now=now, service=self.service)
             for event in events:
                 write_event(session, self.audit_key, event, new, now, actor=actor,
-                            params=params, enqueue=self.enqueue)
+                            params=params, enqueue=self.enqueue, service=self.service)
 
     def _write_refusal(self, actor: Actor, action: str, target: str,
                        params: dict[str, Any] | None, reason: str, why: str,
                        now: float) -> None:
         with self.store.write(busy_timeout_ms=DECISION_BUSY_MS, fenced=True) as session:
             audit.append(session, self.audit_key, now=now, action=action, **actor.audit_fields(),
-                         target=target, params={**(params or {}), "reason": reason},
-                         outcome="refused", reason=why)
+                         target=target, outcome="refused", reason=why,
+                         params={**(params or {}), "reason": reason, "service": self.service})
 
     def _after(self, events: list[Event]) -> None:
         for version in engine.wants_probe_now(events):

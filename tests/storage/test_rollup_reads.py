@@ -41,7 +41,7 @@ def test_it_reads_the_same_history_after_the_probes_are_rolled_up(store):
     folded = store.roll_up(now=T0 + 3600 + 900, retention_s=1800)  # the first 45 min go
     assert folded == 120
     with store.read() as session:
-        assert session.get(ProbeRollup, ("v1", T0)) is not None
+        assert session.get(ProbeRollup, ("v1", T0, "books")) is not None
     assert summary(history(store, since=T0, until=T0 + 7200, bucket_s=600)) == before
 
 
