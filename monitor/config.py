@@ -1,8 +1,7 @@
 """Settings: MONITOR_* environment variables and `.env`, validated loudly at start.
 
-Lists and maps are parsed once, here, into typed values (`services` a dict, `service_ports`
-three ints, `trusted_proxies` and `smtp_to` tuples); the failover policy's defaults come from
-the engine's `Policy`, defined once.
+Lists and maps are parsed once, here, into typed values (`services` and `extra_services` dicts,
+`service_ports` three ints, `trusted_proxies` and `smtp_to` tuples); policy defaults: `Policy`.
 """
 
 from __future__ import annotations
@@ -23,7 +22,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from monitor.failover.canary import Canary
 from monitor.failover.model import Policy
 from monitor.gateway.balance import Balance
-from monitor.setting_values import is_loopback, items, parse_ports, parse_services
+from monitor.setting_values import is_loopback, items, parse_fleet, parse_ports, parse_services
 
 VERSIONS = ("v1", "v2", "v3")
 DATABASE_SCHEMES = ("sqlite:///", "postgresql+psycopg://")
@@ -58,6 +57,7 @@ class Settings(BaseSettings):
     database_url: str = ""
     services: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     service_ports: Annotated[tuple[int, int, int], NoDecode] = (8001, 8002, 8003)
+    extra_services: Annotated[dict[str, dict[str, str]], NoDecode] = Field(default_factory=dict)
 
     interval: float = Field(DEFAULT_POLICY.interval, gt=0, le=3600)
     fast_interval: float = Field(DEFAULT_POLICY.fast_interval, gt=0, le=3600)
@@ -168,6 +168,11 @@ class Settings(BaseSettings):
     @classmethod
     def _service_urls(cls, value: Any) -> dict[str, str]:
         return dict(value) if isinstance(value, Mapping) else parse_services(str(value))
+
+    @field_validator("extra_services", mode="before")
+    @classmethod
+    def _extra_services(cls, value: Any) -> dict[str, dict[str, str]]:
+        return dict(value) if isinstance(value, Mapping) else parse_fleet(str(value))
 
     @field_validator("service_ports", mode="before")
     @classmethod

@@ -4,6 +4,7 @@ Each returns the typed value or raises ValueError with a message for the operato
 from __future__ import annotations
 
 import ipaddress
+import re
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,6 +39,28 @@ def parse_services(value: str) -> dict[str, str]:
     if len(urls) < 2:
         raise ValueError("at least two versions are needed to fail over")
     return urls
+
+
+SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")  # a DNS label, as spec metadata.name
+
+
+def parse_fleet(value: str) -> dict[str, dict[str, str]]:
+    """`films:v1=URL,v2=URL;music:a=URL,b=URL`: services beside the default one, each with
+    its versions in priority order (as MONITOR_SERVICES). Empty means none."""
+    services: dict[str, dict[str, str]] = {}
+    for part in filter(None, (p.strip() for p in value.split(";"))):
+        name, sep, versions = part.partition(":")
+        name = name.strip()
+        if not sep or not SERVICE_NAME.match(name):
+            raise ValueError(f"expected NAME:v1=URL,v2=URL with NAME a lower-case DNS label "
+                             f"(a-z, 0-9, -; at most 31), got {part[:80]!r}")
+        if name in services:
+            raise ValueError(f"service {name!r} is given twice")
+        try:
+            services[name] = parse_services(versions)
+        except ValueError as exc:
+            raise ValueError(f"service {name!r}: {exc}") from None
+    return services
 
 
 def is_loopback(host: str) -> bool:

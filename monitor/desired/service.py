@@ -94,6 +94,7 @@ class DesiredService:
         self.clock = clock
         self.controller: Controller | None = None
         self.spec: ServiceSpec | None = None
+        self.others: list[ServiceSpec] = []
         # the watchdog's: every ready replica of a version exited (certain evidence)
         self.report_exit: Callable[[str, str], Awaitable[object]] | None = None
         self.on_versions: OnVersions | None = None  # the runtime's: reshape the policy
@@ -116,6 +117,7 @@ class DesiredService:
             self._apply_file(self.settings.spec)
         self._revision, services, _ = applying.current(self.store)
         self.spec = services[0] if services else None
+        self.others = services[1:]  # further services of the spec (monitor.services)
         self._managed = self._local(self.spec)
 
     @staticmethod

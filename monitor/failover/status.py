@@ -56,7 +56,8 @@ class StatusReader:
     def open_incident(self) -> dict[str, Any] | None:
         with self.store.read() as session:
             row = session.exec(select(Incident).where(
-                Incident.closed_at.is_(None))).first()  # type: ignore[union-attr]
+                Incident.closed_at.is_(None),  # type: ignore[union-attr]
+                Incident.service == self.watchdog.service)).first()
         if row is None:
             return None
         return {"id": row.id, "kind": row.kind, "summary": row.summary,
@@ -71,7 +72,8 @@ class StatusReader:
             rows = session.exec(
                 select(ProbeRow.version, func.count(),
                        func.sum(case((ProbeRow.ok, 1), else_=0)))  # type: ignore[arg-type]
-                .where(ProbeRow.at >= now - 86400).group_by(ProbeRow.version)).all()
+                .where(ProbeRow.at >= now - 86400, ProbeRow.service == self.watchdog.service)
+                .group_by(ProbeRow.version)).all()
         values = {v: round(100.0 * (ok or 0) / n, 2) for v, n, ok in rows if n}
         self._uptime = (now, values)
         return values
@@ -82,7 +84,8 @@ class StatusReader:
         with self.store.read() as session:
             rows = session.exec(select(ProbeRow.version, ProbeRow.at, ProbeRow.ok,
                                        ProbeRow.latency_ms)
-                                .where(ProbeRow.at >= since)
+                                .where(ProbeRow.at >= since,
+                                       ProbeRow.service == self.watchdog.service)
                                 .order_by(ProbeRow.at)).all()  # type: ignore[arg-type]
         series: LatencySeries = {v: [] for v in self.urls}
         for version, at, ok, latency in rows:
