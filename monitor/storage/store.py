@@ -120,6 +120,7 @@ class Notice(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("message_id"),
         Index("ix_notice_status_next", "status", "next_attempt_at"),
+        Index("ix_notice_service_created", "service", "created_at"),  # /notices?service=
     )
     id: int | None = Field(default=None, primary_key=True)
     message_id: str
@@ -134,7 +135,7 @@ class Notice(SQLModel, table=True):
     last_error: str = ""
     sent_at: float | None = None
     batch_id: str | None = Field(default=None, index=True)
-    service: str = Field(default=DEFAULT_SERVICE, index=True)
+    service: str = DEFAULT_SERVICE
 
 
 class NoticeAttempt(SQLModel, table=True):

@@ -84,10 +84,15 @@ def audit_page(store: Store, where: AuditFilter, *, before: int | None,
     return page_rows(rows, size)
 
 
-def notices_page(store: Store, *, offset: int, size: int) -> tuple[list[Notice], bool]:
+def notices_page(store: Store, *, offset: int, size: int,
+                 service: str | None = None) -> tuple[list[Notice], bool]:
+    """A page of notices, newest first; only one service's when `service` is given."""
     with store.read() as session:
-        rows = list(session.exec(select(Notice).order_by(col(Notice.created_at).desc(),
-                                                         col(Notice.id).desc())
+        query = select(Notice)
+        if service:
+            query = query.where(col(Notice.service) == service)
+        rows = list(session.exec(query.order_by(col(Notice.created_at).desc(),
+                                                col(Notice.id).desc())
                                  .offset(offset).limit(size + 1)))
     return page_rows(rows, size)
 

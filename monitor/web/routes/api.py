@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from monitor.services import UnknownService
 from monitor.storage.users import list_users
 from monitor.web import queries
 from monitor.web.deps import Web, web
+from monitor.web.openapi import ERROR
 
 router = APIRouter()
 
@@ -22,10 +24,41 @@ def dataplane_status(runtime: object) -> dict[str, Any] | None:
     return status() if callable(status) else None
 
 
-@router.get("/api/status")
-async def api_status(state: Web = Depends(web)) -> dict[str, Any]:
-    status = await asyncio.to_thread(state.runtime.status)
+UNKNOWN_SERVICE: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such service (the reason names the known ones)", **ERROR}}
+
+
+def service_query() -> Any:
+    return Query("", max_length=64, description="a service name; empty: the default service")
+
+
+def known_service(state: Web, service: str) -> str | None:
+    """`service` when the monitor has it (None for empty: the default one), else 404."""
+    if service and service not in state.runtime.services:
+        raise HTTPException(404, str(UnknownService(
+            f"unknown service {service[:40]!r}; one of {', '.join(state.runtime.services)}")))
+    return service or None
+
+
+def status_of(state: Web, service: str) -> dict[str, Any]:
+    """Blocking: one service's status (404 unknown); the runtime's own without a name."""
+    name = known_service(state, service)
+    return state.runtime.status(name) if name else state.runtime.status()
+
+
+@router.get("/api/status", responses=UNKNOWN_SERVICE)
+async def api_status(service: str = service_query(),
+                     state: Web = Depends(web)) -> dict[str, Any]:
+    status = await asyncio.to_thread(status_of, state, service)
     return {**status, "dataplane": dataplane_status(state.runtime)}
+
+
+@router.get("/api/services")
+async def api_services(state: Web = Depends(web)) -> dict[str, Any]:
+    """Every service: its active version, epoch, pause, open incident and version states."""
+    units = list(state.runtime.services.values())
+    rows = await asyncio.to_thread(lambda: [unit.summary() for unit in units])
+    return {"default": units[0].name, "services": rows}
 
 
 @router.get("/api/audit")
@@ -41,13 +74,15 @@ async def api_audit(actor: str = "", action: str = "", since: str = queries.time
             "next_before": rows[-1].seq if rows and has_next else None}
 
 
-@router.get("/api/probes")
+@router.get("/api/probes", responses=UNKNOWN_SERVICE)
 async def api_probes(version: str = "", since: float = Query(0.0, ge=0, le=queries.MAX_TIME),
                      limit: int = Query(100, ge=1, le=1000),
                      offset: int = Query(0, ge=0, le=queries.MAX_OFFSET),
+                     service: str = service_query(),
                      state: Web = Depends(web)) -> dict[str, Any]:
     rows = await asyncio.to_thread(state.runtime.store.probes, version or None, since=since,
-                                   limit=limit + 1, offset=offset)
+                                   limit=limit + 1, offset=offset,
+                                   service=known_service(state, service))
     return {"rows": [r.model_dump() for r in rows[:limit]], "has_next": len(rows) > limit}
 
 

@@ -9,13 +9,20 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
+from monitor.services import ServiceUnit
 from monitor.storage.rollout_reads import latest_rollout_rows
 from monitor.storage.users import list_users
 from monitor.web import queries
 from monitor.web.deps import Web, render, web
 from monitor.web.forms import FAULTS
 from monitor.web.rollout_view import timeline
-from monitor.web.routes.api import dataplane_status
+from monitor.web.routes.api import (
+    UNKNOWN_SERVICE,
+    dataplane_status,
+    known_service,
+    service_query,
+    status_of,
+)
 from monitor.web.views import Pager, chart
 
 router = APIRouter()
@@ -23,9 +30,23 @@ PAGE_SIZE = 50
 CHART_MINUTES = 15
 
 
-async def _chart(state: Web) -> dict[str, Any]:
-    series = await asyncio.to_thread(state.runtime.latency_series, CHART_MINUTES)
+async def _chart(state: Web, unit: ServiceUnit) -> dict[str, Any]:
+    series = await asyncio.to_thread(unit.reads.latency_series, CHART_MINUTES)
     return chart(series, now=state.now(), minutes=CHART_MINUTES)
+
+
+def _unit(state: Web, service: str) -> ServiceUnit:
+    """The service a page shows (404 for an unknown name; the default one when empty)."""
+    units = state.runtime.services
+    return units[service] if known_service(state, service) else next(iter(units.values()))
+
+
+def service_rows(units: list[ServiceUnit], page: int) -> tuple[list[dict[str, Any]], Pager]:
+    """One page of the services list, from the engines' memory only (no query per service)."""
+    rows = [{"name": u.name, "active": u.watchdog.state.active, "epoch": u.watchdog.state.epoch,
+             "paused": u.watchdog.state.paused, "incident": u.watchdog.state.incident}
+            for u in units[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]]
+    return rows, Pager(page, PAGE_SIZE, len(units) > page * PAGE_SIZE)
 
 
 async def _rollout(state: Web, status: dict[str, Any]) -> dict[str, Any] | None:
@@ -33,20 +54,31 @@ async def _rollout(state: Web, status: dict[str, Any]) -> dict[str, Any] | None:
     return timeline(status.get("rollout"), rows)
 
 
-@router.get("/", response_class=HTMLResponse)
-async def overview(request: Request, state: Web = Depends(web)) -> Response:
-    status = await asyncio.to_thread(state.runtime.status)
+@router.get("/", response_class=HTMLResponse, responses=UNKNOWN_SERVICE)
+async def overview(request: Request, service: str = service_query(),
+                   services_page: int = Query(1, ge=1, le=10_000),
+                   state: Web = Depends(web)) -> Response:
+    """One service's overview (`?service=`, the default one without it) and, with several
+    services, a page of the services list."""
+    unit = _unit(state, service)
+    units = list(state.runtime.services.values())
+    status = await asyncio.to_thread(status_of, state, service)
+    services, pager = service_rows(units, services_page)
     return render(request, "overview.html", {
-        "status": status, "chart": await _chart(state), "faults": FAULTS,
-        "versions": state.versions, "dataplane": dataplane_status(state.runtime),
-        "rollout": await _rollout(state, status),
+        "status": status, "chart": await _chart(state, unit), "faults": FAULTS,
+        "versions": list(unit.urls), "dataplane": dataplane_status(state.runtime),
+        "rollout": await _rollout(state, status) if unit.name == units[0].name else None,
+        "service": service, "services": services if len(units) > 1 else [],
+        "services_pager": pager,
     })
 
 
-@router.get("/partials/chart", response_class=HTMLResponse)
-async def chart_partial(request: Request, state: Web = Depends(web)) -> Response:
+@router.get("/partials/chart", response_class=HTMLResponse, responses=UNKNOWN_SERVICE)
+async def chart_partial(request: Request, service: str = service_query(),
+                        state: Web = Depends(web)) -> Response:
     """The latency chart alone, for app.js to swap in without a full reload."""
-    return render(request, "partials/chart.html", {"chart": await _chart(state)})
+    return render(request, "partials/chart.html",
+                  {"chart": await _chart(state, _unit(state, service))})
 
 
 @router.get("/partials/rollout", response_class=HTMLResponse)
@@ -73,27 +105,35 @@ async def audit_page(request: Request, actor: str = "", action: str = "",
     })
 
 
-@router.get("/health-log", response_class=HTMLResponse)
+@router.get("/health-log", response_class=HTMLResponse, responses=UNKNOWN_SERVICE)
 async def health_log(request: Request, version: str = "", page: int = Query(1, ge=1, le=10_000),
-                     state: Web = Depends(web)) -> Response:
-    versions = state.versions
+                     service: str = service_query(), state: Web = Depends(web)) -> Response:
+    versions = list(_unit(state, service).urls) if service else state.versions
     chosen = version if version in versions else ""
     pager = Pager(page, PAGE_SIZE, False)
     rows = await asyncio.to_thread(state.runtime.store.probes, chosen or None,
-                                   limit=PAGE_SIZE + 1, offset=pager.offset)
+                                   limit=PAGE_SIZE + 1, offset=pager.offset,
+                                   service=service or None)
     pager = Pager(page, PAGE_SIZE, len(rows) > PAGE_SIZE)
     return render(request, "health_log.html", {
-        "rows": rows[:PAGE_SIZE], "pager": pager, "versions": versions, "version": chosen})
+        "rows": rows[:PAGE_SIZE], "pager": pager, "versions": versions, "version": chosen,
+        "service": service, "services": list(state.runtime.services)})
 
 
-@router.get("/notices", response_class=HTMLResponse)
+@router.get("/notices", response_class=HTMLResponse, responses=UNKNOWN_SERVICE)
 async def notices(request: Request, page: int = Query(1, ge=1, le=10_000),
-                  state: Web = Depends(web)) -> Response:
+                  service: str = service_query(), state: Web = Depends(web)) -> Response:
+    """Notices newest first, grouped by service on the page (`?service=` shows one)."""
     offset = (page - 1) * PAGE_SIZE
     rows, has_next = await asyncio.to_thread(queries.notices_page, state.runtime.store,
-                                             offset=offset, size=PAGE_SIZE)
+                                             offset=offset, size=PAGE_SIZE,
+                                             service=known_service(state, service))
+    groups: dict[str, list[Any]] = {}
+    for row in rows:
+        groups.setdefault(row.service, []).append(row)
     return render(request, "notices.html", {
-        "rows": rows, "pager": Pager(page, PAGE_SIZE, has_next),
+        "groups": groups, "pager": Pager(page, PAGE_SIZE, has_next),
+        "service": service, "services": list(state.runtime.services),
         "smtp": bool(state.runtime.settings.smtp_host)})
 
 

@@ -23,7 +23,7 @@ DEFAULT = "books"
 INDEXES = {  # table -> (index name, columns, unique)
     "probe": ("ix_probe_service_at", ["service", "at"], False),
     "incident": ("ix_incident_service", ["service"], False),
-    "notice": ("ix_notice_service", ["service"], False),
+    "notice": ("ix_notice_service_created", ["service", "created_at"], False),
     "monitor_state": ("ix_monitor_state_service", ["service"], True),
 }
 
