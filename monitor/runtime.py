@@ -147,6 +147,7 @@ class Runtime:
         self.fleet.start(gate, PROBE_FLUSH_S)
         if self.leadership.shared:
             self.scheduler.every(1.0, self.duties.follow, "follow")
+            self.scheduler.every(1.0, self.fleet.follow, "follow-services")
             self.leadership.start()
         # new revisions (a new leader: a rollout; other changes: replicas, versions)
         self.scheduler.every(DESIRED_SYNC_S, gate(self.desired.sync), "desired")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from monitor.actor import Actor
@@ -29,6 +30,7 @@ from monitor.failover.scheduler import Scheduler
 from monitor.failover.status import StatusReader
 from monitor.failover.watchdog import Watchdog
 from monitor.notices import delivery
+from monitor.ops.leadership import shared_state
 from monitor.storage.journal import Journal
 from monitor.storage.store import DEFAULT_SERVICE
 
@@ -246,3 +248,11 @@ class Fleet:
     def close(self) -> None:
         for unit in self.extra.values():
             unit.watchdog.close()
+
+    async def follow(self) -> None:
+        """A follower (PostgreSQL HA) shows each further service's state as the leader wrote
+        it; a new leader starts from it (a stale epoch is caught by the compare-and-set)."""
+        if self.runtime.leadership.is_leader:
+            return
+        for unit in self.extra.values():
+            await unit.watchdog.reload(partial(shared_state, self.runtime, unit=unit))

@@ -9,7 +9,7 @@ from sqlmodel import select
 from monitor.actor import Actor
 from monitor.config import ConfigError, Settings, load_settings
 from monitor.desired.spec import parse
-from monitor.failover.model import Failure, Observation
+from monitor.failover.model import Failure, Observation, to_record
 from monitor.runtime import create_runtime
 from monitor.services import UnknownService, configured, policy_from
 from monitor.storage.store import Incident, Notice, StateRow
@@ -188,3 +188,23 @@ async def test_it_acts_on_the_service_named(runtime):
     assert runtime.actions(None) is runtime
     with pytest.raises(UnknownService):
         runtime.actions("nope")
+
+
+class Following:
+    """A follower's view of the lease: another monitor leads."""
+
+    is_leader = False
+
+
+async def test_it_shows_a_followers_services_as_the_leader_wrote_them(runtime):
+    films = runtime.fleet.unit("films").watchdog
+    with runtime.store.write() as session:  # the leader switched films to b
+        runtime.store.save_state(session, {**to_record(films.state), "active": "b",
+                                           "epoch": 3}, expected_epoch=0, now=1,
+                                 service="films")
+    await runtime.fleet.follow()
+    assert films.state.active == "a"  # leading: its own state stands
+    runtime.leadership = Following()
+    await runtime.fleet.follow()
+    assert (films.state.active, films.state.epoch) == ("b", 3)
+    assert runtime.watchdog.state.active == "v1"
