@@ -8,6 +8,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
+from monitor.config import Settings
 from monitor.runtime import create_runtime
 from monitor.storage.users import add_user
 from monitor.web.app import create_app
@@ -106,7 +107,7 @@ def test_it_refuses_a_service_action_to_a_viewer(client, runtime):
 def test_it_shows_the_services_and_the_chosen_one_with_its_forms(client):
     page = client.get("/?service=films", auth=auth("operator")).text
     assert 'data-service="books"' in page and 'data-service="films"' in page
-    assert '<section id="overview" data-refresh="3000" data-service="films">' in page
+    assert '<section id="overview" data-refresh="3000" data-service="films"' in page
     assert page.count('<input type="hidden" name="service" value="films">') >= 4
     assert 'action="/actions/chaos/a/crash"' in page
     assert 'action="/actions/chaos/v1/crash"' not in page
@@ -128,3 +129,22 @@ def test_it_groups_notices_by_service_and_filters_them(client, runtime, clock):
     only = client.get("/notices?service=films", auth=auth("viewer")).text
     assert '<table class="log" data-service="books">' not in only
     assert "All versions down" in only
+
+
+def test_it_renders_one_page_of_a_services_versions(tmp_path, clock):
+    many = ",".join(f"s{i}=http://127.0.0.1:{1000 + i}" for i in range(120))
+    settings = Settings(_env_file=None, data_dir=tmp_path, services=many,
+                        allowed_hosts="testserver")
+    runtime = create_runtime(settings, clock=clock)
+    add_user(runtime.store, "viewer", "viewer", PASSWORDS["viewer"], now=clock(),
+             audit_key=runtime.keys.audit, hasher=CHEAP_HASHER)
+    client = TestClient(create_app(runtime, hasher=CHEAP_HASHER))
+    try:
+        first = client.get("/", auth=auth("viewer")).text
+        third = client.get("/?versions_page=3", auth=auth("viewer")).text
+    finally:
+        runtime.store.dispose()
+    assert first.count('<tr data-version="') == 50 and 'data-version="s49"' in first
+    assert 'data-version="s50"' not in first and "versions_page=2" in first
+    assert third.count('<tr data-version="') == 20 and 'data-version="s119"' in third
+    assert "versions_page=2" in third and "versions_page=4" not in third

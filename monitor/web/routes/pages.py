@@ -30,9 +30,12 @@ PAGE_SIZE = 50
 CHART_MINUTES = 15
 
 
-async def _chart(state: Web, unit: ServiceUnit) -> dict[str, Any]:
+async def _chart(state: Web, unit: ServiceUnit, page: int = 1) -> dict[str, Any]:
+    """The latency chart of one page of the service's versions."""
+    shown = set(unit.policy.versions[(page - 1) * PAGE_SIZE:page * PAGE_SIZE])
     series = await asyncio.to_thread(unit.reads.latency_series, CHART_MINUTES)
-    return chart(series, now=state.now(), minutes=CHART_MINUTES)
+    return chart({v: points for v, points in series.items() if v in shown}, now=state.now(),
+                 minutes=CHART_MINUTES)
 
 
 def _unit(state: Web, service: str) -> ServiceUnit:
@@ -57,16 +60,22 @@ async def _rollout(state: Web, status: dict[str, Any]) -> dict[str, Any] | None:
 @router.get("/", response_class=HTMLResponse, responses=UNKNOWN_SERVICE)
 async def overview(request: Request, service: str = service_query(),
                    services_page: int = Query(1, ge=1, le=10_000),
+                   versions_page: int = Query(1, ge=1, le=10_000),
                    state: Web = Depends(web)) -> Response:
-    """One service's overview (`?service=`, the default one without it) and, with several
-    services, a page of the services list."""
+    """One service's overview (`?service=`, the default one without it): a page of its
+    versions (rows, chart, chaos forms) and, with several services, a page of the list."""
     unit = _unit(state, service)
     units = list(state.runtime.services.values())
     status = await asyncio.to_thread(status_of, state, service)
     services, pager = service_rows(units, services_page)
+    start = (versions_page - 1) * PAGE_SIZE
+    shown = status["versions"][start:start + PAGE_SIZE]
     return render(request, "overview.html", {
-        "status": status, "chart": await _chart(state, unit), "faults": FAULTS,
-        "versions": list(unit.urls), "dataplane": dataplane_status(state.runtime),
+        "status": {**status, "versions": shown}, "faults": FAULTS,
+        "chart": await _chart(state, unit, versions_page), "primary": unit.policy.versions[0],
+        "versions": [v["name"] for v in shown], "dataplane": dataplane_status(state.runtime),
+        "versions_pager": Pager(versions_page, PAGE_SIZE,
+                                len(status["versions"]) > start + PAGE_SIZE),
         "rollout": await _rollout(state, status) if unit.name == units[0].name else None,
         "service": service, "services": services if len(units) > 1 else [],
         "services_pager": pager,
@@ -75,10 +84,11 @@ async def overview(request: Request, service: str = service_query(),
 
 @router.get("/partials/chart", response_class=HTMLResponse, responses=UNKNOWN_SERVICE)
 async def chart_partial(request: Request, service: str = service_query(),
+                        versions_page: int = Query(1, ge=1, le=10_000),
                         state: Web = Depends(web)) -> Response:
     """The latency chart alone, for app.js to swap in without a full reload."""
     return render(request, "partials/chart.html",
-                  {"chart": await _chart(state, _unit(state, service))})
+                  {"chart": await _chart(state, _unit(state, service), versions_page)})
 
 
 @router.get("/partials/rollout", response_class=HTMLResponse)

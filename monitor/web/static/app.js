@@ -99,8 +99,14 @@
     return name ? "?service=" + encodeURIComponent(name) : "";
   }
 
+  // ... and the page of its versions the chart shows.
+  function chartQuery(root) {
+    var query = serviceQuery(root), page = root.getAttribute("data-versions-page") || "1";
+    return page === "1" ? query : (query ? query + "&" : "?") + "versions_page=" + encodeURIComponent(page);
+  }
+
   function refreshParts(root) {
-    var parts = [swap("/partials/chart" + serviceQuery(root), "latency-chart")];
+    var parts = [swap("/partials/chart" + chartQuery(root), "latency-chart")];
     if (document.getElementById("rollout")) { parts.push(swap("/partials/rollout", "rollout")); }
     return Promise.all(parts);
   }
