@@ -32,13 +32,14 @@ from monitor.failover.probe_client import probe_client
 from monitor.failover.scheduler import Scheduler
 from monitor.failover.status import LatencySeries, StatusReader
 from monitor.failover.watchdog import Watchdog
+from monitor.fleet import Fleet
 from monitor.notices import delivery
 from monitor.ops.checkpointer import Checkpointer
 from monitor.ops.leadership import LeaderDuties
 from monitor.ops.metrics import Metrics
 from monitor.ops.supervisor import ChildSpec, Supervisor
 from monitor.recorder import Notice, Recorder
-from monitor.services import Actions, Fleet, Routes, ServiceUnit, default_name, policy_from
+from monitor.services import Actions, Routes, ServiceUnit, default_name, policy_from
 from monitor.storage.commands import CommandKind
 from monitor.storage.journal import Journal
 from monitor.storage.keys import Keys, load_keys
@@ -115,7 +116,8 @@ class Runtime:
         self.checkpoint = self.checkpoints.checkpoint
         store.after_security_commit = self.checkpoints.now  # a checkpoint per security row
         self.watchdog.load()
-        self.fleet = Fleet(self)  # the other services, each deciding alone (monitor.services)
+        self.fleet = Fleet(self)  # the other services, each deciding alone (monitor.fleet)
+        self.desired.on_services = self.fleet.reconcile  # a revision adds or drops services
 
     # Lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:

@@ -10,7 +10,8 @@ The default service ("books", or the first document of the spec) is the runtime'
 (`runtime.watchdog`, `runtime.policy`, ...), so the rest of the code keeps working; the other
 services come from `MONITOR_EXTRA_SERVICES` and from the further `kind: Service` documents of
 the spec in force. A further spec service gives its versions as `url:`; local `command:`
-versions are run for the default service only (refused with a ConfigError line here).
+versions, rollouts and autoscaling are the default service's (`desired.spec.parse`).
+`monitor.fleet.Fleet` holds the units and follows spec revisions.
 Each service's policy is the MONITOR_* settings with its spec's `failover:` block on top.
 """
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
 from typing import TYPE_CHECKING, Any, Protocol
 
 from monitor.actor import Actor
@@ -30,7 +30,6 @@ from monitor.failover.scheduler import Scheduler
 from monitor.failover.status import StatusReader
 from monitor.failover.watchdog import Watchdog
 from monitor.notices import delivery
-from monitor.ops.leadership import shared_state
 from monitor.storage.journal import Journal
 from monitor.storage.store import DEFAULT_SERVICE
 
@@ -101,14 +100,7 @@ def configured(settings: Settings, others: list[ServiceSpec],
     """The services beside the default one: the settings', then the spec's further documents.
     A name given twice, or equal to the default service's, is a ConfigError naming where."""
     found = [ServiceConfig(name, dict(urls)) for name, urls in settings.extra_services.items()]
-    for spec in others:
-        local = [v.name for v in spec.spec.versions if v.url is None]
-        if local:
-            raise ConfigError(f"MONITOR_SPEC: {spec.name}: spec.versions {', '.join(local)}: "
-                              "only the first service runs local commands; give url: here")
-        if len(spec.spec.versions) < 2:
-            raise ConfigError(f"MONITOR_SPEC: {spec.name}: spec.versions: at least two "
-                              "versions are needed to fail over")
+    for spec in others:  # url versions, at least two: checked by desired.spec.parse
         found.append(ServiceConfig(spec.name, {v.name: str(v.url) for v in spec.spec.versions},
                                    spec.spec.failover))
     names = [default] + [c.name for c in found]
@@ -206,53 +198,3 @@ def default_name(runtime: Runtime) -> str:
     spec = runtime.desired.spec
     return spec.name if spec is not None else DEFAULT_SERVICE
 
-
-class Fleet:
-    """Every service of the runtime: the default one (the runtime's own parts, read afresh,
-    since a spec revision may reshape them) and the further ones, built here."""
-
-    def __init__(self, runtime: Runtime) -> None:
-        self.runtime = runtime
-        self.extra: dict[str, ServiceUnit] = {
-            c.name: build_unit(runtime, c)
-            for c in configured(runtime.settings, runtime.desired.others, runtime.service)}
-
-    def default(self) -> ServiceUnit:
-        r = self.runtime
-        return ServiceUnit(r.service, r.policy, r.urls, r.watchdog, r.operations, r.reads)
-
-    def units(self) -> dict[str, ServiceUnit]:
-        """Name -> unit, the default service first, then the others by name."""
-        return {self.runtime.service: self.default(), **dict(sorted(self.extra.items()))}
-
-    def unit(self, name: str | None) -> ServiceUnit:
-        if name in (None, self.runtime.service):
-            return self.default()
-        if name not in self.extra:
-            known = ", ".join(self.units())
-            raise UnknownService(f"unknown service {str(name)[:40]!r}; one of {known}")
-        return self.extra[name]
-
-    def routes(self) -> Routes:
-        """For the gateway: per service (epoch, route candidates, urls)."""
-        return {name: unit.routes() for name, unit in self.units().items()}
-
-    def start(self, gate: Gate, flush_s: float) -> None:
-        for unit in self.extra.values():
-            start_unit(unit, gate, flush_s)
-
-    async def stop(self) -> None:
-        for unit in self.extra.values():
-            await stop_unit(unit)
-
-    def close(self) -> None:
-        for unit in self.extra.values():
-            unit.watchdog.close()
-
-    async def follow(self) -> None:
-        """A follower (PostgreSQL HA) shows each further service's state as the leader wrote
-        it; a new leader starts from it (a stale epoch is caught by the compare-and-set)."""
-        if self.runtime.leadership.is_leader:
-            return
-        for unit in self.extra.values():
-            await unit.watchdog.reload(partial(shared_state, self.runtime, unit=unit))

@@ -215,7 +215,24 @@ def parse(text: str) -> list[ServiceSpec]:
     names = [s.name for s in services]
     if len(set(names)) != len(names):
         raise SpecError("metadata.name: two documents name the same service")
+    for further in services[1:]:
+        _check_further(further)
     return services
+
+
+def _check_further(service: ServiceSpec) -> None:
+    """A further service (not the first document) is watched, not run: its versions are
+    `url:` endpoints, at least two of them, and it has no rollout or autoscaling."""
+    local = [v.name for v in service.spec.versions if v.local]
+    if local:
+        raise SpecError(f"{service.name}: spec.versions ({', '.join(local)}): only the first "
+                        "document's service runs local commands; give url: here")
+    if len(service.spec.versions) < 2:
+        raise SpecError(f"{service.name}: spec.versions: at least two versions are needed "
+                        "to fail over")
+    if service.spec.rollout is not None or service.spec.autoscale is not None:
+        raise SpecError(f"{service.name}: spec.rollout/autoscale: only the first document's "
+                        "service has rollouts and autoscaling")
 
 
 def _one(index: int, document: object) -> ServiceSpec:

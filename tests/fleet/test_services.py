@@ -8,7 +8,7 @@ from sqlmodel import select
 
 from monitor.actor import Actor
 from monitor.config import ConfigError, Settings, load_settings
-from monitor.desired.spec import parse
+from monitor.desired.spec import ServiceSpec, parse
 from monitor.failover.model import Failure, Observation, to_record
 from monitor.runtime import create_runtime
 from monitor.services import UnknownService, configured, policy_from
@@ -76,7 +76,10 @@ def test_it_takes_each_further_spec_document_as_a_service_with_its_own_policy():
     (SPEC.replace("name: music", "name: films"), FILMS, "'films' is configured twice"),
     (SPEC.replace("name: music", "name: books"), "", "two documents name the same"),
     (SPEC.replace('{name: y, url: "http://y.test"}', "{name: y, command: [python]}"), "",
-     "only the first service runs local commands"),
+     r"music: spec.versions \(y\): only the first document's service runs local commands"),
+    (SPEC.replace(', {name: y, url: "http://y.test"}', ""), "",
+     "music: spec.versions: at least two versions"),
+    (SPEC + "  rollout: {strategy: BlueGreen}\n", "", "music: spec.rollout/autoscale"),
 ])
 def test_it_refuses_a_service_configured_twice_or_run_locally(spec, extra, message):
     settings = Settings(services=BOOKS, extra_services=extra, _env_file=None)
@@ -208,3 +211,59 @@ async def test_it_shows_a_followers_services_as_the_leader_wrote_them(runtime):
     await runtime.fleet.follow()
     assert (films.state.active, films.state.epoch) == ("b", 3)
     assert runtime.watchdog.state.active == "v1"
+
+
+def further(name: str, versions: str, extra: str = "") -> ServiceSpec:
+    (books, spec) = parse(
+        "apiVersion: v1\nkind: Service\nmetadata: {name: books}\n"
+        "spec: {versions: [{name: v1, url: 'http://v1.test'}, {name: v2, url: 'http://v2.test'}]}\n"
+        f"---\napiVersion: v1\nkind: Service\nmetadata: {{name: {name}}}\nspec:\n"
+        f"  versions: [{versions}]\n{extra}")
+    return spec
+
+
+def reconciled(runtime) -> list[tuple[str, str, str]]:
+    return [(r.target, r.outcome, r.reason)
+            for r in support.audit_rows(runtime.store, "spec.reconcile")]
+
+
+async def test_it_follows_a_revision_that_adds_changes_and_removes_services(runtime):
+    music = further("music", "{name: x, url: 'http://x.test'}, {name: y, url: 'http://y.test'}")
+    await runtime.fleet.reconcile([music])
+    assert list(runtime.services) == ["books", "films", "music"]
+    assert runtime.fleet.unit("music").policy.versions == ("x", "y")
+
+    slower = further("music", "{name: x, url: 'http://x.test'}, {name: z, url: 'http://z.test'}",
+                     "  failover: {cooldownSeconds: 99}\n")
+    await runtime.fleet.reconcile([slower])
+    unit = runtime.fleet.unit("music")
+    assert (unit.policy.versions, unit.policy.cooldown) == (("x", "z"), 99)
+    assert unit.watchdog.state.active == "x"
+
+    await runtime.fleet.reconcile([])
+    assert list(runtime.services) == ["books", "films"]  # the setting's films stays
+    assert reconciled(runtime) == [("music", "ok", "service added"),
+                                   ("music", "ok", "service changed"),
+                                   ("music", "ok", "the spec no longer has this service")]
+    await runtime.fleet.stop()
+
+
+async def test_it_defers_a_revision_that_removes_a_services_active_version(runtime):
+    await runtime.fleet.reconcile([further(
+        "music", "{name: x, url: 'http://x.test'}, {name: y, url: 'http://y.test'}")])
+    without_x = further("music", "{name: y, url: 'http://y.test'}, {name: z, url: 'http://z.test'}")
+    await runtime.fleet.reconcile([without_x])
+    await runtime.fleet.reconcile([without_x])  # audited once, not on every sync
+    assert runtime.fleet.unit("music").policy.versions == ("x", "y")
+    assert reconciled(runtime)[1:] == [
+        ("music", "deferred", "the revision removes x, the active version of music: "
+                              "fail music over first")]
+    await runtime.fleet.stop()
+
+
+async def test_it_refuses_a_revision_naming_a_service_twice_and_changes_nothing(runtime):
+    films = further("films", "{name: x, url: 'http://x.test'}, {name: y, url: 'http://y.test'}")
+    await runtime.fleet.reconcile([films])
+    assert runtime.fleet.unit("films").policy.versions == ("a", "b")
+    ((target, outcome, reason),) = reconciled(runtime)
+    assert (outcome, "'films' is configured twice" in reason) == ("refused", True)
