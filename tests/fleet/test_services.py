@@ -267,3 +267,17 @@ async def test_it_refuses_a_revision_naming_a_service_twice_and_changes_nothing(
     assert runtime.fleet.unit("films").policy.versions == ("a", "b")
     ((target, outcome, reason),) = reconciled(runtime)
     assert (outcome, "'films' is configured twice" in reason) == ("refused", True)
+
+
+@pytest.mark.parametrize("failover, message", [
+    ("{intervalSeconds: 0.5}", "the intervals must be above MONITOR_TIMEOUT (1.0)"),
+    ("{intervalSeconds: 2, fastIntervalSeconds: 3}", "fastIntervalSeconds at most"),
+])
+async def test_it_refuses_a_policy_whose_intervals_do_not_fit_the_timeout(runtime, failover,
+                                                                          message):
+    music = further("music", "{name: x, url: 'http://x.test'}, {name: y, url: 'http://y.test'}",
+                    f"  failover: {failover}\n")
+    await runtime.fleet.reconcile([music])
+    assert "music" not in runtime.services
+    ((target, outcome, reason),) = reconciled(runtime)
+    assert (target, outcome) == ("music", "refused") and message in reason
