@@ -6,8 +6,9 @@ import httpx
 import pytest
 from sqlmodel import select
 
-from monitor.actor import Actor
+from monitor.actor import SYSTEM, Actor
 from monitor.config import ConfigError, Settings, load_settings
+from monitor.desired.apply import apply
 from monitor.desired.spec import ServiceSpec, parse
 from monitor.failover.model import Failure, Observation, to_record
 from monitor.runtime import create_runtime
@@ -281,3 +282,18 @@ async def test_it_refuses_a_policy_whose_intervals_do_not_fit_the_timeout(runtim
     assert "music" not in runtime.services
     ((target, outcome, reason),) = reconciled(runtime)
     assert (target, outcome) == ("music", "refused") and message in reason
+
+
+async def test_it_starts_a_service_an_applied_revision_adds(runtime):
+    text = SPEC.replace('"http://v1.test"}, {name: v2, url: "http://v2.test"}',
+                        '"http://v1.test"}, {name: v2, url: "http://v2.test"}, '
+                        '{name: v3, url: "http://v3.test"}')
+    apply(runtime.store, runtime.keys.audit, text, who=SYSTEM, now=runtime.clock())
+    await runtime.desired.sync()
+    assert list(runtime.services) == ["books", "films", "music"]
+    assert runtime.fleet.unit("music").policy.fall == 5
+    await runtime.desired.sync()  # the same revision again: nothing more
+    assert [r.reason for r in support.audit_rows(runtime.store, "spec.reconcile")
+            if r.target == "music"] == ["service added"]
+    await runtime.fleet.stop()
+    await runtime.desired.stop()
