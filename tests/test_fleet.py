@@ -1,4 +1,5 @@
-"""Several services in one monitor: configuration, one unit per service, decisions apart."""
+"""Several services in one monitor (monitor.services, monitor.fleet): configuration, one unit
+per service, decisions apart, following spec revisions."""
 
 import json
 
