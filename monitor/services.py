@@ -168,9 +168,8 @@ def build_unit(runtime: Runtime, config: ServiceConfig) -> ServiceUnit:
             return policy.interval
         return await watchdog.cycle(version)
 
-    share = max(1, settings.probe_concurrency // (1 + len(settings.extra_services)))
-    scheduler = Scheduler(cycle=cycle, versions=policy.versions,
-                          first_delay=min(settings.interval, 1.0), in_flight=share,
+    scheduler = Scheduler(cycle=cycle, versions=policy.versions,  # one in-flight limit for all
+                          first_delay=min(settings.interval, 1.0), slots=runtime.scheduler.slots,
                           on_lag=runtime.metrics.schedule_lag.observe)
     watchdog.on_hurry = scheduler.hurry
     watchdog.load()

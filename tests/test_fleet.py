@@ -298,3 +298,7 @@ async def test_it_starts_a_service_an_applied_revision_adds(runtime):
             if r.target == "music"] == ["service added"]
     await runtime.fleet.stop()
     await runtime.desired.stop()
+
+
+def test_it_shares_one_in_flight_probe_limit_across_services(runtime):
+    assert runtime.fleet.unit("films").scheduler.slots is runtime.scheduler.slots

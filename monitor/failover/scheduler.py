@@ -29,9 +29,12 @@ def jittered(delay: float, rng: Callable[[], float] = random.random) -> float:
 class Scheduler:
     def __init__(self, *, cycle: Callable[[str], Awaitable[float]], versions: tuple[str, ...],
                  first_delay: float, in_flight: int = 64,
-                 on_lag: Callable[[float], None] | None = None) -> None:
+                 on_lag: Callable[[float], None] | None = None,
+                 slots: asyncio.Semaphore | None = None) -> None:
+        """`slots`: another scheduler's (`.slots`), so several share one in-flight limit."""
         self._cycle = cycle
-        self._slots = asyncio.Semaphore(in_flight)
+        self._slots = slots or asyncio.Semaphore(in_flight)
+        self.slots = self._slots
         self._on_lag = on_lag  # seconds between a probe's planned and actual start
         self._due: dict[str, float] = {}
         self.versions = versions
