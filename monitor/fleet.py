@@ -66,6 +66,14 @@ class Fleet:
         """For the gateway: per service (epoch, route candidates, urls)."""
         return {name: unit.routes() for name, unit in self.units().items()}
 
+    def report_failure(self, service: str | None, version: str, failure: str) -> None:
+        """A gateway failure of one service's version: probe it soon (never a failover on
+        its own); an unknown service or version is ignored, as the watchdog does."""
+        if service in (None, self.runtime.service):
+            self.runtime.report_gateway_failure(version, failure)
+        elif service in self.extra:
+            self.extra[service].watchdog.report_passive(version, failure)
+
     def start(self, gate: Gate, flush_s: float) -> None:
         self._gate = (gate, flush_s)
         for unit in self.extra.values():

@@ -302,3 +302,18 @@ async def test_it_starts_a_service_an_applied_revision_adds(runtime):
 
 def test_it_shares_one_in_flight_probe_limit_across_services(runtime):
     assert runtime.fleet.unit("films").scheduler.slots is runtime.scheduler.slots
+
+
+@pytest.mark.parametrize("service, version, hurried", [
+    ("films", "b", ("films", "b")),
+    (None, "v2", ("books", "v2")),
+    ("books", "v3", ("books", "v3")),
+    ("films", "v1", None),  # not a version of films
+    ("nope", "b", None),
+])
+def test_it_takes_gateway_failures_as_evidence_of_the_service_named(runtime, service, version,
+                                                                    hurried):
+    runtime.fleet.report_failure(service, version, "refused")
+    seen = {name: unit.watchdog.hurry for name, unit in runtime.services.items()}
+    assert seen == {"books": set(), "films": set(), **(
+        {hurried[0]: {hurried[1]}} if hurried else {})}
