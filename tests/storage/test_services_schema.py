@@ -7,18 +7,13 @@ from sqlmodel import select
 
 from monitor.storage.schema import alembic_config, migrate
 from monitor.storage.store import DEFAULT_SERVICE, ProbeRollup, StaleEpoch, Store
-from tests.storage.postgres import BACKENDS
+from tests.storage.postgres import BACKENDS, empty_database_url
 
 
 @pytest.fixture
 def at_0006(request, tmp_path):
     """A database at revision 0006 holding one row of every table that gains a service."""
-    if request.param == "postgres":
-        cluster = request.getfixturevalue("pg_cluster")
-        url = cluster.url(cluster.create_database())
-    else:
-        url = f"sqlite:///{tmp_path}/old.db"
-    store = Store(url)
+    store = Store(empty_database_url(request, tmp_path))
     with store.writer.connect() as connection:
         command.upgrade(alembic_config(connection), "0006")
         connection.commit()
