@@ -28,6 +28,7 @@ from monitor.failover.model import EngineError, Policy
 from monitor.failover.operations import ActionResult, Operations
 from monitor.failover.scheduler import Scheduler
 from monitor.failover.status import StatusReader
+from monitor.failover.view import status_view
 from monitor.failover.watchdog import Watchdog
 from monitor.notices import delivery
 from monitor.storage.journal import Journal
@@ -127,9 +128,10 @@ class ServiceUnit:
     def status(self) -> dict[str, Any]:
         return {"service": self.name, **self.reads.status()}
 
-    def summary(self) -> dict[str, Any]:
-        """One line of `/api/services`: active version, epoch, state of each version."""
-        view = self.reads.status()
+    def summary(self, now: float) -> dict[str, Any]:
+        """One line of `/api/services`, from the engine's memory (no query): active version,
+        epoch, pause, open incident kind (None) and the state of each version."""
+        view = status_view(self.watchdog.state, self.policy, now)
         return {"name": self.name, "active": view["active"], "epoch": view["epoch"],
                 "paused": view["paused"], "incident": view["incident"],
                 "versions": [{"name": v["name"], "state": v["state"]}

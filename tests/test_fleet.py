@@ -165,6 +165,7 @@ async def test_it_fails_one_service_over_while_another_has_an_open_incident(runt
     for version in ("a", "b"):
         await fail(films, version, clock)
     assert films.state.incident  # all of films is down
+    assert runtime.fleet.unit("films").summary(clock())["incident"] == "all_down"
     for version in ("v1", "v2", "v3"):
         await succeed(books, version, clock)
     await fail(books, "v1", clock)

@@ -55,10 +55,11 @@ async def api_status(service: str = service_query(),
 
 @router.get("/api/services")
 async def api_services(state: Web = Depends(web)) -> dict[str, Any]:
-    """Every service: its active version, epoch, pause, open incident and version states."""
+    """Every service: its active version, epoch, pause, open incident kind and the state of
+    each version (the engines' memory: no query)."""
     units = list(state.runtime.services.values())
-    rows = await asyncio.to_thread(lambda: [unit.summary() for unit in units])
-    return {"default": units[0].name, "services": rows}
+    now = state.now()
+    return {"default": units[0].name, "services": [unit.summary(now) for unit in units]}
 
 
 @router.get("/api/audit")
