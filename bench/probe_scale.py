@@ -5,9 +5,11 @@ mode watching them, lets it settle, then measures for `--seconds`:
 - probes done vs expected (N × seconds / interval), from /metrics;
 - the schedule lag p99 (planned vs actual probe start, monitor_probe_schedule_lag_seconds);
 - the monitor process's CPU (the gateway is a separate process and is not counted);
-- the p95 of `GET /api/status`.
+- the p95 of `GET /api/status`;
+- the probes' median latency (bucket bound) and the CPU of the targets' process, to tell a
+  slow monitor from slow targets.
 
-    python bench/probe_scale.py [--sizes 100,300,1000,3000] [--seconds 60]
+    python bench/probe_scale.py [--sizes 100,300,1000,3000] [--seconds 60] [--concurrency N]
 
 Target at 1,000 targets: ≥ 0.95 of expected probes, lag p99 < 100 ms, CPU < 1 core.
 """
@@ -36,6 +38,7 @@ from bench.targets import BOOK, CANARY  # noqa: E402
 from monitor.failover.canary import book_digest  # noqa: E402
 
 INTERVAL = 2.0
+LATENCY = "monitor_probe_latency_seconds"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -49,18 +52,25 @@ def _metric_sum(text: str, name: str) -> float:
         rf"^{name}(?:{{[^}}]*}})? ([0-9.e+-]+)$", text, re.MULTILINE))
 
 
-def _buckets(text: str) -> list[tuple[float, float]]:
-    found = re.findall(r'^monitor_probe_schedule_lag_seconds_bucket\{le="([^"]+)"\} ([0-9.e+-]+)$',
-                       text, re.MULTILINE)
-    return [(float(le), float(count)) for le, count in found]
+def _buckets(text: str, name: str = "monitor_probe_schedule_lag_seconds") -> list[
+        tuple[float, float]]:
+    """A histogram's cumulative buckets, summed over its other labels (e.g. every version)."""
+    sums: dict[float, float] = {}
+    for labels, count in re.findall(rf'^{name}_bucket{{([^}}]*)}} ([0-9.e+-]+)$', text,
+                                    re.MULTILINE):
+        le = float(re.search(r'le="([^"]+)"', labels).group(1))  # type: ignore[union-attr]
+        sums[le] = sums.get(le, 0.0) + float(count)
+    return sorted(sums.items())
 
 
-def _p99_bound(before: list[tuple[float, float]], after: list[tuple[float, float]]) -> float:
-    """Upper bound of the bucket holding the 99th percentile of the lags seen in between."""
-    deltas = [(le, a - b) for (le, a), (_, b) in zip(after, before, strict=True)]
-    total = deltas[-1][1]
+def _bound(before: list[tuple[float, float]], after: list[tuple[float, float]],
+           share: float = 0.99) -> float:
+    """Upper bound of the bucket holding the `share` quantile of the values seen in between."""
+    old = dict(before)
+    deltas = [(le, count - old.get(le, 0.0)) for le, count in after]
+    total = deltas[-1][1] if deltas else 0.0
     for le, count in deltas:
-        if total and count >= 0.99 * total:
+        if total and count >= share * total:
             return le
     return float("inf")
 
@@ -72,18 +82,20 @@ def _all_up(client: httpx.Client) -> bool:
         return False
 
 
-def measure(size: int, seconds: float) -> dict[str, float]:
+def measure(size: int, seconds: float, concurrency: int | None) -> dict[str, float]:
     ports = free_ports(size)
     targets = subprocess.Popen([sys.executable, "-m", "bench.targets", *map(str, ports)],
                                cwd=ROOT, stdout=subprocess.PIPE, text=True)
     assert targets.stdout is not None and targets.stdout.readline().strip() == "ready"
     data_dir = Path(tempfile.mkdtemp(prefix="probe-scale-"))
     services = {f"t{i}": f"http://127.0.0.1:{port}" for i, port in enumerate(ports)}
-    monitor = start_monitor(
-        data_dir, services=services, ready_timeout=120.0,
-        MONITOR_INTERVAL=str(INTERVAL), MONITOR_FAST_INTERVAL="1", MONITOR_DOWN_INTERVAL="5",
-        MONITOR_TIMEOUT="1", MONITOR_STARTUP_GRACE="10", MONITOR_COOLDOWN="15",
-        MONITOR_CANARY_DIGEST=book_digest(BOOK), **CANARY)
+    settings = {
+        "MONITOR_INTERVAL": str(INTERVAL), "MONITOR_FAST_INTERVAL": "1",
+        "MONITOR_DOWN_INTERVAL": "5", "MONITOR_TIMEOUT": "1", "MONITOR_STARTUP_GRACE": "10",
+        "MONITOR_COOLDOWN": "15", "MONITOR_CANARY_DIGEST": book_digest(BOOK), **CANARY}
+    if concurrency:
+        settings["MONITOR_PROBE_CONCURRENCY"] = str(concurrency)
+    monitor = start_monitor(data_dir, services=services, ready_timeout=120.0, **settings)
     latencies: list[float] = []
     timeouts = [0]
     try:
@@ -95,6 +107,7 @@ def measure(size: int, seconds: float) -> dict[str, float]:
             time.sleep(2 * INTERVAL)
             first = client.get("/metrics").text
             cpu0, t0 = _cpu_seconds(monitor.proc.pid), time.monotonic()
+            targets0 = _cpu_seconds(targets.pid)
             stop = threading.Event()
 
             def poll_status() -> None:
@@ -115,6 +128,7 @@ def measure(size: int, seconds: float) -> dict[str, float]:
             poller.join()
             last = client.get("/metrics").text
             cpu1, t1 = _cpu_seconds(monitor.proc.pid), time.monotonic()
+            targets1 = _cpu_seconds(targets.pid)
             versions = client.get("/api/status").json()["versions"]
             up = sum(v["state"] == "up" for v in versions)
     finally:
@@ -127,8 +141,10 @@ def measure(size: int, seconds: float) -> dict[str, float]:
     return {
         "done": done / (size * elapsed / INTERVAL),
         "up": up,
-        "lag_p99_ms": _p99_bound(_buckets(first), _buckets(last)) * 1000,
+        "lag_p99_ms": _bound(_buckets(first), _buckets(last)) * 1000,
+        "probe_p50_ms": _bound(_buckets(first, LATENCY), _buckets(last, LATENCY), 0.5) * 1000,
         "cpu": (cpu1 - cpu0) / elapsed,
+        "targets_cpu": (targets1 - targets0) / elapsed,
         "status_p95_ms": statistics.quantiles(latencies, n=20)[-1] * 1000
         if len(latencies) >= 2 and timeouts[0] <= len(latencies) / 20 else float("inf"),
     }
@@ -142,16 +158,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="100,300,1000,3000")
     parser.add_argument("--seconds", type=float, default=60.0)
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="MONITOR_PROBE_CONCURRENCY (default: the monitor's default)")
     args = parser.parse_args()
-    print(f"interval {INTERVAL:g} s, {args.seconds:g} s per size, {os.cpu_count()} cores\n")
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"interval {INTERVAL:g} s, {args.seconds:g} s per size, {os.cpu_count()} cores, "
+          f"load average at the start {load}\n")
     print("| targets | probes done vs expected | schedule lag p99 | monitor CPU | "
-          "/api/status p95 | UP at the end |")
-    print("|---:|---:|---:|---:|---:|---:|")
+          "/api/status p95 | probe latency p50 | targets' CPU | UP at the end |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
     for size in (int(s) for s in args.sizes.split(",")):
-        row = measure(size, args.seconds)
+        row = measure(size, args.seconds, args.concurrency)
         print(f"| {size:,} | {row['done']:.2f} | ≤ {row['lag_p99_ms']:.0f} ms | "
-              f"{row['cpu'] * 100:.0f} % | {_ms(row['status_p95_ms'])} | {row['up']:.0f} |",
-              flush=True)
+              f"{row['cpu'] * 100:.0f} % | {_ms(row['status_p95_ms'])} | "
+              f"≤ {row['probe_p50_ms']:.0f} ms | {row['targets_cpu'] * 100:.0f} % | "
+              f"{row['up']:.0f} |", flush=True)
+    load = " / ".join(f"{x:.2f}" for x in os.getloadavg())
+    print(f"\nload average at the end {load} (1 / 5 / 15 min)")
 
 
 if __name__ == "__main__":

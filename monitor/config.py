@@ -19,10 +19,11 @@ from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from monitor import setting_values
 from monitor.failover.canary import Canary
 from monitor.failover.model import Policy
 from monitor.gateway.balance import Balance
-from monitor.setting_values import is_loopback, items, parse_fleet, parse_ports, parse_services
+from monitor.setting_values import check_ages, is_loopback, items, parse_ports, parse_services
 
 VERSIONS = ("v1", "v2", "v3")
 DATABASE_SCHEMES = ("sqlite:///", "postgresql+psycopg://")
@@ -57,7 +58,7 @@ class Settings(BaseSettings):
     database_url: str = ""
     services: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     service_ports: Annotated[tuple[int, int, int], NoDecode] = (8001, 8002, 8003)
-    extra_services: Annotated[dict[str, dict[str, str]], NoDecode] = Field(default_factory=dict)
+    extra_services: setting_values.Fleet = Field(default_factory=dict)
 
     interval: float = Field(DEFAULT_POLICY.interval, gt=0, le=3600)
     fast_interval: float = Field(DEFAULT_POLICY.fast_interval, gt=0, le=3600)
@@ -71,6 +72,9 @@ class Settings(BaseSettings):
     startup_grace: float = Field(DEFAULT_POLICY.startup_grace, ge=0, le=3600)
     auto_failback_after: float = Field(DEFAULT_POLICY.auto_failback_after, ge=0, le=86400)
     retention_hours: float = Field(24.0, gt=0, le=24 * 365)
+    rollup_minute_days: float = Field(30.0, gt=0, le=3650)
+    rollup_hour_days: float = Field(365.0, gt=0, le=36500)
+    notice_retention_days: float = Field(90.0, gt=0, le=36500)
     restart_delay: float = Field(5.0, ge=0, le=300)
     lease_ttl: float = Field(5.0, ge=1.0, le=300)
     lease_renew: float = Field(0.0, ge=0, le=150)  # 0 = lease_ttl / 3
@@ -169,11 +173,6 @@ class Settings(BaseSettings):
     def _service_urls(cls, value: Any) -> dict[str, str]:
         return dict(value) if isinstance(value, Mapping) else parse_services(str(value))
 
-    @field_validator("extra_services", mode="before")
-    @classmethod
-    def _extra_services(cls, value: Any) -> dict[str, dict[str, str]]:
-        return dict(value) if isinstance(value, Mapping) else parse_fleet(str(value))
-
     @field_validator("service_ports", mode="before")
     @classmethod
     def _ports(cls, value: Any) -> tuple[int, int, int]:
@@ -193,6 +192,7 @@ class Settings(BaseSettings):
             raise ValueError("MONITOR_SMTP_MODE=plain is allowed only for a loopback SMTP host")
         if self.smtp_host and (not self.smtp_from or not self.smtp_to):
             raise ValueError("MONITOR_SMTP_FROM and MONITOR_SMTP_TO are required with SMTP_HOST")
+        check_ages(self.retention_hours, self.rollup_minute_days, self.rollup_hour_days)
         if self.lease_renew > self.lease_ttl / 2:
             raise ValueError(f"MONITOR_LEASE_RENEW ({self.lease_renew}) must be at most half "
                              f"of MONITOR_LEASE_TTL ({self.lease_ttl})")

@@ -39,11 +39,13 @@ from monitor.ops.leadership import LeaderDuties
 from monitor.ops.metrics import Metrics
 from monitor.ops.supervisor import ChildSpec, Supervisor
 from monitor.recorder import Notice, Recorder
-from monitor.services import Actions, Routes, ServiceUnit, default_name, policy_from
+from monitor.services import Actions, Routes, ServiceUnit, default_name, policy_from, wait_live
+from monitor.storage import retention
 from monitor.storage.commands import CommandKind
 from monitor.storage.journal import Journal
 from monitor.storage.keys import Keys, load_keys
 from monitor.storage.lease import Leadership, idle_in_transaction_ms, leadership_for
+from monitor.storage.probe_fold import fold_probes
 from monitor.storage.store import Store
 
 log = logging.getLogger("monitor.runtime")
@@ -129,7 +131,7 @@ class Runtime:
                                          pid_dir=self.settings.data_dir / "run",
                                          backoff_base=self.settings.restart_delay)
             await self.supervisor.start()
-            await self._wait_live(timeout=15.0)
+            await wait_live(self.client, self.urls, timeout=15.0)
         await self.arecord(SYSTEM, "monitor.start",
                            params={"active": self.watchdog.state.active,
                                    "epoch": self.watchdog.state.epoch,
@@ -144,6 +146,7 @@ class Runtime:
         self.scheduler.every(10.0, self._refresh_gauges, "gauges")
         self.scheduler.every(60.0, gate(self.checkpoint), "checkpoint")
         self.scheduler.every(600.0, gate(self._retention), "retention")
+        self.scheduler.every(60.0, gate(self._fold_probes), "rollup")  # keeps the raw tail short
         self.scheduler.every(0.25, gate(self.duties.apply_commands), "commands")  # CLI, followers
         self.scheduler.every(TICK_S, gate(self.rollout.tick), "rollout")
         self.fleet.start(gate, PROBE_FLUSH_S)
@@ -180,19 +183,6 @@ class Runtime:
             self.fleet.close()
             self.store.dispose()
 
-    async def _wait_live(self, *, timeout: float) -> None:
-        """Give freshly spawned services a moment to listen, so the first probes are fair."""
-        pending = set(self.urls)
-        deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
-            for version in list(pending):
-                try:
-                    await self.client.get(f"{self.urls[version]}/health/live", timeout=0.5)
-                    pending.discard(version)
-                except httpx.HTTPError:
-                    pass
-            await asyncio.sleep(0.1)
-
     def _child_specs(self) -> list[ChildSpec]:
         env = {"SERVICE_CHAOS_TOKEN": self.keys.chaos_token}
         return [ChildSpec(name=v, env=env, argv=[
@@ -214,8 +204,11 @@ class Runtime:
         task.add_done_callback(self._tasks.discard)
 
     async def _retention(self) -> None:
-        await asyncio.to_thread(partial(self.store.roll_up, now=self.clock(),
-                                        retention_s=self.settings.retention_hours * 3600))
+        await asyncio.to_thread(partial(retention.run, self.store, now=self.clock(),
+                                        ages=retention.Ages.of(self.settings)))
+
+    async def _fold_probes(self) -> None:
+        await asyncio.to_thread(fold_probes, self.store)
 
     async def _refresh_gauges(self) -> None:
         self.metrics.set_notices(await asyncio.to_thread(delivery.counts, self.store))
@@ -262,8 +255,7 @@ class Runtime:
         return self.fleet.units()
 
     def actions(self, service: str | None = None) -> Actions:
-        """Who acts for `service` (UnknownService when none): this runtime for the default
-        service (queued to the leader from a follower), else that service's Operations."""
+        """Who acts for `service` (UnknownService if none): this runtime, or its Operations."""
         return self if service in (None, self.service) else self.fleet.unit(service).operations
 
     def service_routes(self) -> Routes:

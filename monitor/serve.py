@@ -166,6 +166,8 @@ class _DataPlane:
     def __init__(self, settings: Settings, runtime: Runtime) -> None:
         from monitor.gateway.evidence import Receiver
         from monitor.gateway.feed import RoutePublisher, route_from
+        from monitor.gateway.haproxy_sync import ServiceSyncs
+        from monitor.gateway.offer import drop_counts, other_services, service_evidence
         from monitor.gateway.route import PURPOSE
         from monitor.ops.supervisor import ChildSpec, Supervisor
 
@@ -173,12 +175,16 @@ class _DataPlane:
         key = runtime.keys.derive(PURPOSE)
         self.publisher = RoutePublisher(settings.data_dir, key, lambda: route_from(
             runtime.watchdog.state.epoch, runtime.route_candidates(), runtime.urls, time.time(),
-            replicas=runtime.desired.endpoints(), weights=runtime.rollout.weights()))
+            replicas=runtime.desired.endpoints(), weights=runtime.rollout.weights()),
+            services=other_services(runtime, time.time))
         self.receiver = Receiver(settings.data_dir, key, time.time,
                                  runtime.report_gateway_failure,
-                                 _counter(runtime.metrics, runtime.rollout.observe_counts))
+                                 _counter(runtime.metrics, runtime.rollout.observe_counts),
+                                 on_service_report=service_evidence(runtime),
+                                 on_service_counts=drop_counts)
         self.gateway: Supervisor | None = None
-        self.haproxy = _haproxy_sync(settings, runtime, self.publisher.current) \
+        self.haproxy = ServiceSyncs(_haproxy_sync(settings, runtime, self.publisher.current),
+                                    self.publisher.services) \
             if settings.dataplane == "haproxy" else None
         if self.haproxy is not None:
             runtime.dataplane_status = self.haproxy.status

@@ -17,9 +17,13 @@ Each service's policy is the MONITOR_* settings with its spec's `failover:` bloc
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
+
+import httpx
 
 from monitor.actor import Actor
 from monitor.config import ConfigError, Settings
@@ -170,8 +174,9 @@ def build_unit(runtime: Runtime, config: ServiceConfig) -> ServiceUnit:
             return policy.interval
         return await watchdog.cycle(version)
 
-    scheduler = Scheduler(cycle=cycle, versions=policy.versions,  # one in-flight limit for all
-                          first_delay=min(settings.interval, 1.0), slots=runtime.scheduler.slots,
+    scheduler = Scheduler(cycle=cycle, versions=policy.versions,
+                          first_delay=min(settings.interval, 1.0),
+                          in_flight=runtime.scheduler.slots,  # one in-flight limit for all
                           on_lag=runtime.metrics.schedule_lag.observe)
     watchdog.on_hurry = scheduler.hurry
     watchdog.load()
@@ -193,6 +198,21 @@ async def stop_unit(unit: ServiceUnit) -> int:
         unit.scheduler.shutdown()
     await unit.watchdog.idle()
     return await unit.watchdog.flush()
+
+
+async def wait_live(client: httpx.AsyncClient, urls: Mapping[str, str], *,
+                    timeout: float) -> None:
+    """Give freshly spawned services a moment to listen, so the first probes are fair."""
+    pending = set(urls)
+    deadline = time.monotonic() + timeout
+    while pending and time.monotonic() < deadline:
+        for version in list(pending):
+            try:
+                await client.get(f"{urls[version]}/health/live", timeout=0.5)
+                pending.discard(version)
+            except httpx.HTTPError:
+                pass
+        await asyncio.sleep(0.1)
 
 
 def default_name(runtime: Runtime) -> str:

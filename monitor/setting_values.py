@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any
 from urllib.parse import urlsplit
+
+from pydantic import BeforeValidator
+from pydantic_settings import NoDecode
 
 
 def items(value: Any) -> tuple[str, ...]:
@@ -63,6 +67,15 @@ def parse_fleet(value: str) -> dict[str, dict[str, str]]:
     return services
 
 
+def fleet_value(value: Any) -> dict[str, dict[str, str]]:
+    """MONITOR_EXTRA_SERVICES as text (parse_fleet), or a mapping given in code."""
+    return dict(value) if isinstance(value, Mapping) else parse_fleet(str(value))
+
+
+# The type of Settings.extra_services: service -> version -> URL, parsed from text.
+Fleet = Annotated[dict[str, dict[str, str]], NoDecode, BeforeValidator(fleet_value)]
+
+
 def is_loopback(host: str) -> bool:
     """Only `localhost` or a literal loopback address: `127.attacker.example` is a DNS name
     anyone can point anywhere."""
@@ -72,3 +85,12 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
+
+
+def check_ages(raw_hours: float, minute_days: float, hour_days: float) -> None:
+    """Each history tier (raw probes, minute rollups, hourly rollups) must outlive the last."""
+    if not raw_hours < minute_days * 24 < hour_days * 24:
+        raise ValueError(
+            f"MONITOR_RETENTION_HOURS ({raw_hours:g} h) < MONITOR_ROLLUP_MINUTE_DAYS "
+            f"({minute_days:g} d) < MONITOR_ROLLUP_HOUR_DAYS ({hour_days:g} d) is required: "
+            "each history tier outlives the last")

@@ -36,10 +36,16 @@ from monitor.failover.model import (
 )
 
 
-def _housekeep(state: MonitorState, policy: Policy, now: float) -> Step:
-    """Decay ejections and emit a state_change for each version whose shown state changed."""
+def _housekeep(state: MonitorState, policy: Policy, now: float,
+               names: Iterable[str] | None = None) -> Step:
+    """Decay ejections and emit a state_change for each version whose shown state changed:
+    of ``names`` only (one observation), or of every version (a tick)."""
     events: list[Event] = []
-    for h in state.health:
+    visit = state.health if names is None else [state.health_of(n) for n in dict.fromkeys(names)]
+    for h in visit:
+        if names is None and h.shown == h.state and not h.ejections and \
+                len(h.changes) < policy.flap_changes:
+            continue  # nothing can decay, shown is current and it cannot be flapping
         new = decay(h, policy, now)
         shown = shown_state(new, policy, now)
         if shown != h.shown:
@@ -55,7 +61,7 @@ def _housekeep(state: MonitorState, policy: Policy, now: float) -> Step:
 
 def _ready(state: MonitorState, policy: Policy, now: float) -> bool:
     """Past the startup grace, and every version has at least one real result."""
-    return now - state.started_at >= policy.startup_grace and all(h.probed for h in state.health)
+    return now - state.started_at >= policy.startup_grace and state.all_probed
 
 
 def _candidate(state: MonitorState, policy: Policy, now: float) -> str | None:
@@ -149,7 +155,7 @@ def _evaluate(state: MonitorState, policy: Policy, now: float) -> Step:
     events: list[Event] = []
     if now - state.started_at < policy.startup_grace:
         return state, events
-    all_down = all(h.state == DOWN for h in state.health)
+    all_down = state.all_down
     if all_down and state.incident is None:
         state = replace(state, incident=ALL_DOWN)
         events.append(Event(EventKind.INCIDENT_OPENED, version=active.name,
@@ -161,7 +167,7 @@ def _evaluate(state: MonitorState, policy: Policy, now: float) -> Step:
     if pending is not None and not why_not_eligible(state.health_of(pending), policy, now):
         return state, events  # still waiting for its confirming probe
     state = replace(state, pending_target=None)
-    target = _candidate(state, policy, now)
+    target = None if all_down else _candidate(state, policy, now)
     if target is None:
         others = [h for h in state.health if h.name != active.name]
         if not all_down and not any(undecided(h, policy, now) for h in others):
@@ -194,7 +200,8 @@ def decide(state: MonitorState, seen: Observation, policy: Policy, now: float) -
     new = fold(old, seen, policy, now)
     if seen.version == state.active and old.state != DOWN and new.state == DOWN:
         new = eject(new, policy, now)
-    state, events = _housekeep(state.with_health(new), policy, now)
+    # only the observed version (and the active) can have changed; the rest waits for tick()
+    state, events = _housekeep(state.with_health(new), policy, now, (seen.version, state.active))
     if seen.version == state.pending_target and seen.at >= state.pending_since:
         state, more = _confirmed(state, seen, policy, now)
         events += more
@@ -214,7 +221,7 @@ def replay(state: MonitorState, seen: Iterable[Observation], policy: Policy) -> 
     """Fold observations another monitor made (oldest first) into each version's health and
     decide nothing: a follower's view of the leader's probes, or a takeover's starting point."""
     for observation in seen:
-        if observation.version in state.versions and not observation.passive:
+        if state.knows(observation.version) and not observation.passive:
             health = state.health_of(observation.version)
             state = state.with_health(fold(health, observation, policy, observation.at))
     return state

@@ -8,9 +8,11 @@ observations into a new state and returns events instead of acting.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
+
+from monitor.failover.table import Table
 
 EVIDENCE_KEPT = 5
 
@@ -157,11 +159,17 @@ class Health:
     def probed(self) -> bool:
         return bool(self.recent)
 
+    @property
+    def down(self) -> bool:
+        return self.state == DOWN
+
 
 @dataclass(frozen=True)
 class MonitorState:
     """Everything the engine knows; immutable and hashable. ``noted`` holds the once-per-episode
-    events already emitted while the active is DOWN (cleared when the episode ends)."""
+    events already emitted while the active is DOWN (cleared when the episode ends). ``table``
+    is derived from ``health`` (rebuilt when ``health`` is replaced by anything but
+    :meth:`with_health`) and takes no part in equality."""
 
     active: str
     epoch: int
@@ -173,19 +181,42 @@ class MonitorState:
     pending_target: str | None = None
     pending_since: float = 0.0  # a confirming probe must have started after this
     noted: frozenset[str] = frozenset()
+    table: Table | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.table is None or self.table.health is not self.health:
+            object.__setattr__(self, "table", Table.of(tuple(self.health)))
+
+    @property
+    def _table(self) -> Table:
+        assert self.table is not None  # set by __post_init__
+        return self.table
 
     @property
     def versions(self) -> tuple[str, ...]:
-        return tuple(h.name for h in self.health)
+        return tuple(self._table.index)
+
+    def knows(self, version: str) -> bool:
+        return version in self._table.index
 
     def health_of(self, version: str) -> Health:
-        for h in self.health:
-            if h.name == version:
-                return h
-        raise EngineError(f"unknown version {version!r} (known: {', '.join(self.versions)})")
+        i = self._table.index.get(version)
+        if i is None:
+            raise EngineError(f"unknown version {version!r} (known: {', '.join(self.versions)})")
+        return self.health[i]
 
     def with_health(self, new: Health) -> MonitorState:
-        return replace(self, health=tuple(new if h.name == new.name else h for h in self.health))
+        self.health_of(new.name)  # EngineError for an unknown version
+        table = self._table.put(new)
+        return replace(self, health=table.health, table=table)
+
+    @property
+    def all_probed(self) -> bool:
+        return self._table.probed == len(self.health)
+
+    @property
+    def all_down(self) -> bool:
+        return self._table.down == len(self.health)
 
 
 Step = tuple[MonitorState, list[Event]]
@@ -213,6 +244,16 @@ def to_record(state: MonitorState) -> dict[str, Any]:
         "versions": {h.name: {"ejections": h.ejections, "ejected_until": h.ejected_until}
                      for h in state.health},
     }
+
+
+def record_changed(old: MonitorState, new: MonitorState) -> bool:
+    """Whether ``to_record(new) != to_record(old)`` may hold, in O(1): the top-level fields
+    differ, the versions differ, or a version's ejections were written since (conservative:
+    an ejection changed and changed back still counts)."""
+    if (old.active, old.epoch, old.last_switch_at, old.paused, old.incident, old.noted) != \
+            (new.active, new.epoch, new.last_switch_at, new.paused, new.incident, new.noted):
+        return True
+    return old._table.durable is not new._table.durable
 
 
 def from_record(record: Mapping[str, Any], policy: Policy, now: float) -> MonitorState:

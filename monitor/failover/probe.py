@@ -7,15 +7,18 @@ watchdog can fold it into the engine like any other observation.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import httpx
 
 from monitor.failover.canary import Canary, book_digest
 from monitor.failover.model import Failure, Observation
+from monitor.failover.probe_client import Get, lean_getter
 
 
 @dataclass(frozen=True)
@@ -45,13 +48,16 @@ class _Failed(Exception):
 async def probe(client: httpx.AsyncClient, version: str, base_url: str, *, now: float,
                 timeout: float, canary: Canary, slow_ms: float = 0.0,
                 perf: Callable[[], float] = time.perf_counter) -> ProbeResult:
-    """Probe one version within `timeout` seconds overall; `now` stamps the result."""
+    """Probe one version within `timeout` seconds overall; `now` stamps the result. A client
+    with a lean transport (probe_client.ProbeClient) sends both requests over it, without
+    httpx's models; any other httpx client is used as it is."""
     started = perf()
     seen: dict[str, Any] = {}
+    get = lean_getter(client, base_url) or _httpx_getter(client, base_url)
     try:
         async with asyncio.timeout(timeout):
-            await _check_health(client, base_url, seen)
-            await _check_canary(client, base_url, canary)
+            await _check_health(get, seen)
+            await _check_canary(get, canary)
     except _Failed as failed:
         return ProbeResult(version, False, now, _ms(perf() - started), failed.status,
                            failed.failure, failed.detail, seen.get("faults"))
@@ -72,34 +78,35 @@ async def probe(client: httpx.AsyncClient, version: str, base_url: str, *, now: 
     return ProbeResult(version, True, now, latency, 200, None, "", faults)
 
 
-async def _check_health(client: httpx.AsyncClient, base_url: str,
-                        seen: dict[str, Any]) -> None:
+def _httpx_getter(client: httpx.AsyncClient, base_url: str) -> Get:
+    async def get(target: str) -> tuple[int, bytes]:
+        response = await client.get(f"{base_url}{target}")
+        return response.status_code, response.content
+    return get
+
+
+async def _check_health(get: Get, seen: dict[str, Any]) -> None:
     """Check readiness; the faults the body reports go into `seen`, even on failure."""
-    response = await client.get(f"{base_url}/health")
-    body = _json(response)
+    status, content = await get("/health")
+    body = _json(status, content, "/health")
     faults = body.get("faults") if isinstance(body, dict) else None
     if isinstance(faults, dict):
         seen["faults"] = faults
-    if response.status_code >= 500:
-        raise _Failed(Failure.HTTP_5XX, f"/health answered {response.status_code}",
-                      response.status_code)
-    if response.status_code != 200 or not isinstance(body, dict) or body.get("status") != "ok":
-        raise _Failed(Failure.BAD_BODY,
-                      f"/health answered {response.status_code} without status ok",
-                      response.status_code)
+    if status >= 500:
+        raise _Failed(Failure.HTTP_5XX, f"/health answered {status}", status)
+    if status != 200 or not isinstance(body, dict) or body.get("status") != "ok":
+        raise _Failed(Failure.BAD_BODY, f"/health answered {status} without status ok", status)
 
 
-async def _check_canary(client: httpx.AsyncClient, base_url: str, canary: Canary) -> None:
-    response = await client.get(f"{base_url}/books", params={"q": canary.query, "limit": 1})
-    if response.status_code >= 500:
-        raise _Failed(Failure.HTTP_5XX, f"canary query answered {response.status_code}",
-                      response.status_code)
-    body = _json(response)
+async def _check_canary(get: Get, canary: Canary) -> None:
+    status, content = await get(canary_target(canary))
+    if status >= 500:
+        raise _Failed(Failure.HTTP_5XX, f"canary query answered {status}", status)
+    body = _json(status, content, "/books")
     items = body.get("items") if isinstance(body, dict) else None
-    if response.status_code != 200 or not isinstance(items, list):
-        raise _Failed(Failure.BAD_BODY,
-                      f"canary query answered {response.status_code} without items",
-                      response.status_code)
+    if status != 200 or not isinstance(items, list):
+        raise _Failed(Failure.BAD_BODY, f"canary query answered {status} without items",
+                      status)
     if not items or not isinstance(items[0], dict) or items[0].get("id") != canary.book_id:
         raise _Failed(Failure.CORRUPT, f"canary query did not return book {canary.book_id}", 200)
     if book_digest(items[0]) != canary.digest:
@@ -107,12 +114,16 @@ async def _check_canary(client: httpx.AsyncClient, base_url: str, canary: Canary
                       f"book {canary.book_id} content differs from the canary digest", 200)
 
 
-def _json(response: httpx.Response) -> Any:
+def canary_target(canary: Canary) -> str:
+    """The canary query's path and query string (spaces as %20, as httpx sends them)."""
+    return "/books?" + urlencode({"q": canary.query, "limit": 1}, quote_via=quote)
+
+
+def _json(status: int, content: bytes, path: str) -> Any:
     try:
-        return response.json()
+        return json.loads(content)
     except ValueError:
-        raise _Failed(Failure.BAD_BODY, f"{response.request.url.path} answered non-JSON",
-                      response.status_code) from None
+        raise _Failed(Failure.BAD_BODY, f"{path} answered non-JSON", status) from None
 
 
 def _ms(seconds: float) -> float:

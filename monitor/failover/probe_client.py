@@ -10,15 +10,33 @@ Two costs of one shared httpx pool are avoided here:
 - httpcore scans every connection of its pool on each request, so one pool shared by N
   targets costs O(N) per probe. Each origin (scheme, host, port) gets its own small pool
   instead: a probe's cost does not grow with the number of targets.
+
+Probes themselves skip httpx: a :class:`ProbeClient` carries the gateway's lean keep-alive
+transport (monitor.gateway.transport: asyncio Protocols, httptools, no httpx models), and
+:func:`lean_getter` sends a probe's two GETs over it, which costs a fraction of httpx's CPU per
+request. Its per-origin pools are bounded far above the one probe in flight per version, and
+a request cancelled while it waits for a slot leaves nothing behind (an asyncio semaphore).
+Everything else the monitor sends (chaos, replicas, canary pinning) goes through httpx.
 """
 
 from __future__ import annotations
 
 import ssl
+from collections.abc import Awaitable, Callable
+from types import TracebackType
 
 import httpx
 
+from monitor.gateway.transport import UpstreamTransport
+from monitor.gateway.wire import Origin, serialize
+
 KEEPALIVE_PER_ORIGIN = 4  # idle keep-alive connections kept per probed origin
+LEAN_PER_ORIGIN = 16  # connections per origin of the lean transport (one probe per version)
+LEAN_KEEPALIVE_S = 4.0  # an idle probe connection is reused for this long (servers close at 5)
+MAX_BODY = 1024 * 1024  # the largest probe answer read; a larger one is a bad body
+NO_TIMERS = {"pool": None, "connect": None, "write": None, "read": None, "body": None}
+ACCEPT = [(b"accept", b"application/json"), (b"user-agent", b"failover-monitor-probe")]
+Get = Callable[[str], Awaitable[tuple[int, bytes]]]  # target ("/health") -> (status, body)
 
 
 class PerOriginTransport(httpx.AsyncBaseTransport):
@@ -47,5 +65,52 @@ class PerOriginTransport(httpx.AsyncBaseTransport):
             await pool.aclose()
 
 
-def probe_client(*, timeout: float, verify: ssl.SSLContext | bool = True) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=PerOriginTransport(verify=verify), timeout=timeout)
+class ProbeClient(httpx.AsyncClient):
+    """An httpx client whose probes go over `lean` (see lean_getter)."""
+
+    def __init__(self, *, timeout: float, verify: ssl.SSLContext | bool = True) -> None:
+        super().__init__(transport=PerOriginTransport(verify=verify), timeout=timeout)
+        context = verify if isinstance(verify, ssl.SSLContext) else \
+            httpx.create_ssl_context(verify=verify)
+        self.lean = UpstreamTransport(max_connections=LEAN_PER_ORIGIN,
+                                      keepalive_expiry=LEAN_KEEPALIVE_S, ssl_context=context)
+
+    async def aclose(self) -> None:
+        await self.lean.aclose()
+        await super().aclose()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None = None,
+                        exc_value: BaseException | None = None,
+                        traceback: TracebackType | None = None) -> None:
+        await self.lean.aclose()
+        await super().__aexit__(exc_type, exc_value, traceback)
+
+
+def probe_client(*, timeout: float, verify: ssl.SSLContext | bool = True) -> ProbeClient:
+    return ProbeClient(timeout=timeout, verify=verify)
+
+
+def lean_getter(client: httpx.AsyncClient, base_url: str) -> Get | None:
+    """GET over the client's lean transport, or None when it has none. The caller bounds the
+    whole exchange in time; failures are httpx's exceptions, as with httpx."""
+    lean = getattr(client, "lean", None)
+    if not isinstance(lean, UpstreamTransport):
+        return None
+    origin = Origin.parse(base_url)
+
+    async def get(target: str) -> tuple[int, bytes]:
+        data = serialize("GET", origin.prefix + target.encode(), origin.authority, ACCEPT, b"")
+        answer = await lean.send(origin, "GET", data, NO_TIMERS, small=MAX_BODY)
+        if answer.content is not None:
+            return answer.status_code, answer.content
+        parts, size = [], 0
+        try:
+            async for chunk in answer.aiter_raw():
+                size += len(chunk)
+                if size > MAX_BODY:
+                    raise ValueError(f"answer larger than {MAX_BODY} bytes")
+                parts.append(chunk)
+        finally:
+            await answer.aclose()
+        return answer.status_code, b"".join(parts)
+    return get

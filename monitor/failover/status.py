@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from sqlalchemy import case, func
 from sqlmodel import select
 
 from monitor.failover.health import shown_state
@@ -17,6 +16,7 @@ from monitor.failover.model import UP, Policy
 from monitor.failover.view import status_view
 from monitor.failover.watchdog import Watchdog
 from monitor.storage import audit
+from monitor.storage.rollup_reads import uptime
 from monitor.storage.store import Incident, ProbeRow, Store
 
 UPTIME_CACHE_S = 5.0
@@ -68,13 +68,9 @@ class StatusReader:
         cached_at, values = self._uptime
         if now - cached_at < UPTIME_CACHE_S:
             return values
-        with self.store.read() as session:
-            rows = session.exec(
-                select(ProbeRow.version, func.count(),
-                       func.sum(case((ProbeRow.ok, 1), else_=0)))  # type: ignore[arg-type]
-                .where(ProbeRow.at >= now - 86400, ProbeRow.service == self.watchdog.service)
-                .group_by(ProbeRow.version)).all()
-        values = {v: round(100.0 * (ok or 0) / n, 2) for v, n, ok in rows if n}
+        # every tier, each read by an index range (storage.rollup_reads)
+        values = uptime(self.store, since=now - 86400, until=now + 1,
+                        service=self.watchdog.service)
         self._uptime = (now, values)
         return values
 

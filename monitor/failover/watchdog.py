@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Any, TypeVar
@@ -37,15 +37,16 @@ from monitor.failover.model import (
     Policy,
     from_record,
     initial_state,
+    record_changed,
     to_record,
 )
 from monitor.failover.probe import ProbeResult, probe
-from monitor.failover.recording import Enqueue, failover_label, write_event
+from monitor.failover.recording import Enqueue, failover_label, write_decision, write_refusal
 from monitor.ops.metrics import Metrics
 from monitor.storage import audit
 from monitor.storage.journal import Journal
 from monitor.storage.lease import Fenced
-from monitor.storage.store import DEFAULT_SERVICE, ProbeRow, StaleEpoch, Store
+from monitor.storage.store import DEFAULT_SERVICE, StaleEpoch, Store
 
 log = logging.getLogger("monitor.failover.watchdog")
 DECISION_BUSY_MS = 100  # the longest a decision's write waits for another writer's lock
@@ -212,7 +213,7 @@ class Watchdog:
         """Persist a decision, then let it take effect; False only when another writer moved
         the state on (the decision is void and the state is reloaded)."""
         if row is not None and not events and actor is None and \
-                to_record(new) == to_record(self.state):
+                not record_changed(self.state, new):
             self.batch.append(row)  # written by flush_probes or with the next decision
             self.state = new
             return True
@@ -235,12 +236,16 @@ class Watchdog:
         self.state = new
         return True
 
+    def _submit(self, job: Callable[[], None], *, droppable: bool,
+                entry: Callable[[], dict[str, Any]] | None = None) -> asyncio.Future[None]:
+        """Queue `job` on the database thread, after every earlier write still queued."""
+        return asyncio.get_running_loop().run_in_executor(
+            self._db, self._backlog.drain, Queued(job, droppable, entry))
+
     async def _persist(self, job: Callable[[], None], *, droppable: bool,
                        entry: Callable[[], dict[str, Any]] | None = None) -> None:
         """Run `job` on the database thread after every earlier write still queued."""
-        queued = Queued(job, droppable, entry)
-        write = asyncio.get_running_loop().run_in_executor(self._db, self._backlog.drain,
-                                                           queued)
+        write = self._submit(job, droppable=droppable, entry=entry)
         try:
             await asyncio.shield(write)
         except asyncio.CancelledError:
@@ -250,10 +255,20 @@ class Watchdog:
             raise
 
     async def flush_probes(self) -> None:
-        """Write the batched probe rows with the state they moved, in one transaction."""
+        """Write the batched probe rows in one transaction. The lock is held while the write
+        is queued (so it keeps its place among the decisions), not while it runs: probes go
+        on deciding meanwhile. The rows moved no persisted state (see _commit)."""
         async with self._lock:
-            if self.batch:
-                await self._commit(self.state, [], self.clock())
+            if not self.batch:
+                return
+            rows, self.batch, state, now = self.batch, [], self.state, self.clock()
+            decision: tuple[Any, ...] = (state, state, [], now, rows, None, None)
+            write = self._submit(partial(self._write, *decision), droppable=True,
+                                 entry=partial(pending.decision_entry, *decision))
+        try:
+            await asyncio.shield(write)
+        except Fenced as exc:
+            log.warning("probe rows not written: %s", exc)
 
     async def flush(self) -> int:
         """Write the probe batch, retry what the database refused; returns what is queued."""
@@ -261,34 +276,19 @@ class Watchdog:
         await self._run(self._backlog.drain, None)
         return len(self._backlog)
 
-    def _write(self, old: MonitorState, new: MonitorState, events: list[Event], now: float,
-               rows: Sequence[ProbeResult], actor: Actor | None,
-               params: dict[str, Any] | None,
+    def _write(self, *decision: Any,
                records: tuple[dict[str, Any], dict[str, Any]] | None = None) -> None:
-        old_record, record = records or (to_record(old), to_record(new))
-        with self.store.write(busy_timeout_ms=DECISION_BUSY_MS, fenced=True) as session:
-            session.add_all([ProbeRow(version=r.version, service=self.service, at=r.at, ok=r.ok,
-                                      latency_ms=r.latency_ms, status=r.status,
-                                      failure=r.failure, detail=r.detail[:500]) for r in rows])
-            if record != old_record:
-                self.store.save_state(session, record, expected_epoch=old_record["epoch"],
-                                      now=now, service=self.service)
-            for event in events:
-                write_event(session, self.audit_key, event, new, now, actor=actor,
-                            params=params, enqueue=self.enqueue, service=self.service)
+        """decision: (old, new, events, now, rows, actor, params); see write_decision."""
+        write_decision(self.store, self.audit_key, self.enqueue, DECISION_BUSY_MS, *decision,
+                       records=records, service=self.service)
 
-    def _write_refusal(self, actor: Actor, action: str, target: str,
-                       params: dict[str, Any] | None, reason: str, why: str,
-                       now: float) -> None:
-        with self.store.write(busy_timeout_ms=DECISION_BUSY_MS, fenced=True) as session:
-            audit.append(session, self.audit_key, now=now, action=action, **actor.audit_fields(),
-                         target=target, outcome="refused", reason=why,
-                         params={**(params or {}), "reason": reason, "service": self.service})
+    def _write_refusal(self, *refusal: Any) -> None:  # (actor, action, target, params, ...)
+        write_refusal(self.store, self.audit_key, DECISION_BUSY_MS, *refusal, service=self.service)
 
     def _after(self, events: list[Event]) -> None:
         for version in engine.wants_probe_now(events):
             self.expedite(version)
-        if self.metrics:
+        if self.metrics and events:  # without an event neither the active nor the incident moved
             for event in events:
                 if label := failover_label(event):
                     self.metrics.failover(label)

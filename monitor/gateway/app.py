@@ -10,7 +10,10 @@ in time), 502/504 (the backend broke or timed out), 503 (all versions down).
 
 Only the book API is forwarded (``/books``, ``/books/{id}``, ``/books/search``); any other
 path is answered 404 by the gateway itself, so a service's /docs, /health or /chaos never
-reach the public side.
+reach the public side. Several services (:mod:`monitor.gateway.services`): the default one at
+``/books``, another one NAME at ``/NAME/books...`` with ``/NAME`` stripped before forwarding
+(``services`` maps NAME to its router; one dict lookup on the first path segment); an unknown
+NAME is 404. Each service has its own router, latency history and outcome counts.
 
 The deadline bounds everything up to the response headers, retries and back-off included; once
 a response has started, its body is streamed with ``attempt_timeout`` between chunks. An
@@ -31,8 +34,8 @@ import json
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from typing import Any
 
 import anyio
 import httpx
@@ -42,6 +45,7 @@ from monitor.gateway.balance import Balance, order
 from monitor.gateway.calls import Call, Outcome, Reply, Sender
 from monitor.gateway.headers import forward_headers, response_headers
 from monitor.gateway.hedge import race
+from monitor.gateway.lanes import Lane, Lanes, Metrics, Router, book_api
 from monitor.gateway.retry import Failure
 from monitor.gateway.timing import AttemptTimeouts
 from monitor.gateway.transport import Answer, UpstreamTransport
@@ -49,24 +53,11 @@ from monitor.gateway.transport import Answer, UpstreamTransport
 log = logging.getLogger(__name__)
 
 SMALL_BODY = 64 * 1024  # responses up to this size are read at once instead of streamed
-BOOKS = b"/books"
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
-
-
-
-
-class Router(Protocol):
-    def route_candidates(self) -> list[tuple[str, str]]: ...
-
-    def report_gateway_failure(self, version: str, failure: str) -> None: ...
-
-
-class Metrics(Protocol):
-    def gateway_request(self, version: str, outcome: str) -> None: ...
 
 
 def new_transport(*, max_connections: int = 128) -> httpx.AsyncBaseTransport:
@@ -89,7 +80,9 @@ class Gateway:
                  attempt_timeout: float, max_body: int, metrics: Metrics | None,
                  rng: Callable[[], float], clock: Callable[[], float],
                  timeouts: AttemptTimeouts, hedge: bool,
-                 balance: Balance = Balance.LEAST_OUTSTANDING) -> None:
+                 balance: Balance = Balance.LEAST_OUTSTANDING,
+                 services: Mapping[bytes, Router] | None = None,
+                 service_metrics: Callable[[str], Metrics] | None = None) -> None:
         self.router = router
         self.transport = transport
         self._owns_transport = transport is None
@@ -104,6 +97,9 @@ class Gateway:
         self.balance = balance
         self.sender = Sender(attempt_timeout, SMALL_BODY)
         self.outstanding: collections.Counter[str] = collections.Counter()
+        self.default = Lane("", router, timeouts, metrics)
+        self.lanes = Lanes(services if services is not None else {}, service_metrics,
+                           lambda: AttemptTimeouts(floor=timeouts.floor, ceiling=timeouts.ceiling))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -132,10 +128,15 @@ class Gateway:
     async def _proxy(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.transport is None:  # mounted without lifespan: create it on first use
             self.transport = new_transport()
-        if not _book_api(scope.get("raw_path") or scope["path"].encode()):
-            await _send_json(send, 404, {"error": "not found",
-                                         "detail": "the gateway forwards only /books"})
-            return
+        path: bytes = scope.get("raw_path") or scope["path"].encode()
+        if book_api(path):
+            lane = self.default
+        else:
+            found = self.lanes.find(path)
+            if isinstance(found, dict):
+                await _send_json(send, 404, found)
+                return
+            lane, path = found
         deadline = self.clock() + self.deadline
         try:
             async with asyncio.timeout(self.deadline):
@@ -153,7 +154,7 @@ class Gateway:
         method: str = scope["method"]
         headers = forward_headers(scope.get("headers", []), (scope.get("client") or [None])[0],
                                   scope.get("scheme", "http"))
-        target = scope.get("raw_path") or scope["path"].encode()
+        target = path
         if scope.get("query_string"):
             target = target + b"?" + scope["query_string"]
         if not _plain_target(target):
@@ -162,7 +163,7 @@ class Gateway:
             return
 
         try:
-            backends = order(retry.plan(self.router.route_candidates()),
+            backends = order(retry.plan(lane.router.route_candidates()),
                              self.balance, self.outstanding)
         except Exception:  # a broken router must not turn into a bare 500
             log.exception("route_candidates failed")
@@ -175,7 +176,7 @@ class Gateway:
 
         def attempt(at: int) -> tuple[str, Awaitable[Outcome]]:
             version, base_url = backends[at]
-            limit = self.timeouts.timeout_for(version, self.clock()) \
+            limit = lane.timeouts.timeout_for(version, self.clock()) \
                 if retryable and at < len(backends) - 1 else self.attempt_timeout
             return version, self._attempt(Call(method, base_url, target, headers, body),
                                           deadline, limit)
@@ -187,10 +188,10 @@ class Gateway:
             started = self.clock()
             if index == 0 and hedge:
                 index, started, (response, small_body, failure), lost = await race(
-                    attempt, self.timeouts.hedge_after(backends[0][0], started), self.clock,
+                    attempt, lane.timeouts.hedge_after(backends[0][0], started), self.clock,
                     self._drop)
                 for version, lost_failure in lost:
-                    self._report(version, lost_failure)
+                    self._report(lane, version, lost_failure)
                     failures.append((version, lost_failure))
                 version = backends[index][0]
             else:
@@ -198,11 +199,11 @@ class Gateway:
                 response, small_body, failure = await pending
             if failure is None:
                 assert response is not None
-                self.timeouts.observe(version, self.clock() - started, self.clock())
-                self._count(version, "retried" if failures else "ok")
-                await self._relay(response, small_body, version, send)
+                lane.timeouts.observe(version, self.clock() - started, self.clock())
+                self._count(lane, version, "retried" if failures else "ok")
+                await self._relay(response, small_body, lane, version, send)
                 return
-            self._report(version, failure)
+            self._report(lane, version, failure)
             failures.append((version, failure))
             again = index < len(backends) - 1 and retry.may_retry(method, failure)
             if again:
@@ -210,8 +211,8 @@ class Gateway:
                 if deadline - self.clock() <= delay:
                     again, out_of_time = False, True
             if response is not None and not again:  # the last 5xx answer goes back as it is
-                self._count(version, "failed")
-                await self._relay(response, small_body, version, send)
+                self._count(lane, version, "failed")
+                await self._relay(response, small_body, lane, version, send)
                 return
             if response is not None:
                 await _close(response)
@@ -219,7 +220,7 @@ class Gateway:
                 out_of_time = out_of_time or deadline <= self.clock()
                 break
             index += 1
-        await self._fail(send, backends, failures, out_of_time=out_of_time)
+        await self._fail(send, lane, backends, failures, out_of_time=out_of_time)
 
     @staticmethod
     async def _drop(outcome: Outcome) -> None:
@@ -270,7 +271,7 @@ class Gateway:
             if not message.get("more_body", False):
                 return b"".join(chunks)
 
-    async def _relay(self, response: Reply, body: bytes | None, version: str,
+    async def _relay(self, response: Reply, body: bytes | None, lane: Lane, version: str,
                      send: Send) -> None:
         """Send the backend's response to the client; ``body`` when already read, else the
         body is streamed from the backend."""
@@ -287,49 +288,49 @@ class Gateway:
             except httpx.HTTPError as exc:
                 # Too late to retry; raising makes the server abort the connection, so the
                 # client sees a truncated body instead of a complete-looking one.
-                self._report(version, retry.failure_of_error(exc))
+                self._report(lane, version, retry.failure_of_error(exc))
                 raise
             await send({"type": "http.response.body", "body": b""})
         finally:
             await _close(response)
 
-    async def _fail(self, send: Send, backends: list[tuple[str, str]],
+    async def _fail(self, send: Send, lane: Lane, backends: list[tuple[str, str]],
                     failures: list[tuple[str, Failure]],
                     *, out_of_time: bool) -> None:
         detail = [{"version": v, "failure": f.kind, "detail": f.detail} for v, f in failures]
         last_version = failures[-1][0] if failures else ""
         if not backends:
-            self._count("", "no_backend")
+            self._count(lane, "", "no_backend")
             await _send_json(send, 503, {"error": "all versions down",
                                          "detail": "no version is up"})
         elif out_of_time:
-            self._count(last_version, "failed")
+            self._count(lane, last_version, "failed")
             await _send_json(send, 504, {"error": "deadline exceeded",
                                          "detail": f"no answer within {self.deadline:g} s",
                                          "attempts": detail})
         elif not any(f.reached for _, f in failures):
-            self._count("", "no_backend")
+            self._count(lane, "", "no_backend")
             await _send_json(send, 503, {"error": "all versions down", "detail": detail})
         else:
             last = failures[-1][1]
-            self._count(last_version, "failed")
+            self._count(lane, last_version, "failed")
             status = 504 if last.kind == retry.TIMEOUT else 502
             error = "upstream timeout" if status == 504 else "bad gateway"
             await _send_json(send, status, {"error": error, "detail": detail})
 
-    def _report(self, version: str, failure: Failure) -> None:
+    def _report(self, lane: Lane, version: str, failure: Failure) -> None:
         log.debug("gateway attempt on %s failed: %s (%s)", version, failure.kind, failure.detail)
         if failure.kind == retry.BUSY:
             return  # our own pool was full: no evidence against the version
         try:
-            self.router.report_gateway_failure(version, failure.kind)
+            lane.router.report_gateway_failure(version, failure.kind)
         except Exception:  # passive evidence must never break a client request
             log.exception("report_gateway_failure failed")
 
-    def _count(self, version: str, outcome: str) -> None:
-        if self.metrics is not None:
+    def _count(self, lane: Lane, version: str, outcome: str) -> None:
+        if lane.metrics is not None:
             try:
-                self.metrics.gateway_request(version, outcome)
+                lane.metrics.gateway_request(version, outcome)
             except Exception:
                 log.exception("gateway metrics hook failed")
 
@@ -347,15 +348,6 @@ def _plain_target(target: bytes) -> bool:
     path = target.split(b"?", 1)[0]
     segments = path.replace(b"%2e", b".").replace(b"%2E", b".").split(b"/")
     return target.startswith(b"/") and not any(seg in (b".", b"..") for seg in segments)
-
-
-def _book_api(path: bytes) -> bool:
-    """``/books`` or ``/books/<one segment>`` (an id, or ``search``), nothing else."""
-    if path == BOOKS:
-        return True
-    rest = path[len(BOOKS) + 1:]
-    return path.startswith(BOOKS + b"/") and bool(rest) and b"/" not in rest \
-        and b"%2f" not in rest.lower()
 
 
 def _header(scope: Scope, name: bytes) -> bytes | None:
@@ -379,11 +371,13 @@ def create_gateway(router: Router, *, transport: httpx.AsyncBaseTransport | None
                    rng: Callable[[], float] = random.random,
                    clock: Callable[[], float] = time.monotonic,
                    attempt_floor: float = 0.1, hedge: bool = False,
-                   balance: Balance = Balance.LEAST_OUTSTANDING) -> Gateway:
+                   balance: Balance = Balance.LEAST_OUTSTANDING,
+                   services: Mapping[bytes, Router] | None = None,
+                   service_metrics: Callable[[str], Metrics] | None = None) -> Gateway:
     """Build the gateway ASGI app. Without ``transport`` it creates its pooled transport at
     lifespan startup (or on first request when run without lifespan), closed at shutdown."""
     return Gateway(router, transport=transport, deadline=deadline, attempt_timeout=attempt_timeout,
                    max_body=max_body, metrics=metrics, rng=rng, clock=clock,
                    timeouts=AttemptTimeouts(floor=min(attempt_floor, attempt_timeout),
                                             ceiling=attempt_timeout), hedge=hedge,
-                   balance=balance)
+                   balance=balance, services=services, service_metrics=service_metrics)

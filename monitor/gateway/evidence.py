@@ -8,6 +8,11 @@ route-feed key and the sender's clock; the monitor drops a datagram whose MAC is
 whose time is more than ``MAX_SKEW`` seconds away. Datagrams never block the gateway: while
 the monitor is down ``report`` drops them (evidence only makes probes come sooner; the
 monitor's own probes decide).
+
+Services: the default service's datagrams are ``{"v", "f", "t"}`` and ``{"c", "t"}`` as in a
+single-service release. Another service's carry ``"s"`` (its name) and other keys for the
+version and the counts (``"sv"``, ``"sc"``), so a monitor of an older release drops them
+instead of charging that service's failures to a default version of the same name.
 """
 
 from __future__ import annotations
@@ -42,18 +47,48 @@ def _sign(doc: dict[str, object], key: bytes) -> bytes:
     return body + b"\n" + hmac.new(key, body, hashlib.sha256).hexdigest().encode()
 
 
-def pack(version: str, failure: str, now: float, key: bytes) -> bytes:
+def pack(version: str, failure: str, now: float, key: bytes, service: str = "") -> bytes:
+    if service:
+        return _sign({"s": service, "sv": version, "f": failure, "t": now}, key)
     return _sign({"v": version, "f": failure, "t": now}, key)
 
 
-def pack_counts(counts: Counts, now: float, key: bytes) -> bytes:
+def pack_counts(counts: Counts, now: float, key: bytes, service: str = "") -> bytes:
+    if service:
+        return _sign({"s": service, "sc": [list(c) for c in counts], "t": now}, key)
     return _sign({"c": [list(c) for c in counts], "t": now}, key)
 
 
 def unpack_counts(raw: bytes, key: bytes, now: float) -> Counts | None:
-    """The outcome counts of a datagram, or None when it holds none to be believed."""
+    """The default service's outcome counts of a datagram, or None when it holds none to
+    be believed."""
     doc = _verified(raw, key, now)
-    counts = doc.get("c") if doc else None
+    return _counts(doc.get("c")) if doc else None
+
+
+Evidence = tuple[str, tuple[str, str] | None, Counts | None]  # service, report, counts
+
+
+def unpack_evidence(raw: bytes, key: bytes, now: float) -> Evidence | None:
+    """Any believed datagram as :data:`Evidence`, or None."""
+    doc = _verified(raw, key, now)
+    return read(doc) if doc is not None else None
+
+
+def read(doc: dict[str, object]) -> Evidence | None:
+    """(service, (version, failure) or None, counts or None) of a verified datagram, the
+    default service's with service ``""``; None when it holds nothing to be believed."""
+    service = doc.get("s", "")
+    if not isinstance(service, str):
+        return None
+    version, failure = doc.get("sv" if service else "v"), doc.get("f")
+    if isinstance(version, str) and isinstance(failure, str):
+        return service, (version, failure), None
+    counts = _counts(doc.get("sc" if service else "c"))
+    return (service, None, counts) if counts is not None else None
+
+
+def _counts(counts: object) -> Counts | None:
     if not isinstance(counts, list) or not all(
             isinstance(c, list) and len(c) == 3 and isinstance(c[0], str)
             and isinstance(c[1], str) and isinstance(c[2], int) and 0 < c[2] < 10**9
@@ -96,12 +131,12 @@ class Sender:
         self.sock.setblocking(False)
         self.sent = 0
 
-    def report(self, version: str, failure: str) -> None:
-        self._send(pack(version, failure, self.clock(), self.key))
+    def report(self, version: str, failure: str, service: str = "") -> None:
+        self._send(pack(version, failure, self.clock(), self.key, service))
 
-    def report_counts(self, counts: Counts) -> None:
+    def report_counts(self, counts: Counts, service: str = "") -> None:
         for start in range(0, len(counts), 16):  # small datagrams, whatever the versions
-            self._send(pack_counts(counts[start:start + 16], self.clock(), self.key))
+            self._send(pack_counts(counts[start:start + 16], self.clock(), self.key, service))
 
     def _send(self, datagram: bytes) -> None:
         try:
@@ -114,17 +149,26 @@ class Sender:
         self.sock.close()
 
 
+ServiceReport = Callable[[str, str, str], None]  # (service, version, failure)
+
+
 class Receiver:
-    """The monitor's end: calls ``on_report(version, failure)`` for each believed datagram."""
+    """The monitor's end: calls ``on_report(version, failure)`` for each believed datagram of
+    the default service, ``on_service_report(service, version, failure)`` and
+    ``on_service_counts(service, counts)`` for the others' (dropped without them)."""
 
     def __init__(self, data_dir: Path, key: bytes, clock: Callable[[], float],
                  on_report: Callable[[str, str], None],
-                 on_counts: Callable[[Counts], None] | None = None) -> None:
+                 on_counts: Callable[[Counts], None] | None = None, *,
+                 on_service_report: ServiceReport | None = None,
+                 on_service_counts: Callable[[str, Counts], None] | None = None) -> None:
         self.name = address(data_dir)
         self.key = key
         self.clock = clock
         self.on_report = on_report
         self.on_counts = on_counts
+        self.on_service_report = on_service_report
+        self.on_service_counts = on_service_counts
         self.sock: socket.socket | None = None
         self.received = 0
 
@@ -149,18 +193,28 @@ class Receiver:
                 return
             except OSError:
                 return
-            seen = unpack(raw, self.key, self.clock())
-            counts = unpack_counts(raw, self.key, self.clock()) if seen is None else None
-            if seen is None and counts is None:
-                continue
-            self.received += 1
             try:
-                if seen is not None:
-                    self.on_report(*seen)
-                elif counts is not None and self.on_counts is not None:
-                    self.on_counts(counts)
+                self._handle(raw)
             except Exception:
                 log.exception("gateway evidence handler failed")
+
+    def _handle(self, raw: bytes) -> None:
+        seen = unpack_evidence(raw, self.key, self.clock())
+        if seen is None:
+            return
+        self.received += 1
+        service, report, counts = seen
+        if report is not None:
+            if not service:
+                self.on_report(*report)
+            elif self.on_service_report is not None:
+                self.on_service_report(service, *report)
+        elif counts is not None:
+            if not service:
+                if self.on_counts is not None:
+                    self.on_counts(counts)
+            elif self.on_service_counts is not None:
+                self.on_service_counts(service, counts)
 
     def stop(self) -> None:
         if self.sock is not None:

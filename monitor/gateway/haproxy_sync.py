@@ -6,12 +6,18 @@ again) and every ``every`` seconds (a reconcile: when HAProxy's state differs fr
 without a decision, someone changed it behind the monitor's back; it is corrected and audited
 as drift). An unreachable HAProxy is audited and emailed once, until it answers again;
 ``status()`` is what /readyz and the dashboard show.
+
+Several services (:class:`ServiceSyncs`): one backend per service. The default service's
+backend is ``MONITOR_HAPROXY_BACKEND``; another service's backend is named like the service
+(``films`` for ``/films``; the name rules of :func:`monitor.gateway.route.valid_service` are
+valid HAProxy identifiers). Each backend is synced, verified and audited on its own (the audit
+rows name the backend); a service the monitor no longer offers is left as it was.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,3 +106,45 @@ class HAProxySync:
             log.error("HAProxy unreachable: %s", error)
             await self.record("haproxy.unreachable", self.backend, {"error": error}, "failed",
                               error, True)
+
+
+class ServiceSyncs:
+    """The default service's :class:`HAProxySync` and one more per other service, made alike
+    on the backend named like the service; the same ``tick``/``status`` as one sync."""
+
+    def __init__(self, default: HAProxySync,
+                 others: Callable[[], Mapping[str, Route]] | None) -> None:
+        self.default = default
+        self.others = others
+        self.syncs: dict[str, HAProxySync] = {}
+        self._routes: dict[str, Route] = {}
+        self._refused: set[str] = set()
+
+    async def tick(self) -> None:
+        await self.default.tick()
+        if self.others is None:
+            return
+        self._routes = dict(self.others())
+        for name in self._routes:
+            if name == self.default.backend:
+                if name not in self._refused:
+                    self._refused.add(name)
+                    log.error("service %s not synced to HAProxy: its backend is the default "
+                              "service's (MONITOR_HAPROXY_BACKEND)", name)
+                continue
+            sync = self.syncs.get(name)
+            if sync is None:
+                sync = self.syncs[name] = self._make(name)
+            await sync.tick()
+
+    def _make(self, name: str) -> HAProxySync:
+        base = self.default
+        return HAProxySync(base.api, name, lambda: self._routes[name], base.record, base.clock,
+                           every=base.every)
+
+    def status(self) -> dict[str, Any]:
+        status = self.default.status()
+        if self.syncs:
+            status["services"] = {name: sync.status() for name, sync in self.syncs.items()
+                                  if name in self._routes}
+        return status

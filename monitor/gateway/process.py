@@ -1,6 +1,7 @@
 """`python -m monitor gateway`: the client gateway as its own process.
 
-It follows the monitor's route file (:mod:`monitor.gateway.follow`), serves the book API on
+It follows the monitor's route files, one per service (:mod:`monitor.gateway.services`), serves
+the book API of each service (the default at ``/books``, another at ``/NAME/books``) on
 ``MONITOR_GATEWAY_PORT`` with the limits of :mod:`monitor.gateway.server`, and keeps serving
 the last route while the monitor is down. With ``MONITOR_GATEWAY_WORKERS`` above 1 it forks
 that many workers, each with its own SO_REUSEPORT socket (the kernel spreads connections),
@@ -24,9 +25,9 @@ from collections.abc import Callable
 from monitor.config import Settings
 from monitor.gateway.app import create_gateway
 from monitor.gateway.evidence import P99_US
-from monitor.gateway.follow import make_follower
 from monitor.gateway.route import PURPOSE
 from monitor.gateway.server import GatewayServer, Limits, listen
+from monitor.gateway.services import make_routes
 
 log = logging.getLogger("monitor.gateway")
 GRACE_S = 5.0
@@ -66,17 +67,18 @@ def _serve_one(settings: Settings, key: bytes, sock: socket.socket) -> int:
 
 
 async def _serve(settings: Settings, key: bytes, sock: socket.socket) -> int:
-    follower = make_follower(settings.data_dir, key, time.time)
-    follower.load()
+    routes = make_routes(settings.data_dir, key, time.time)
+    routes.load()
     outcomes = Outcomes()
-    app = create_gateway(follower, max_body=settings.gateway_max_body, metrics=outcomes,
+    app = create_gateway(routes.default, max_body=settings.gateway_max_body, metrics=outcomes,
                          attempt_timeout=settings.gateway_attempt_max,
-                         hedge=settings.gateway_hedge, balance=settings.gateway_balance)
+                         hedge=settings.gateway_hedge, balance=settings.gateway_balance,
+                         services=routes.table, service_metrics=outcomes.for_service)
     outcomes.quantiles = lambda version: app.timeouts.quantiles(version, app.clock())
     server = GatewayServer(app, limits_from(settings))
     await server.start(sock)
-    following = asyncio.create_task(follower.run())
-    counting = asyncio.create_task(outcomes.run(follower.report_counts))
+    following = asyncio.create_task(routes.run())
+    counting = asyncio.create_task(outcomes.run(routes.report_counts))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
@@ -87,7 +89,7 @@ async def _serve(settings: Settings, key: bytes, sock: socket.socket) -> int:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-    follower.report_counts(outcomes.take())
+    outcomes.flush(routes.report_counts)
     await app.aclose()
     return 0
 
@@ -95,11 +97,19 @@ async def _serve(settings: Settings, key: bytes, sock: socket.socket) -> int:
 class Outcomes:
     """Request outcomes counted here and sent to the monitor once a second (its metrics), with
     each answering version's recent p99 in microseconds (outcome ``P99_US``: a rollout's
-    analysis compares the canary's with the stable version's)."""
+    analysis compares the canary's with the stable version's). Another service's outcomes are
+    counted apart (:meth:`for_service`) and sent under its name, without p99."""
 
     def __init__(self) -> None:
         self.counts: collections.Counter[tuple[str, str]] = collections.Counter()
         self.quantiles: Callable[[str], tuple[float, float] | None] = lambda version: None
+        self.services: dict[str, Outcomes] = {}
+
+    def for_service(self, service: str) -> Outcomes:
+        counted = self.services.get(service)
+        if counted is None:
+            counted = self.services[service] = Outcomes()
+        return counted
 
     def gateway_request(self, version: str, outcome: str) -> None:
         self.counts[version, outcome] += 1
@@ -113,11 +123,18 @@ class Outcomes:
         self.counts.clear()
         return taken
 
-    async def run(self, send: Callable[[list[tuple[str, str, int]]], None]) -> None:
+    def flush(self, send: Callable[[list[tuple[str, str, int]], str], None]) -> None:
+        """Send what was counted: ``send(counts, service)``, the default's under ``""``."""
+        if self.counts:
+            send(self.take(), "")
+        for service, counted in self.services.items():
+            if counted.counts:
+                send(counted.take(), service)
+
+    async def run(self, send: Callable[[list[tuple[str, str, int]], str], None]) -> None:
         while True:
             await asyncio.sleep(1.0)
-            if self.counts:
-                send(self.take())
+            self.flush(send)
 
 
 def _supervise_workers(settings: Settings, key: bytes, sockets: list[socket.socket]) -> int:

@@ -9,6 +9,13 @@ Order: a route with a higher ``epoch`` (the engine's switch counter) always wins
 same epoch the later ``issued`` wins (the fallbacks change without a switch). A route from an
 older epoch is never applied, whatever its ``issued``.
 
+Services: the default service's route has no ``service`` key (the format of a single-service
+monitor, so gateways and monitors of different releases agree on it); any other service's
+route names its service inside the signed body, so a file renamed into another service's place
+is refused. A :class:`Removal` (a signed tombstone: service, epoch, issued) takes a service
+out of the gateway; a route issued after it brings the service back, whatever its epoch (a
+service added again may start counting anew).
+
 Weights (rollouts): ``weights`` gives a version (the canary) a percent of the requests as
 their first choice; the rest go to ``active`` first. No stickiness: each request is chosen
 on its own, and its retries still go to the other version.
@@ -19,12 +26,22 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 PURPOSE = "route-feed"
 MAX_ROUTE_BYTES = 64 * 1024
 GOLDEN = 0.6180339887498949  # turn x golden ratio mod 1: an even spread for any weight
+DEFAULT_PATH = "books"  # the first path segment of the default service (the book API)
+_SERVICE_NAME = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def valid_service(name: str) -> bool:
+    """A DNS label (lowercase letters, digits, inner hyphens, up to 63), other than ``books``
+    (``/books`` is the default service's book API): safe as a path segment, a file name and
+    an HAProxy backend name."""
+    return name != DEFAULT_PATH and _SERVICE_NAME.fullmatch(name) is not None
 
 
 class RouteError(ValueError):
@@ -46,6 +63,7 @@ class Route:
     issued: float
     replicas: dict[str, tuple[str, ...]] = field(default_factory=dict)
     weights: dict[str, int] = field(default_factory=dict)
+    service: str = ""  # empty for the default service
 
     def first_choice(self, turn: int) -> str:
         """The version request number `turn` goes to first: a weighted version for its
@@ -75,8 +93,9 @@ class Route:
     def same_path(self, other: Route) -> bool:
         """True when both send requests the same way (only ``issued`` may differ)."""
         return (self.epoch, self.active, self.fallbacks, self.urls, self.replicas,
-                self.weights) == (other.epoch, other.active, other.fallbacks, other.urls,
-                                  other.replicas, other.weights)
+                self.weights, self.service) == (other.epoch, other.active, other.fallbacks,
+                                                other.urls, other.replicas, other.weights,
+                                                other.service)
 
     def as_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {"epoch": self.epoch, "active": self.active,
@@ -86,13 +105,34 @@ class Route:
             body["replicas"] = {v: list(urls) for v, urls in self.replicas.items()}
         if self.weights:
             body["weights"] = dict(self.weights)
+        if self.service:
+            body["service"] = self.service
         return body
 
 
-def newer(candidate: Route, held: Route | None) -> bool:
-    """Whether ``candidate`` replaces ``held``: a higher epoch, or the same epoch issued later."""
+@dataclass(frozen=True)
+class Removal:
+    """The monitor took ``service`` away: the gateway stops routing it (404)."""
+
+    service: str
+    epoch: int
+    issued: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"service": self.service, "removed": True, "epoch": self.epoch,
+                "issued": self.issued}
+
+
+Entry = Route | Removal
+
+
+def newer(candidate: Entry, held: Entry | None) -> bool:
+    """Whether ``candidate`` replaces ``held``: a higher epoch, or the same epoch issued later;
+    after a removal, anything issued later."""
     if held is None:
         return True
+    if isinstance(held, Removal):
+        return candidate.issued > held.issued
     if candidate.epoch != held.epoch:
         return candidate.epoch > held.epoch
     return candidate.issued > held.issued
@@ -102,7 +142,7 @@ def _canonical(body: dict[str, Any]) -> bytes:
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
-def encode(route: Route, key: bytes) -> bytes:
+def encode(route: Entry, key: bytes) -> bytes:
     body = route.as_dict()
     mac = hmac.new(key, _canonical(body), hashlib.sha256).hexdigest()
     return _canonical({**body, "mac": mac}) + b"\n"
@@ -110,6 +150,14 @@ def encode(route: Route, key: bytes) -> bytes:
 
 def decode(raw: bytes, key: bytes) -> Route:
     """The route in ``raw`` if its MAC is right and its shape valid, else RouteError."""
+    entry = decode_entry(raw, key)
+    if isinstance(entry, Removal):
+        raise RouteError(f"service {entry.service} was removed")
+    return entry
+
+
+def decode_entry(raw: bytes, key: bytes) -> Entry:
+    """The route or removal in ``raw`` if its MAC is right and its shape valid."""
     if len(raw) > MAX_ROUTE_BYTES:
         raise RouteError(f"route document larger than {MAX_ROUTE_BYTES} bytes")
     try:
@@ -122,10 +170,25 @@ def decode(raw: bytes, key: bytes) -> Route:
     expected = hmac.new(key, _canonical(doc), hashlib.sha256).hexdigest()
     if not hmac.compare_digest(mac.encode(), expected.encode()):
         raise RouteError("route document mac does not match (wrong key or altered)")
-    return _shape(doc)
+    service = doc.get("service", "")
+    if not isinstance(service, str) or (service and not valid_service(service)):
+        raise RouteError("route service must be a service name")
+    if doc.get("removed") is True:
+        return _removal(doc, service)
+    return _shape(doc, service)
 
 
-def _shape(doc: dict[str, Any]) -> Route:
+def _removal(doc: dict[str, Any], service: str) -> Removal:
+    epoch, issued = doc.get("epoch"), doc.get("issued")
+    if not service:
+        raise RouteError("the default service cannot be removed")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0 or \
+            not isinstance(issued, int | float) or isinstance(issued, bool):
+        raise RouteError("removal epoch and issued must be numbers")
+    return Removal(service=service, epoch=epoch, issued=float(issued))
+
+
+def _shape(doc: dict[str, Any], service: str) -> Route:
     epoch, active, fallbacks = doc.get("epoch"), doc.get("active"), doc.get("fallbacks")
     urls, issued = doc.get("urls"), doc.get("issued")
     if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 0:
@@ -154,4 +217,4 @@ def _shape(doc: dict[str, Any]) -> Route:
         raise RouteError("route weights must map its versions to percents (0-100, sum <= 100)")
     return Route(epoch=epoch, active=active, fallbacks=tuple(fallbacks), urls=dict(urls),
                  issued=float(issued), replicas={k: tuple(v) for k, v in replicas.items()},
-                 weights=dict(weights))
+                 weights=dict(weights), service=service)

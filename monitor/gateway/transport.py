@@ -76,11 +76,12 @@ class Answer:
 
 
 class UpstreamTransport(httpx.AsyncBaseTransport):
-    def __init__(self, *, max_connections: int = 128, keepalive_expiry: float = 4.0) -> None:
+    def __init__(self, *, max_connections: int = 128, keepalive_expiry: float = 4.0,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self.max_connections = max_connections  # per origin
         self.keepalive_expiry = keepalive_expiry
         self._pools: dict[tuple[str, str, int], _Pool] = {}
-        self._ssl: ssl.SSLContext | None = None
+        self._ssl: ssl.SSLContext | None = ssl_context  # the default context when None
         self._closed = False
 
     async def send(self, origin: Origin, method: str, data: bytes, timeout: Timeouts, *,

@@ -8,6 +8,7 @@ zero, so `rate()` and alerts work before the first event.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -61,6 +62,12 @@ class Metrics:
             "monitor_write_queue", "Decisions and probe rows waiting for the database "
             "(journaled); above 0 the monitor is degraded", registry=r)
         self.queued_writes = 0
+        # labelled children by label values: `labels()` validates and locks on every call,
+        # which costs more than the probe's own bookkeeping at a thousand probes a second
+        self._probe_counts: dict[tuple[str, str], Any] = {}
+        self._probe_latency: dict[str, Any] = {}
+        self._version_up: dict[str, tuple[Any, float]] = {}
+        self._active: tuple[str, tuple[str, ...]] | None = None
         for reason in FAILOVER_REASONS:
             self.failovers.labels(reason=reason)
         for status in NOTICE_STATUSES:
@@ -74,11 +81,24 @@ class Metrics:
               latency_ms: float | None) -> None:
         """Count one probe; a probe without a latency (refused, timeout) is only counted."""
         outcome = "ok" if ok else (failure or "unknown")
-        self.probes.labels(version=version, outcome=outcome).inc()
+        counter = self._probe_counts.get((version, outcome))
+        if counter is None:
+            counter = self._probe_counts[(version, outcome)] = self.probes.labels(
+                version=version, outcome=outcome)
+        counter.inc()
         if latency_ms is not None:
-            self.probe_latency.labels(version=version).observe(max(latency_ms, 0.0) / 1000.0)
+            histogram = self._probe_latency.get(version)
+            if histogram is None:
+                histogram = self._probe_latency[version] = self.probe_latency.labels(
+                    version=version)
+            histogram.observe(max(latency_ms, 0.0) / 1000.0)
 
     def set_active(self, version: str, versions: Sequence[str]) -> None:
+        """One gauge per version; a call that changes nothing costs nothing."""
+        key = (version, tuple(versions))
+        if key == self._active:
+            return
+        self._active = key
         for name in versions:
             self.active.labels(version=name).set(1 if name == version else 0)
 
@@ -100,7 +120,12 @@ class Metrics:
         self.gateway_requests.labels(version=version, outcome=outcome).inc()
 
     def set_version_state(self, version: str, state: str) -> None:
-        self.version_up.labels(version=version).set(1 if state == "up" else 0)
+        value = 1.0 if state == "up" else 0.0
+        gauge, last = self._version_up.get(version) or (self.version_up.labels(version=version),
+                                                         None)
+        if value != last:
+            gauge.set(value)
+            self._version_up[version] = gauge, value
 
     def render(self) -> tuple[bytes, str]:
         """The exposition body and its content type, for the /metrics route."""

@@ -53,9 +53,11 @@ def migrate(store: Store, *, models_too: bool = True) -> str:
     from monitor.storage import (  # noqa: F401 - their tables join the metadata
         commands,
         lease,
+        probe_fold,
         rollouts,
         segments,
         specs,
+        tiers,
     )
 
     with store.writer.connect() as connection:

@@ -17,6 +17,7 @@ class Load:
     workers: int = 4
     time_limit: float = 120.0
     header: str = "x-served-by"  # who answered: the gateway's header, or the service's own
+    path: str = "/books"  # another service's book API through the gateway: /NAME/books
     answers: list[tuple[float, int, str]] = field(default_factory=list)  # (at, status, by)
     errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -40,7 +41,7 @@ class Load:
             while not self._stop.is_set() and time.monotonic() < deadline \
                     and len(self.answers) < MAX_REQUESTS:
                 try:
-                    answer = client.get("/books", params={"q": "whale", "limit": 2})
+                    answer = client.get(self.path, params={"q": "whale", "limit": 2})
                     self.answers.append((time.monotonic(), answer.status_code,
                                          answer.headers.get(self.header, "")))
                     if answer.status_code != 200:

@@ -5,7 +5,7 @@ import collections
 
 import pytest
 
-from monitor.failover.scheduler import Scheduler, jittered
+from monitor.failover.scheduler import Scheduler, jittered, spread
 from tests.support import eventually
 
 
@@ -97,3 +97,99 @@ async def test_it_reports_how_late_each_probe_started():
     finally:
         scheduler.shutdown()
     assert lags[0] < 0.05 <= lags[1]  # the second start waited at least as long as the first ran
+
+
+@pytest.mark.parametrize("count, over", [(1, 2.0), (4, 2.0), (1000, 2.0), (10, 0.0)])
+def test_it_spreads_the_first_probes_evenly_over_the_first_delay(count, over):
+    for rng in (lambda: 0.0, lambda: 0.999):
+        delays = spread(count, over, rng)
+        assert len(delays) == count
+        slices = [int(d / over * count) if over else 0 for d in delays]
+        assert slices == ([0] * count if not over else list(range(count)))  # one per slice
+
+
+async def test_it_starts_the_first_probes_spread_over_the_first_delay_and_keeps_probing():
+    loop = asyncio.get_running_loop()
+    started: dict[str, list[float]] = collections.defaultdict(list)
+    versions = tuple(f"v{i}" for i in range(20))
+
+    async def cycle(version):
+        started[version].append(loop.time())
+        return 0.05
+
+    scheduler = Scheduler(cycle=cycle, versions=versions, first_delay=0.4)
+    begun = loop.time()
+    scheduler.start()
+    try:
+        await eventually(lambda: all(len(started[v]) >= 3 for v in versions))
+    finally:
+        scheduler.shutdown()
+    firsts = sorted(started[v][0] - begun for v in versions)
+    assert firsts[-1] - firsts[0] > 0.2  # not all at once: spread over the 0.4 s
+
+
+async def test_it_shares_one_in_flight_bound_between_schedulers_with_the_same_names():
+    slots = asyncio.Semaphore(2)
+    running, most = [0], [0]
+    runs: collections.Counter[tuple[str, str]] = collections.Counter()
+
+    def cycle_of(service):
+        async def cycle(version):
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            await asyncio.sleep(0.02)
+            running[0] -= 1
+            runs[(service, version)] += 1
+            return 0.0
+        return cycle
+
+    schedulers = [Scheduler(cycle=cycle_of(s), versions=("v1", "v2", "v3"), first_delay=0.01,
+                            in_flight=slots) for s in ("books", "films")]
+    for scheduler in schedulers:
+        scheduler.start()
+    try:
+        await eventually(lambda: len(runs) == 6 and min(runs.values()) >= 2)
+    finally:
+        for scheduler in schedulers:
+            scheduler.shutdown()
+    assert most[0] == 2  # both services' versions probed, never more than two at once
+
+
+async def test_it_keeps_probing_a_version_whose_cycle_raised_and_stops_at_shutdown():
+    runs = collections.Counter()
+
+    async def cycle(version):
+        runs[version] += 1
+        if runs[version] == 1:
+            raise RuntimeError("a bug in one cycle")
+        return 0.01
+
+    scheduler = Scheduler(cycle=cycle, versions=("v1",), first_delay=0.0)
+    scheduler.start()
+    try:
+        await eventually(lambda: runs["v1"] >= 3)
+    finally:
+        scheduler.shutdown()
+    stopped_at = runs["v1"]
+    await asyncio.sleep(0.1)
+    assert runs["v1"] <= stopped_at + 1  # at most the cycle that was running finishes
+
+
+async def test_it_probes_added_versions_at_once_and_removed_ones_no_more():
+    runs = collections.Counter()
+
+    async def cycle(version):
+        runs[version] += 1
+        return 0.02
+
+    scheduler = Scheduler(cycle=cycle, versions=("v1", "v2"), first_delay=0.0)
+    scheduler.start()
+    try:
+        await eventually(lambda: runs["v2"] >= 1)
+        scheduler.set_versions(("v1", "v3"))
+        await eventually(lambda: runs["v3"] >= 2)
+        seen_v2 = runs["v2"]
+        await eventually(lambda: runs["v3"] >= 8)
+    finally:
+        scheduler.shutdown()
+    assert runs["v2"] <= seen_v2 + 1

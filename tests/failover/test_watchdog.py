@@ -291,3 +291,34 @@ async def test_it_fails_over_when_a_version_has_fewer_ready_replicas_than_min_re
     assert failed and all(r.failure == "replicas" for r in failed)
     (switch,) = [r for r in rows(store, AuditRow) if r.action == "failover.automatic"]
     assert "minReady 2" in switch.evidence
+
+
+async def test_it_keeps_probing_while_the_probe_rows_are_written(store, services):
+    """flush_probes holds the lock only to queue its write: a probe decided while the write
+    runs is batched at once, and no row is lost."""
+    import asyncio
+    import threading
+
+    clock = FakeClock(1000.0)
+    dog = make_watchdog(store, services, clock)
+    await probe_all(dog, clock, rounds=2)
+    await dog.flush_probes()
+    real_write = dog._write
+    writing, release = threading.Event(), threading.Event()
+
+    def held_write(*args, **kwargs):
+        writing.set()
+        release.wait(timeout=10)
+        real_write(*args, **kwargs)
+
+    dog._write = held_write
+    await dog.cycle("v2")
+    flush = asyncio.create_task(dog.flush_probes())
+    assert await asyncio.to_thread(writing.wait, 10)
+    await asyncio.wait_for(dog.cycle("v3"), timeout=5)  # not held up by the running write
+    assert [r.version for r in dog.batch] == ["v3"]
+    release.set()
+    await flush
+    dog._write = real_write
+    await dog.flush()
+    assert len(rows(store, ProbeRow)) == 2 * 3 + 2

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from monitor.gateway.haproxy import Admin, HAProxyError, Server, desired, drift, parse_state
-from monitor.gateway.haproxy_sync import HAProxySync
+from monitor.gateway.haproxy_sync import HAProxySync, ServiceSyncs
 from monitor.gateway.route import Route
 
 URLS = {"v1": "http://a:1", "v2": "http://a:2", "v3": "http://a:3"}
@@ -152,3 +152,50 @@ async def test_it_reports_an_unreachable_haproxy_once_and_its_return():
     await sync.tick()
     assert sync.status()["reachable"] is True
     assert [a for a, _, _, _ in recorder.rows] == ["haproxy.unreachable", "haproxy.reachable"]
+
+
+class Backends:
+    """The Runtime API of an HAProxy with one backend per service (a FakeAPI each)."""
+
+    def __init__(self, **backends: FakeAPI) -> None:
+        self.backends = backends
+
+    async def servers(self, backend: str) -> dict[str, Server]:
+        if backend not in self.backends:
+            raise HAProxyError(f"HAProxy has no servers in backend {backend!r}")
+        return await self.backends[backend].servers(backend)
+
+    async def set_state(self, backend: str, server: str, state: Admin) -> None:
+        await self.backends[backend].set_state(backend, server, state)
+
+
+async def test_it_drives_one_backend_per_service_named_like_the_service():
+    books, films = FakeAPI(v1="ready", v2="ready", v3="ready"), FakeAPI(v1="ready", v2="ready")
+    current, now = [route("v1", ["v2", "v3"])], [0.0]
+    recorder = Recorder()
+    default = HAProxySync(Backends(books=books, films=films), "books",  # type: ignore[arg-type]
+                          lambda: current[0], recorder, lambda: now[0])
+    others = {"films": route("v2", ["v1"]), "books2": route("v1")}
+    syncs = ServiceSyncs(default, lambda: others)
+    await syncs.tick()
+    # balance first: the active v2 must be the first ready server of its backend
+    assert films.admins == {"v1": "maint", "v2": "ready"} and books.commands == []
+    others["films"] = route("v1", [], epoch=1)
+    now[0] = 0.5
+    await syncs.tick()
+    assert films.admins == {"v1": "ready", "v2": "maint"}  # only the film backend moved
+    assert books.commands == []
+    status = syncs.status()
+    assert status["services"]["films"]["applied_epoch"] == 1
+    assert status["services"]["books2"]["reachable"] is False  # no such backend: audited
+    assert [(a, notify) for a, _, _, notify in recorder.rows] == [("haproxy.unreachable", True)]
+
+
+async def test_it_never_drives_the_default_backend_for_another_service():
+    books = FakeAPI(v1="ready", v2="ready", v3="ready")
+    default = HAProxySync(Backends(books=books), "books",  # type: ignore[arg-type]
+                          lambda: route("v1", ["v2", "v3"]), Recorder(), lambda: 0.0)
+    syncs = ServiceSyncs(default, lambda: {"books": route("v3")})
+    await syncs.tick()
+    assert books.admins == {"v1": "ready", "v2": "ready", "v3": "ready"}
+    assert syncs.syncs == {}

@@ -82,6 +82,20 @@ def test_it_sets_incident_notice_and_version_gauges():
     assert up == {"v1": 1, "v2": 0, "v3": 0}
 
 
+def test_it_follows_every_change_of_a_version_gauge_and_the_active_version():
+    m = Metrics()
+    for state in ("up", "up", "down", "down", "up"):  # repeats cost nothing, changes show
+        m.set_version_state("v1", state)
+    for active in ("v1", "v2", "v2", "v1"):
+        m.set_active(active, ["v1", "v2"])
+
+    got = samples(m)
+    assert got[("monitor_version_up", (("version", "v1"),))] == 1
+    assert [got[("monitor_active_version", (("version", v),))] for v in ("v1", "v2")] == [1, 0]
+    m.set_version_state("v1", "down")
+    assert samples(m)[("monitor_version_up", (("version", "v1"),))] == 0
+
+
 def test_it_counts_supervisor_restarts_and_gateway_requests():
     m = Metrics()
     m.supervisor_restart("v2")

@@ -53,3 +53,19 @@ def test_it_merges_rollups_and_raw_probes_in_one_bucket(store):
     (bucket,) = history(store, since=T0, until=T0 + 3600, bucket_s=3600)["v1"]
     assert (bucket.count, bucket.ok_count, bucket.latency_max) == (33, 29, 40.0)
     assert bucket.latency_ms == pytest.approx(310.0 / 29)
+
+
+def test_it_adds_the_hourly_tier_to_the_minutes_and_the_raw_probes(store):
+    from monitor.storage.rollup_reads import uptime
+    from monitor.storage.tiers import ProbeHourly
+
+    with store.write() as session:
+        session.add(ProbeHourly(version="v1", bucket=T0, count=360, ok_count=300,
+                                latency_sum=600.0, latency_max=9.0))
+        session.add(ProbeRollup(version="v1", bucket=T0 + 3600, count=6, ok_count=6,
+                                latency_sum=12.0, latency_max=2.0))
+    add_probes(store, "v1", T0 + 7200, [2.0, None])
+    found = summary(history(store, since=T0, until=T0 + 3 * 3600, bucket_s=3600))
+    assert found == {"v1": [(0, 360, 300, 2.0), (3600, 6, 6, 2.0), (7200, 2, 1, 2.0)]}
+    assert uptime(store, since=T0, until=T0 + 3 * 3600) == {"v1": round(100 * 307 / 368, 2)}
+    assert uptime(store, since=T0 + 3600, until=T0 + 3 * 3600) == {"v1": 87.5}

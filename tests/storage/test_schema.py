@@ -10,7 +10,9 @@ from sqlmodel import SQLModel, select
 from monitor.storage import (  # noqa: F401 - their tables join the metadata
     commands,
     lease,
+    probe_fold,
     specs,
+    tiers,
 )
 from monitor.storage.schema import current_revision, head_revision, migrate
 from monitor.storage.store import AuditRow, Store, User

@@ -77,14 +77,18 @@ async def api_audit(actor: str = "", action: str = "", since: str = queries.time
 
 @router.get("/api/probes", responses=UNKNOWN_SERVICE)
 async def api_probes(version: str = "", since: float = Query(0.0, ge=0, le=queries.MAX_TIME),
+                     before: str = queries.before_query(),
                      limit: int = Query(100, ge=1, le=1000),
-                     offset: int = Query(0, ge=0, le=queries.MAX_OFFSET),
                      service: str = service_query(),
                      state: Web = Depends(web)) -> dict[str, Any]:
-    rows = await asyncio.to_thread(state.runtime.store.probes, version or None, since=since,
-                                   limit=limit + 1, offset=offset,
-                                   service=known_service(state, service))
-    return {"rows": [r.model_dump() for r in rows[:limit]], "has_next": len(rows) > limit}
+    """Newest first, keyset-paged: pass `next_before` as `before` for the next (older) page;
+    `service=`: only that service's probes (404 for an unknown one)."""
+    rows, has_next = await asyncio.to_thread(queries.probes_page, state.runtime.store,
+                                             version=version or None, since=since,
+                                             before=before, size=limit,
+                                             service=known_service(state, service))
+    return {"rows": [r.model_dump() for r in rows], "has_next": has_next,
+            "next_before": queries.next_before(rows, has_next)}
 
 
 @router.get("/api/notices")

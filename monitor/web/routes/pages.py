@@ -4,6 +4,7 @@ users. Read-only (GET)."""
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -13,8 +14,10 @@ from monitor.services import ServiceUnit
 from monitor.storage.rollout_reads import latest_rollout_rows
 from monitor.storage.users import list_users
 from monitor.web import queries
+from monitor.web.cached import Cached
 from monitor.web.deps import Web, render, web
 from monitor.web.forms import FAULTS
+from monitor.web.plots import MAX_AGE_S, ChartWindow
 from monitor.web.rollout_view import timeline
 from monitor.web.routes.api import (
     UNKNOWN_SERVICE,
@@ -28,12 +31,17 @@ from monitor.web.views import Pager, chart
 router = APIRouter()
 PAGE_SIZE = 50
 CHART_MINUTES = 15
+CHART_MAX_AGE_S = MAX_AGE_S[ChartWindow.MINUTES_15]  # as fresh as the 15-minute chart page
 
 
-async def _chart(state: Web, unit: ServiceUnit, page: int = 1) -> dict[str, Any]:
-    """The latency chart of one page of the service's versions."""
+def _compute_chart(state: Web, service: str, page: int) -> dict[str, Any]:
+    """Blocking: the series and the geometry of one page of a service's versions, in a worker
+    thread (never on the event loop)."""
+    unit = state.runtime.services.get(service)
+    if unit is None:  # removed by a spec revision meanwhile
+        return chart({}, now=state.now(), minutes=CHART_MINUTES)
     shown = set(unit.policy.versions[(page - 1) * PAGE_SIZE:page * PAGE_SIZE])
-    series = await asyncio.to_thread(unit.reads.latency_series, CHART_MINUTES)
+    series = unit.reads.latency_series(CHART_MINUTES)
     return chart({v: points for v, points in series.items() if v in shown}, now=state.now(),
                  minutes=CHART_MINUTES)
 
@@ -50,6 +58,21 @@ def service_rows(units: list[ServiceUnit], page: int) -> tuple[list[dict[str, An
              "paused": u.watchdog.state.paused, "incident": u.watchdog.state.incident}
             for u in units[(page - 1) * PAGE_SIZE:page * PAGE_SIZE]]
     return rows, Pager(page, PAGE_SIZE, len(units) > page * PAGE_SIZE)
+
+
+async def _chart(request: Request, state: Web, unit: ServiceUnit,
+                 page: int = 1) -> dict[str, Any]:
+    """The chart of a page of a service's versions, computed at most once per
+    CHART_MAX_AGE_S for every viewer; one cache per (service, page), pages past the last
+    share the last page's (so the caches are bounded by the configuration)."""
+    page = min(page, max(1, -(-len(unit.policy.versions) // PAGE_SIZE)))
+    caches: dict[tuple[str, int], Cached[dict[str, Any]]] = getattr(
+        request.app.state, "overview_charts", {})
+    request.app.state.overview_charts = caches
+    if (unit.name, page) not in caches:
+        caches[unit.name, page] = Cached(partial(_compute_chart, state, unit.name, page),
+                                         max_age=CHART_MAX_AGE_S, clock=state.runtime.clock)
+    return (await caches[unit.name, page].get()).value
 
 
 async def _rollout(state: Web, status: dict[str, Any]) -> dict[str, Any] | None:
@@ -72,7 +95,8 @@ async def overview(request: Request, service: str = service_query(),
     shown = status["versions"][start:start + PAGE_SIZE]
     return render(request, "overview.html", {
         "status": {**status, "versions": shown}, "faults": FAULTS,
-        "chart": await _chart(state, unit, versions_page), "primary": unit.policy.versions[0],
+        "chart": await _chart(request, state, unit, versions_page),
+        "primary": unit.policy.versions[0],
         "versions": [v["name"] for v in shown], "dataplane": dataplane_status(state.runtime),
         "versions_pager": Pager(versions_page, PAGE_SIZE,
                                 len(status["versions"]) > start + PAGE_SIZE),
@@ -88,7 +112,7 @@ async def chart_partial(request: Request, service: str = service_query(),
                         state: Web = Depends(web)) -> Response:
     """The latency chart alone, for app.js to swap in without a full reload."""
     return render(request, "partials/chart.html",
-                  {"chart": await _chart(state, _unit(state, service), versions_page)})
+                  {"chart": await _chart(request, state, _unit(state, service), versions_page)})
 
 
 @router.get("/partials/rollout", response_class=HTMLResponse)
@@ -116,17 +140,18 @@ async def audit_page(request: Request, actor: str = "", action: str = "",
 
 
 @router.get("/health-log", response_class=HTMLResponse, responses=UNKNOWN_SERVICE)
-async def health_log(request: Request, version: str = "", page: int = Query(1, ge=1, le=10_000),
+async def health_log(request: Request, version: str = "", before: str = queries.before_query(),
                      service: str = service_query(), state: Web = Depends(web)) -> Response:
+    """Newest first, keyset-paged: the "Older" link carries the last row's id as `before`;
+    `service=`: one service's probes (all services' without it)."""
     versions = list(_unit(state, service).urls) if service else state.versions
     chosen = version if version in versions else ""
-    pager = Pager(page, PAGE_SIZE, False)
-    rows = await asyncio.to_thread(state.runtime.store.probes, chosen or None,
-                                   limit=PAGE_SIZE + 1, offset=pager.offset,
-                                   service=service or None)
-    pager = Pager(page, PAGE_SIZE, len(rows) > PAGE_SIZE)
+    rows, has_next = await asyncio.to_thread(queries.probes_page, state.runtime.store,
+                                             version=chosen or None, since=0.0, before=before,
+                                             size=PAGE_SIZE, service=service or None)
     return render(request, "health_log.html", {
-        "rows": rows[:PAGE_SIZE], "pager": pager, "versions": versions, "version": chosen,
+        "rows": rows, "versions": versions, "version": chosen, "before": before,
+        "next_before": queries.next_before(rows, has_next),
         "service": service, "services": list(state.runtime.services)})
 
 
