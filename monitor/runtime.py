@@ -277,7 +277,11 @@ class Runtime:
     def route_candidates(self) -> list[tuple[str, str]]:
         return self.reads.route_candidates()
 
-    def report_gateway_failure(self, version: str, failure: str) -> None:
+    def report_gateway_failure(self, version: str, failure: str,
+                               service: str | None = None) -> None:
+        """A gateway failure: probe that version soon (never a failover on its own)."""
+        if service not in (None, self.service):
+            return self.fleet.report_failure(service, version, failure)
         self.watchdog.report_passive(version, failure)
         self.rollout.observe_failure(version)
 

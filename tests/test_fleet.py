@@ -318,3 +318,10 @@ def test_it_takes_gateway_failures_as_evidence_of_the_service_named(runtime, ser
     seen = {name: unit.watchdog.hurry for name, unit in runtime.services.items()}
     assert seen == {"books": set(), "films": set(), **(
         {hurried[0]: {hurried[1]}} if hurried else {})}
+
+
+def test_it_takes_a_gateway_failure_naming_a_service_through_the_runtime(runtime):
+    runtime.report_gateway_failure("a", "refused", service="films")
+    runtime.report_gateway_failure("v2", "refused")
+    assert runtime.fleet.unit("films").watchdog.hurry == {"a"}
+    assert runtime.watchdog.hurry == {"v2"}
