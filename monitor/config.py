@@ -1,8 +1,7 @@
 """Settings: MONITOR_* environment variables and `.env`, validated loudly at start.
 
-Lists and maps are parsed once, here, into typed values (`services` a dict, `service_ports`
-three ints, `trusted_proxies` and `smtp_to` tuples); the failover policy's defaults come from
-the engine's `Policy`, defined once.
+Lists and maps are parsed once, here, into typed values (`services` and `extra_services` dicts,
+`service_ports` three ints, `trusted_proxies` and `smtp_to` tuples); policy defaults: `Policy`.
 """
 
 from __future__ import annotations
@@ -20,6 +19,7 @@ from dotenv import dotenv_values
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from monitor import setting_values
 from monitor.failover.canary import Canary
 from monitor.failover.model import Policy
 from monitor.gateway.balance import Balance
@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     database_url: str = ""
     services: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     service_ports: Annotated[tuple[int, int, int], NoDecode] = (8001, 8002, 8003)
+    extra_services: setting_values.Fleet = Field(default_factory=dict)
 
     interval: float = Field(DEFAULT_POLICY.interval, gt=0, le=3600)
     fast_interval: float = Field(DEFAULT_POLICY.fast_interval, gt=0, le=3600)

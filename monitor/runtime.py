@@ -27,18 +27,19 @@ from monitor.config import Settings
 from monitor.desired.reshape import reshape, retire_fixed_services
 from monitor.desired.rollout_driver import TICK_S, RolloutDriver
 from monitor.desired.service import DesiredService, LiveUrls
-from monitor.failover.model import Policy
 from monitor.failover.operations import ActionResult, Operations
 from monitor.failover.probe_client import probe_client
 from monitor.failover.scheduler import Scheduler
 from monitor.failover.status import LatencySeries, StatusReader
 from monitor.failover.watchdog import Watchdog
+from monitor.fleet import Fleet
 from monitor.notices import delivery
 from monitor.ops.checkpointer import Checkpointer
 from monitor.ops.leadership import LeaderDuties
 from monitor.ops.metrics import Metrics
 from monitor.ops.supervisor import ChildSpec, Supervisor
 from monitor.recorder import Notice, Recorder
+from monitor.services import Actions, Routes, ServiceUnit, default_name, policy_from, wait_live
 from monitor.storage import retention
 from monitor.storage.commands import CommandKind
 from monitor.storage.journal import Journal
@@ -57,16 +58,6 @@ def tls_context() -> ssl.SSLContext:
     """One verifying TLS context per process, for https service URLs: loading the CA bundle
     costs about 0.1 s, too much to repeat for every runtime a test builds."""
     return httpx.create_ssl_context()
-
-
-def policy_from(settings: Settings, versions: tuple[str, ...] | None = None) -> Policy:
-    """The failover policy of the settings, for `versions` (the settings' own by default)."""
-    return Policy(
-        versions=versions or tuple(settings.service_urls()), fall=settings.fall,
-        rise=settings.rise,
-        cooldown=settings.cooldown, startup_grace=settings.startup_grace,
-        auto_failback_after=settings.auto_failback_after, interval=settings.interval,
-        fast_interval=settings.fast_interval, down_interval=settings.down_interval)
 
 
 class Runtime:
@@ -89,7 +80,9 @@ class Runtime:
         self.desired.load()  # MONITOR_SPEC and the spec in force decide the versions
         fixed = self.desired.versions(settings.service_urls())
         self.urls = LiveUrls(fixed, self.desired)
-        self.policy = policy_from(settings, tuple(fixed))
+        spec = self.desired.spec
+        self.policy = policy_from(settings, tuple(fixed), spec.spec.failover if spec else None)
+        self.service = default_name(self)
         self.checkpoint_path: Path = settings.data_dir / "audit.checkpoints"
         self.notifier = delivery.Notifier(settings, store, clock=clock,
                                           may_send=lambda: self.leadership.is_leader)
@@ -97,7 +90,7 @@ class Runtime:
             policy=self.policy, urls=self.urls, store=store, audit_key=keys.audit,
             client=self.client, clock=clock, canary=settings.canary(), timeout=settings.timeout,
             slow_ms=settings.slow_ms, enqueue=delivery.enqueue, metrics=self.metrics,
-            journal=Journal(settings.data_dir / "decisions.journal"))
+            journal=Journal(settings.data_dir / "decisions.journal"), service=self.service)
         self.desired.report_exit = self.watchdog.report_exit  # a process exit is certain
         self.desired.on_versions = partial(reshape, self)  # a revision changes the versions
         self.desired.retire_fixed = partial(retire_fixed_services, self)  # first spec applied
@@ -125,6 +118,8 @@ class Runtime:
         self.checkpoint = self.checkpoints.checkpoint
         store.after_security_commit = self.checkpoints.now  # a checkpoint per security row
         self.watchdog.load()
+        self.fleet = Fleet(self)  # the other services, each deciding alone (monitor.fleet)
+        self.desired.on_services = self.fleet.reconcile  # a revision adds or drops services
 
     # Lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -136,7 +131,7 @@ class Runtime:
                                          pid_dir=self.settings.data_dir / "run",
                                          backoff_base=self.settings.restart_delay)
             await self.supervisor.start()
-            await self._wait_live(timeout=15.0)
+            await wait_live(self.client, self.urls, timeout=15.0)
         await self.arecord(SYSTEM, "monitor.start",
                            params={"active": self.watchdog.state.active,
                                    "epoch": self.watchdog.state.epoch,
@@ -154,8 +149,10 @@ class Runtime:
         self.scheduler.every(60.0, gate(self._fold_probes), "rollup")  # keeps the raw tail short
         self.scheduler.every(0.25, gate(self.duties.apply_commands), "commands")  # CLI, followers
         self.scheduler.every(TICK_S, gate(self.rollout.tick), "rollout")
+        self.fleet.start(gate, PROBE_FLUSH_S)
         if self.leadership.shared:
             self.scheduler.every(1.0, self.duties.follow, "follow")
+            self.scheduler.every(1.0, self.fleet.follow, "follow-services")
             self.leadership.start()
         # new revisions (a new leader: a rollout; other changes: replicas, versions)
         self.scheduler.every(DESIRED_SYNC_S, gate(self.desired.sync), "desired")
@@ -167,6 +164,7 @@ class Runtime:
         self.started = False
         self.scheduler.shutdown()
         try:
+            await self.fleet.stop()
             await self.watchdog.idle()
             if queued := await self.watchdog.flush():
                 log.error("stopping with %d decisions the database refused", queued)
@@ -182,20 +180,8 @@ class Runtime:
                 await self.supervisor.stop()
             await self.client.aclose()
             self.watchdog.close()
+            self.fleet.close()
             self.store.dispose()
-
-    async def _wait_live(self, *, timeout: float) -> None:
-        """Give freshly spawned services a moment to listen, so the first probes are fair."""
-        pending = set(self.urls)
-        deadline = time.monotonic() + timeout
-        while pending and time.monotonic() < deadline:
-            for version in list(pending):
-                try:
-                    await self.client.get(f"{self.urls[version]}/health/live", timeout=0.5)
-                    pending.discard(version)
-                except httpx.HTTPError:
-                    pass
-            await asyncio.sleep(0.1)
 
     def _child_specs(self) -> list[ChildSpec]:
         env = {"SERVICE_CHAOS_TOKEN": self.keys.chaos_token}
@@ -264,8 +250,22 @@ class Runtime:
         queued = await self.duties.queue(CommandKind.ROLLOUT, actor, {**params, "op": op})
         return queued or await self.rollout.act(actor, op, params)
 
-    def status(self) -> dict[str, Any]:
-        view = self.reads.status()
+    @property
+    def services(self) -> dict[str, ServiceUnit]:
+        return self.fleet.units()
+
+    def actions(self, service: str | None = None) -> Actions:
+        """Who acts for `service` (UnknownService if none): this runtime, or its Operations."""
+        return self if service in (None, self.service) else self.fleet.unit(service).operations
+
+    def service_routes(self) -> Routes:
+        return self.fleet.routes()
+
+    def status(self, service: str | None = None) -> dict[str, Any]:
+        if service not in (None, self.service):
+            return {**self.fleet.unit(service).status(), "leader": self.leadership.view(),
+                    "rollout": None}
+        view = {"service": self.service, **self.reads.status()}
         view["leader"], view["rollout"] = self.leadership.view(), self.rollout.view()
         for item in view["versions"]:
             item["replicas"] = self.desired.replicas(item["name"])
@@ -277,7 +277,11 @@ class Runtime:
     def route_candidates(self) -> list[tuple[str, str]]:
         return self.reads.route_candidates()
 
-    def report_gateway_failure(self, version: str, failure: str) -> None:
+    def report_gateway_failure(self, version: str, failure: str,
+                               service: str | None = None) -> None:
+        """A gateway failure: probe that version soon (never a failover on its own)."""
+        if service not in (None, self.service):
+            return self.fleet.report_failure(service, version, failure)
         self.watchdog.report_passive(version, failure)
         self.rollout.observe_failure(version)
 

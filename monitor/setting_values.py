@@ -4,8 +4,13 @@ Each returns the typed value or raises ValueError with a message for the operato
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any
 from urllib.parse import urlsplit
+
+from pydantic import BeforeValidator
+from pydantic_settings import NoDecode
 
 
 def items(value: Any) -> tuple[str, ...]:
@@ -38,6 +43,37 @@ def parse_services(value: str) -> dict[str, str]:
     if len(urls) < 2:
         raise ValueError("at least two versions are needed to fail over")
     return urls
+
+
+SERVICE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,30}$")  # a DNS label, as spec metadata.name
+
+
+def parse_fleet(value: str) -> dict[str, dict[str, str]]:
+    """`films:v1=URL,v2=URL;music:a=URL,b=URL`: services beside the default one, each with
+    its versions in priority order (as MONITOR_SERVICES). Empty means none."""
+    services: dict[str, dict[str, str]] = {}
+    for part in filter(None, (p.strip() for p in value.split(";"))):
+        name, sep, versions = part.partition(":")
+        name = name.strip()
+        if not sep or not SERVICE_NAME.match(name):
+            raise ValueError(f"expected NAME:v1=URL,v2=URL with NAME a lower-case DNS label "
+                             f"(a-z, 0-9, -; at most 31), got {part[:80]!r}")
+        if name in services:
+            raise ValueError(f"service {name!r} is given twice")
+        try:
+            services[name] = parse_services(versions)
+        except ValueError as exc:
+            raise ValueError(f"service {name!r}: {exc}") from None
+    return services
+
+
+def fleet_value(value: Any) -> dict[str, dict[str, str]]:
+    """MONITOR_EXTRA_SERVICES as text (parse_fleet), or a mapping given in code."""
+    return dict(value) if isinstance(value, Mapping) else parse_fleet(str(value))
+
+
+# The type of Settings.extra_services: service -> version -> URL, parsed from text.
+Fleet = Annotated[dict[str, dict[str, str]], NoDecode, BeforeValidator(fleet_value)]
 
 
 def is_loopback(host: str) -> bool:

@@ -94,6 +94,10 @@ class DesiredService:
         self.clock = clock
         self.controller: Controller | None = None
         self.spec: ServiceSpec | None = None
+        self.others: list[ServiceSpec] = []
+        # the runtime's (monitor.fleet): a revision's further services, to start or stop
+        self.on_services: Callable[[list[ServiceSpec]], Awaitable[None]] | None = None
+        self._others_revision: int | None = None
         # the watchdog's: every ready replica of a version exited (certain evidence)
         self.report_exit: Callable[[str, str], Awaitable[object]] | None = None
         self.on_versions: OnVersions | None = None  # the runtime's: reshape the policy
@@ -116,6 +120,8 @@ class DesiredService:
             self._apply_file(self.settings.spec)
         self._revision, services, _ = applying.current(self.store)
         self.spec = services[0] if services else None
+        self.others = services[1:]  # further services of the spec (monitor.fleet)
+        self._others_revision = self._revision
         self._managed = self._local(self.spec)
 
     @staticmethod
@@ -228,6 +234,9 @@ class DesiredService:
     async def sync(self) -> None:
         """Follow the newest revision, then reconcile the replicas once (leader only)."""
         revision, services, _ = await asyncio.to_thread(applying.current, self.store)
+        if revision != self._others_revision and self.on_services is not None:
+            self._others_revision, self.others = revision, services[1:]
+            await self.on_services(self.others)
         if self.spec is None:
             if not services:
                 return

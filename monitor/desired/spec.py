@@ -103,6 +103,24 @@ class Rollout(_Strict):
                                             le=86400)
 
 
+class Failover(_Strict):
+    """One service's failover policy (DESIGN section 5); a field left out takes its MONITOR_*
+    setting. The probe timeout (MONITOR_TIMEOUT) stays below every interval."""
+
+    fall: int | None = Field(None, ge=1, le=100)
+    rise: int | None = Field(None, ge=1, le=100)
+    cooldown_seconds: float | None = Field(None, alias="cooldownSeconds", ge=0, le=86400)
+    startup_grace_seconds: float | None = Field(None, alias="startupGraceSeconds", ge=0,
+                                                le=3600)
+    auto_failback_after_seconds: float | None = Field(None, alias="autoFailbackAfterSeconds",
+                                                      ge=0, le=86400)
+    interval_seconds: float | None = Field(None, alias="intervalSeconds", gt=0, le=3600)
+    fast_interval_seconds: float | None = Field(None, alias="fastIntervalSeconds", gt=0,
+                                                le=3600)
+    down_interval_seconds: float | None = Field(None, alias="downIntervalSeconds", gt=0,
+                                                le=3600)
+
+
 EnvMap = Annotated[dict[str, Annotated[str, Field(max_length=4096)]], Field(max_length=100)]
 
 
@@ -142,6 +160,7 @@ class ServiceBody(_Strict):
     liveness_probe: Probe = Field(default_factory=_live_probe, alias="livenessProbe")
     autoscale: Autoscale | None = None
     rollout: Rollout | None = None
+    failover: Failover | None = None
     env: EnvMap = Field(default_factory=dict)
 
     @model_validator(mode="after")
@@ -196,7 +215,24 @@ def parse(text: str) -> list[ServiceSpec]:
     names = [s.name for s in services]
     if len(set(names)) != len(names):
         raise SpecError("metadata.name: two documents name the same service")
+    for further in services[1:]:
+        _check_further(further)
     return services
+
+
+def _check_further(service: ServiceSpec) -> None:
+    """A further service (not the first document) is watched, not run: its versions are
+    `url:` endpoints, at least two of them, and it has no rollout or autoscaling."""
+    local = [v.name for v in service.spec.versions if v.local]
+    if local:
+        raise SpecError(f"{service.name}: spec.versions ({', '.join(local)}): only the first "
+                        "document's service runs local commands; give url: here")
+    if len(service.spec.versions) < 2:
+        raise SpecError(f"{service.name}: spec.versions: at least two versions are needed "
+                        "to fail over")
+    if service.spec.rollout is not None or service.spec.autoscale is not None:
+        raise SpecError(f"{service.name}: spec.rollout/autoscale: only the first document's "
+                        "service has rollouts and autoscaling")
 
 
 def _one(index: int, document: object) -> ServiceSpec:

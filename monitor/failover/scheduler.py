@@ -41,6 +41,7 @@ class Scheduler:
         self._cycle = cycle
         self._slots = in_flight if isinstance(in_flight, asyncio.Semaphore) \
             else asyncio.Semaphore(in_flight)
+        self.slots = self._slots  # another scheduler given it shares one in-flight limit
         self._on_lag = on_lag  # seconds between a probe's planned and actual start
         self._timers: dict[str, asyncio.TimerHandle] = {}  # versions waiting for their probe
         self._due: dict[str, float] = {}  # planned start (loop time) of each armed version

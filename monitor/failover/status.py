@@ -56,7 +56,8 @@ class StatusReader:
     def open_incident(self) -> dict[str, Any] | None:
         with self.store.read() as session:
             row = session.exec(select(Incident).where(
-                Incident.closed_at.is_(None))).first()  # type: ignore[union-attr]
+                Incident.closed_at.is_(None),  # type: ignore[union-attr]
+                Incident.service == self.watchdog.service)).first()
         if row is None:
             return None
         return {"id": row.id, "kind": row.kind, "summary": row.summary,
@@ -68,7 +69,8 @@ class StatusReader:
         if now - cached_at < UPTIME_CACHE_S:
             return values
         # every tier, each read by an index range (storage.rollup_reads)
-        values = uptime(self.store, since=now - 86400, until=now + 1)
+        values = uptime(self.store, since=now - 86400, until=now + 1,
+                        service=self.watchdog.service)
         self._uptime = (now, values)
         return values
 
@@ -78,7 +80,8 @@ class StatusReader:
         with self.store.read() as session:
             rows = session.exec(select(ProbeRow.version, ProbeRow.at, ProbeRow.ok,
                                        ProbeRow.latency_ms)
-                                .where(ProbeRow.at >= since)
+                                .where(ProbeRow.at >= since,
+                                       ProbeRow.service == self.watchdog.service)
                                 .order_by(ProbeRow.at)).all()  # type: ignore[arg-type]
         series: LatencySeries = {v: [] for v in self.urls}
         for version, at, ok, latency in rows:

@@ -46,7 +46,7 @@ from monitor.ops.metrics import Metrics
 from monitor.storage import audit
 from monitor.storage.journal import Journal
 from monitor.storage.lease import Fenced
-from monitor.storage.store import StaleEpoch, Store
+from monitor.storage.store import DEFAULT_SERVICE, StaleEpoch, Store
 
 log = logging.getLogger("monitor.failover.watchdog")
 DECISION_BUSY_MS = 100  # the longest a decision's write waits for another writer's lock
@@ -58,11 +58,12 @@ class Watchdog:
     def __init__(self, *, policy: Policy, urls: Mapping[str, str], store: Store, audit_key: bytes,
                  client: httpx.AsyncClient, clock: Callable[[], float], canary: Canary,
                  timeout: float, slow_ms: float = 0.0, enqueue: Enqueue | None = None,
-                 metrics: Metrics | None = None, journal: Journal | None = None) -> None:
-        self.policy, self.urls, self.store = policy, urls, store
+                 metrics: Metrics | None = None, journal: Journal | None = None,
+                 service: str = DEFAULT_SERVICE) -> None:
+        self.policy, self.urls, self.store, self.service = policy, urls, store, service
         self.audit_key, self.client, self.clock = audit_key, client, clock
         self.canary, self.timeout, self.slow_ms = canary, timeout, slow_ms
-        self.enqueue, self.metrics = enqueue, metrics
+        self.enqueue, self.metrics, self.journal = enqueue, metrics, journal
         self.state: MonitorState  # set by load()
         self.last: dict[str, ProbeResult] = {}
         self.faults: dict[str, dict[str, Any]] = {}  # last known injected faults per version
@@ -72,7 +73,6 @@ class Watchdog:
         self._lock = asyncio.Lock()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="watchdog-db")
         self._passive_at: dict[str, float] = {}
-        self.journal = journal
         self._backlog = Backlog(journal, metrics)  # writes not yet committed, oldest first
         self.batch: list[ProbeResult] = []  # probe rows that decided nothing, not yet written
 
@@ -84,16 +84,16 @@ class Watchdog:
         replay = partial(pending.replay, policy=self.policy, write=self._write,
                          write_refusal=self._write_refusal)
         journaled = self._backlog.replay(replay)
-        record = journaled or self.store.load_state()
+        record = journaled or self.store.load_state(self.service)
         if record is None:
             state = initial_state(self.policy, now)
             try:
                 with self.store.write() as session:
                     self.store.save_state(session, to_record(state), expected_epoch=None,
-                                          now=now)
-                    audit.append(session, self.audit_key, now=now,
+                                          now=now, service=self.service)
+                    audit.append(session, self.audit_key, now=now, target=state.active,
                                  action="monitor.state_created", **SYSTEM.audit_fields(),
-                                 target=state.active, params={"epoch": state.epoch})
+                                 params={"epoch": state.epoch, "service": self.service})
             except (StaleEpoch, IntegrityError):  # another monitor created it first
                 return self.load()
         else:
@@ -230,7 +230,7 @@ class Watchdog:
             return False
         except StaleEpoch as exc:
             log.warning("state changed elsewhere (%s); reloading", exc)
-            record = await self._run(self.store.load_state)
+            record = await self._run(self.store.load_state, self.service)
             self.state = from_record(record or {}, self.policy, now)
             return False
         self.state = new
@@ -280,10 +280,10 @@ class Watchdog:
                records: tuple[dict[str, Any], dict[str, Any]] | None = None) -> None:
         """decision: (old, new, events, now, rows, actor, params); see write_decision."""
         write_decision(self.store, self.audit_key, self.enqueue, DECISION_BUSY_MS, *decision,
-                       records=records)
+                       records=records, service=self.service)
 
     def _write_refusal(self, *refusal: Any) -> None:  # (actor, action, target, params, ...)
-        write_refusal(self.store, self.audit_key, DECISION_BUSY_MS, *refusal)
+        write_refusal(self.store, self.audit_key, DECISION_BUSY_MS, *refusal, service=self.service)
 
     def _after(self, events: list[Event]) -> None:
         for version in engine.wants_probe_now(events):

@@ -308,8 +308,9 @@ class Notifier:
                 open_for = duration(now - incident.opened_at)
                 enqueue(session, kind="reminder", subject=f"Still open: {what} (for {open_for})",
                         payload={"incident": incident.kind, "summary": incident.summary,
-                                 "opened_at": utc_text(incident.opened_at), "open_for": open_for},
-                        now=now, incident_id=incident.id)
+                                 "opened_at": utc_text(incident.opened_at), "open_for": open_for,
+                                 "service": incident.service},
+                        now=now, incident_id=incident.id, service=incident.service)
                 incident.last_reminder_at = now
                 session.add(incident)
                 queued += 1

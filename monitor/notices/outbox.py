@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from monitor.storage.store import Notice, Store
+from monitor.storage.store import DEFAULT_SERVICE, Notice, Store
 
 KINDS = ("failover", "suppressed", "all_down", "recovery", "failover_impossible", "lockout",
          "reminder", "test", "dataplane", "rollout")
@@ -31,7 +31,7 @@ def message_domain() -> str:
 
 
 def enqueue(session: Session, *, kind: str, subject: str, payload: dict[str, Any], now: float,
-            incident_id: int | None = None) -> Notice:
+            incident_id: int | None = None, service: str = DEFAULT_SERVICE) -> Notice:
     """Add one notice to the outbox inside the caller's write transaction.
 
     Never sends and never fails for SMTP reasons; an unknown `kind` is a programming error
@@ -42,7 +42,7 @@ def enqueue(session: Session, *, kind: str, subject: str, payload: dict[str, Any
         raise ValueError(f"unknown notice kind {kind!r}; expected one of {', '.join(KINDS)}")
     notice = Notice(
         message_id=f"<notice-{uuid.uuid4().hex}@{message_domain()}>",
-        kind=kind, subject=subject, incident_id=incident_id,
+        kind=kind, subject=subject, incident_id=incident_id, service=service,
         payload=json.dumps(payload, sort_keys=True, default=str),
         created_at=now, status="pending", next_attempt_at=now,
     )

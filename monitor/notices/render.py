@@ -3,6 +3,8 @@
 Templates live in `templates/email/` (`notice.txt`, `notice.html`); HTML is autoescaped. The
 payload keys a notice may carry (all optional, unknown keys are listed as details):
 
+- `service`: the service the notice is about (several services in one monitor); the
+  watchdog's subjects start with it (`films: Failover a -> b: ...`);
 - `from`, `to` (or the watchdog's `source`, `target`): versions of a failover or failback;
 - `active`: the version serving traffic after the event;
 - `reason`: why it happened, in one line;
@@ -41,7 +43,7 @@ HEADLINES = {
     "dataplane": "Data plane unreachable",
     "rollout": "Rollout",
 }
-SHOWN = {"from", "to", "source", "target", "active", "reason", "evidence"}
+SHOWN = {"service", "from", "to", "source", "target", "active", "reason", "evidence"}
 HIDDEN = {"at"}  # the notice's own time is shown instead
 MAX_SUBJECT = 200
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -108,9 +110,12 @@ def view(item: Item) -> dict[str, Any]:
     rows = [_probe(p) for p in evidence if isinstance(p, dict)]
     headline = HEADLINES.get(item.kind, item.kind.replace("_", " ").capitalize())
     subject = one_line(item.subject, limit=1000)
-    redundant = subject.lower().startswith(headline.lower())
+    service = payload.get("service") if isinstance(payload.get("service"), str) else None
+    bare = subject.removeprefix(f"{service}: ") if service else subject
+    redundant = bare.lower().startswith(headline.lower())
     return {
         "kind": item.kind,
+        "service": service,
         "title": subject if redundant else f"{headline}: {subject}",
         "subject": subject,
         "when": utc_text(item.created_at),

@@ -31,6 +31,7 @@ from monitor.storage.lease import Fenced
 
 if TYPE_CHECKING:
     from monitor.runtime import Runtime
+    from monitor.services import ServiceUnit
 
 log = logging.getLogger("monitor.ops.leadership")
 COMMAND_POLL_S = 0.25
@@ -41,16 +42,19 @@ REPLAY_PROBES, REPLAY_ROWS = 4, 300  # recent probe rows folded into a reloaded 
 KNOWN = frozenset(Failure)
 
 
-def shared_state(runtime: Runtime, *, takeover: bool = False) -> MonitorState | None:
+def shared_state(runtime: Runtime, *, takeover: bool = False,
+                 unit: ServiceUnit | None = None) -> MonitorState | None:
     """Blocking: the state the leader wrote, with the latest probes it stored folded in (a
     follower's view, or the start of a new leader). A takeover is not a start: no startup
-    grace, and streaks continue from the previous leader's probes."""
-    record = runtime.store.load_state()
+    grace, and streaks continue from the previous leader's probes. `unit`: another service's
+    (monitor.services), the default service's without it."""
+    unit = unit or runtime.fleet.default()
+    record = runtime.store.load_state(unit.name)
     if record is None:
         return None
-    policy, now = runtime.policy, runtime.clock()
+    policy, now = unit.policy, runtime.clock()
     rows = runtime.store.probes(since=now - REPLAY_PROBES * policy.down_interval,
-                                limit=REPLAY_ROWS)
+                                limit=REPLAY_ROWS, service=unit.name)
     state = engine.replay(from_record(record, policy, now), [
         Observation(version=r.version, ok=r.ok, at=r.at, latency_ms=r.latency_ms,
                     failure=Failure(r.failure) if r.failure in KNOWN else None, status=r.status,

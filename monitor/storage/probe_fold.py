@@ -35,10 +35,9 @@ class RollupMark(SQLModel, table=True):
     probe_id: int = 0
 
 
-def minute_key(row: ProbeRow) -> tuple[str, float]:
-    """The minute rollup a probe row counts in. MERGE: add `row.service` once `probe` and
-    `probe_rollup` have the column (and the rollup's primary key starts with it)."""
-    return row.version, row.at - row.at % MINUTE_S
+def minute_key(row: ProbeRow) -> tuple[str, float, str]:
+    """The minute rollup a probe row counts in: the primary key (version, bucket, service)."""
+    return row.version, row.at - row.at % MINUTE_S, row.service
 
 
 def mark(session: Session) -> int:
@@ -80,11 +79,11 @@ def _create_mark(store: Store) -> None:
 
 
 def _add_minutes(session: Session, rows: list[ProbeRow]) -> None:
-    minutes: dict[tuple[str, float], ProbeRollup] = {}
+    minutes: dict[tuple[str, float, str], ProbeRollup] = {}
     for row in rows:
         key = minute_key(row)
         minute = minutes.get(key) or session.get(ProbeRollup, key) or ProbeRollup(
-            version=key[0], bucket=key[1])
+            version=key[0], bucket=key[1], service=key[2])
         minutes[key] = minute
         minute.count += 1
         minute.ok_count += int(row.ok)

@@ -59,17 +59,21 @@ def _bucket_of(store: Store, column: Any, bucket_s: float) -> Any:
 
 
 def _rolled(store: Store, tier: type[ProbeRollup] | type[ProbeHourly], since: float,
-            until: float, bucket_s: float) -> Any:
+            until: float, bucket_s: float, service: str | None) -> Any:
     index = _bucket_of(store, col(tier.bucket), bucket_s)
-    return (select(col(tier.version), index, func.sum(col(tier.count)),
-                   func.sum(col(tier.ok_count)), func.sum(col(tier.latency_sum)),
-                   func.max(col(tier.latency_max)))
-            .where(col(tier.bucket) >= since).where(col(tier.bucket) < until)
-            .group_by(col(tier.version), index))
+    query = (select(col(tier.version), index, func.sum(col(tier.count)),
+                    func.sum(col(tier.ok_count)), func.sum(col(tier.latency_sum)),
+                    func.max(col(tier.latency_max)))
+             .where(col(tier.bucket) >= since).where(col(tier.bucket) < until))
+    if service is not None:  # `|| ''`: still read by the bucket range, filtered in it
+        query = query.where(col(tier.service).op("||")(literal_column("''")) == service)
+    return query.group_by(col(tier.version), index)
 
 
-def history(store: Store, *, since: float, until: float, bucket_s: float) -> History:
-    """Per version, the buckets of [since, until) that hold at least one probe."""
+def history(store: Store, *, since: float, until: float, bucket_s: float,
+            service: str | None = None) -> History:
+    """Per version, the buckets of [since, until) that hold at least one probe (of one
+    service's versions when `service` is given)."""
     merged: dict[tuple[str, int], Bucket] = {}
     ok_latency = case((col(ProbeRow.ok), col(ProbeRow.latency_ms)), else_=None)
     raw_index = _bucket_of(store, col(ProbeRow.at), bucket_s)
@@ -84,11 +88,14 @@ def history(store: Store, *, since: float, until: float, bucket_s: float) -> His
                       func.sum(case((col(ProbeRow.ok), 1), else_=0)),
                       func.sum(ok_latency), func.max(ok_latency))
                .where(col(ProbeRow.id) > mark(session))
-               .where(col(ProbeRow.at) + 0 >= since).where(col(ProbeRow.at) + 0 < until)
-               .group_by(raw_version, raw_index))
+               .where(col(ProbeRow.at) + 0 >= since).where(col(ProbeRow.at) + 0 < until))
+        if service is not None:
+            raw = raw.where(col(ProbeRow.service).op("||")(literal_column("''")) == service)
+        raw = raw.group_by(raw_version, raw_index)
         rows: list[Any] = [*session.execute(raw).all()]
         for tier in (ProbeRollup, ProbeHourly):
-            rows += session.execute(_rolled(store, tier, since, until, bucket_s)).all()
+            rows += session.execute(_rolled(store, tier, since, until, bucket_s,
+                                            service)).all()
     for version, index, count, ok_count, latency_sum, latency_max in rows:
         key = (str(version), int(index))
         bucket = merged.setdefault(key, Bucket(start=key[1] * bucket_s))
@@ -102,10 +109,12 @@ def history(store: Store, *, since: float, until: float, bucket_s: float) -> His
     return found
 
 
-def uptime(store: Store, *, since: float, until: float) -> dict[str, float]:
+def uptime(store: Store, *, since: float, until: float,
+           service: str | None = None) -> dict[str, float]:
     """Percent of successful probes per version over [since, until), from every tier (so it
     stays whole when MONITOR_RETENTION_HOURS is shorter than the window); rounded to 0.01."""
-    found = history(store, since=since, until=until, bucket_s=max(until - since, 60.0))
+    found = history(store, since=since, until=until, bucket_s=max(until - since, 60.0),
+                    service=service)
     result: dict[str, float] = {}
     for version, buckets in found.items():
         total = sum(b.count for b in buckets)

@@ -30,13 +30,16 @@ log = logging.getLogger("monitor.storage")
 SECURITY_ROW = "security_row"  # session.info flag set by audit.append
 READY_BUSY_MS = 200
 BACKUP_PAGES = 4096  # pages per backup step (16 MiB at 4 KiB pages): progress between steps
+DEFAULT_SERVICE = "books"  # the zero-configuration service; rows from before services are its
 
 
 class ProbeRow(SQLModel, table=True):
     __tablename__ = "probe"
-    __table_args__ = (Index("ix_probe_version_at", "version", "at"),)
+    __table_args__ = (Index("ix_probe_version_at", "version", "at"),
+                      Index("ix_probe_service_at", "service", "at"))
     id: int | None = Field(default=None, primary_key=True)
     version: str
+    service: str = DEFAULT_SERVICE
     at: float = Field(index=True)
     ok: bool
     latency_ms: float | None = None
@@ -56,13 +59,16 @@ class ProbeRollup(SQLModel, table=True):
     ok_count: int = 0
     latency_sum: float = 0.0
     latency_max: float = 0.0
+    service: str = Field(default=DEFAULT_SERVICE, primary_key=True)
 
 
 class StateRow(SQLModel, table=True):
-    """The one persisted monitor state; `epoch` is the compare-and-set guard."""
+    """The persisted state of one service; `epoch` is its compare-and-set guard."""
 
     __tablename__ = "monitor_state"
-    id: int = Field(default=1, primary_key=True)
+    __table_args__ = (Index("ix_monitor_state_service", "service", unique=True),)
+    id: int | None = Field(default=None, primary_key=True)
+    service: str = DEFAULT_SERVICE
     epoch: int = 0
     active: str
     record: str = "{}"
@@ -77,6 +83,7 @@ class Incident(SQLModel, table=True):
     closed_at: float | None = Field(default=None, index=True)
     summary: str = ""
     last_reminder_at: float | None = None
+    service: str = Field(default=DEFAULT_SERVICE, index=True)
 
 
 class AuditRow(SQLModel, table=True):
@@ -113,6 +120,7 @@ class Notice(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("message_id"),
         Index("ix_notice_status_next", "status", "next_attempt_at"),
+        Index("ix_notice_service_created", "service", "created_at"),  # /notices?service=
     )
     id: int | None = Field(default=None, primary_key=True)
     message_id: str
@@ -127,6 +135,7 @@ class Notice(SQLModel, table=True):
     last_error: str = ""
     sent_at: float | None = None
     batch_id: str | None = Field(default=None, index=True)
+    service: str = DEFAULT_SERVICE
 
 
 class NoticeAttempt(SQLModel, table=True):
@@ -286,39 +295,43 @@ class Store:
             return False
 
     # Monitor state ------------------------------------------------------------------------
-    def load_state(self) -> dict[str, Any] | None:
+    def load_state(self, service: str = DEFAULT_SERVICE) -> dict[str, Any] | None:
         with self.read() as session:
-            row = session.get(StateRow, 1)
+            row = session.exec(select(StateRow).where(StateRow.service == service)).first()
             return None if row is None else cast(dict[str, Any], json.loads(row.record))
 
     @staticmethod
     def save_state(session: Session, record: dict[str, Any], *, expected_epoch: int | None,
-                   now: float) -> None:
-        """Compare-and-set the state row on `epoch`; `expected_epoch=None` creates it."""
+                   now: float, service: str = DEFAULT_SERVICE) -> None:
+        """Compare-and-set one service's state row on `epoch`; `expected_epoch=None` creates
+        it (the default service's row keeps id 1, as before services existed)."""
         data = json.dumps(record, sort_keys=True)
         if expected_epoch is None:
-            if session.get(StateRow, 1) is not None:
+            if session.exec(select(StateRow).where(StateRow.service == service)).first():
                 raise StaleEpoch("state already exists")
-            session.add(StateRow(active=record["active"], epoch=record["epoch"], record=data,
+            session.add(StateRow(id=1 if service == DEFAULT_SERVICE else None, service=service,
+                                 active=record["active"], epoch=record["epoch"], record=data,
                                  updated_at=now))
             session.flush()
             return
         result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
             text("UPDATE monitor_state SET epoch=:epoch, active=:active, record=:record, "
-                 "updated_at=:now WHERE id=1 AND epoch=:expected"),
+                 "updated_at=:now WHERE service=:service AND epoch=:expected"),
             {"epoch": record["epoch"], "active": record["active"], "record": data, "now": now,
-             "expected": expected_epoch},
+             "expected": expected_epoch, "service": service},
         )
         if result.rowcount != 1:
             raise StaleEpoch(f"epoch is no longer {expected_epoch}")
 
     # Probes -------------------------------------------------------------------------------
     def probes(self, version: str | None = None, *, since: float = 0.0, limit: int = 100,
-               offset: int = 0) -> list[ProbeRow]:
+               offset: int = 0, service: str | None = None) -> list[ProbeRow]:
         with self.read() as session:
             query = select(ProbeRow).where(ProbeRow.at >= since)
             if version:
                 query = query.where(ProbeRow.version == version)
+            if service:
+                query = query.where(ProbeRow.service == service)
             query = query.order_by(col(ProbeRow.at).desc()).offset(offset).limit(limit)
             return list(session.exec(query))
 

@@ -13,9 +13,8 @@ Each move is one transaction per batch (folded rows added to the coarser tier an
 the finer one together), so a crash between batches loses and doubles nothing, and no batch
 holds the SQLite write lock for long.
 
-The hourly table is keyed by (service, version, bucket). Until the minute table has a
-`service` column every minute row belongs to DEFAULT_SERVICE: `service_of` is the one place
-that decides it.
+The hourly table is keyed by (service, version, bucket), as the minute table's rows carry
+their service (migration 0007).
 """
 
 from __future__ import annotations
@@ -54,10 +53,9 @@ class ProbeHourly(SQLModel, table=True):
 Index("ix_probe_rollup_bucket", SQLModel.metadata.tables["probe_rollup"].c.bucket)
 
 
-def service_of(_row: ProbeRollup) -> str:
-    """The service a minute rollup belongs to. MERGE: `return _row.service` once
-    `probe_rollup` has the column."""
-    return DEFAULT_SERVICE
+def service_of(row: ProbeRollup) -> str:
+    """The service a minute rollup belongs to."""
+    return row.service
 
 
 def hour_of(at: float) -> float:

@@ -101,10 +101,12 @@ def _flash_mac(state: Web, ok: str, message: str) -> str:
     return hmac.new(key, f"{ok}\0{message}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
-def flash_url(state: Web, path: str, ok: bool, message: str) -> str:
+def flash_url(state: Web, path: str, ok: bool, message: str, **keep: str) -> str:
+    """`path` with the signed message; `keep`: query parameters the page keeps (service)."""
     flag = "1" if ok else "0"
     message = message[:500]
-    query = urlencode({"msg": message, "ok": flag, "sig": _flash_mac(state, flag, message)})
+    query = urlencode({**{k: v for k, v in keep.items() if v}, "msg": message, "ok": flag,
+                       "sig": _flash_mac(state, flag, message)})
     return f"{path}?{query}"
 
 

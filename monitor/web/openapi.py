@@ -31,18 +31,20 @@ AUTH_REFUSALS = {
     "403": {"description": "The user's role does not allow this (audited)", **ERROR},
     "429": {"description": "Too many failed logins from this address (Retry-After)", **ERROR},
 }
+_SERVICE = {"service": {"type": "string"}}  # the service acted on; empty: the default one
 FORM_FIELDS: dict[str, dict[str, Any]] = {
     "/actions/failover": {"target": {"type": "string"}, "reason": {"type": "string"},
-                          "force": {"type": "string"}},
-    "/actions/failback": {"reason": {"type": "string"}},
-    "/actions/pause": {"reason": {"type": "string"}},
-    "/actions/resume": {"reason": {"type": "string"}},
+                          "force": {"type": "string"}, **_SERVICE},
+    "/actions/failback": {"reason": {"type": "string"}, **_SERVICE},
+    "/actions/pause": {"reason": {"type": "string"}, **_SERVICE},
+    "/actions/resume": {"reason": {"type": "string"}, **_SERVICE},
     "/logout": {},
     "/account/password": {"current_password": {"type": "string"},
                           "new_password": {"type": "string"},
                           "confirm_password": {"type": "string"}},
     "/actions/chaos/{version}/{fault}": {
-        param.name: {"type": "string"} for params in FAULTS.values() for param in params},
+        **_SERVICE,
+        **{param.name: {"type": "string"} for params in FAULTS.values() for param in params}},
 }
 ACTION_ANSWERS = {
     "303": {"description": "Done (or refused by the monitor): back to the overview with the "

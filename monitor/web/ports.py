@@ -15,11 +15,15 @@ from monitor.failover.operations import ActionResult
 from monitor.failover.status import LatencySeries
 from monitor.ops.metrics import Metrics
 from monitor.recorder import Notice
+from monitor.services import Actions, ServiceUnit
 from monitor.storage.keys import Keys
 from monitor.storage.store import Store
 
 
-class MonitorPort(Protocol):
+class MonitorPort(Actions, Protocol):
+    """The running monitor; its own actions are the default service's (`actions(service)`
+    gives another service's, raising monitor.services.UnknownService for an unknown name)."""
+
     settings: Settings
     keys: Keys
     store: Store
@@ -32,7 +36,12 @@ class MonitorPort(Protocol):
 
     async def stop(self) -> None: ...
 
-    def status(self) -> dict[str, Any]: ...
+    def status(self, service: str | None = None) -> dict[str, Any]: ...
+
+    @property
+    def services(self) -> dict[str, ServiceUnit]: ...
+
+    def actions(self, service: str | None = None) -> Actions: ...
 
     def latency_series(self, minutes: int = 15) -> LatencySeries: ...
 
@@ -40,18 +49,6 @@ class MonitorPort(Protocol):
                       params: dict[str, Any] | None = None, outcome: str = "ok",
                       reason: str = "", evidence: list[Any] | None = None,
                       notice: Notice | None = None) -> None: ...
-
-    async def failover(self, actor: Actor, target: str, *, reason: str,
-                       force: bool = False) -> ActionResult: ...
-
-    async def failback(self, actor: Actor, *, reason: str) -> ActionResult: ...
-
-    async def pause(self, actor: Actor, *, reason: str) -> ActionResult: ...
-
-    async def resume(self, actor: Actor, *, reason: str) -> ActionResult: ...
-
-    async def chaos(self, actor: Actor, version: str, fault: str,
-                    params: dict[str, Any]) -> ActionResult: ...
 
     async def rollout_action(self, actor: Actor, op: str,
                              params: dict[str, Any]) -> ActionResult: ...

@@ -124,12 +124,15 @@ def parse_before(value: str) -> ProbeKey | int | None:
 
 
 def probes_page(store: Store, *, version: str | None, since: float, before: str,
-                size: int) -> tuple[list[ProbeRow], bool]:
-    """Newest first, keyset-paged (see the module docstring); an unknown id is a FormError."""
+                size: int, service: str | None = None) -> tuple[list[ProbeRow], bool]:
+    """Newest first, keyset-paged (see the module docstring); an unknown id is a FormError.
+    `service`: only that service's probes."""
     key = parse_before(before)
     query = select(ProbeRow).where(col(ProbeRow.at) >= since)
     if version:
         query = query.where(col(ProbeRow.version) == version)
+    if service:
+        query = query.where(col(ProbeRow.service) == service)
     with store.read() as session:
         if isinstance(key, int):
             row = session.get(ProbeRow, key)
@@ -151,10 +154,15 @@ def next_before(rows: list[ProbeRow], has_next: bool) -> int | None:
     return rows[-1].id if rows and has_next else None
 
 
-def notices_page(store: Store, *, offset: int, size: int) -> tuple[list[Notice], bool]:
+def notices_page(store: Store, *, offset: int, size: int,
+                 service: str | None = None) -> tuple[list[Notice], bool]:
+    """A page of notices, newest first; only one service's when `service` is given."""
     with store.read() as session:
-        rows = list(session.exec(select(Notice).order_by(col(Notice.created_at).desc(),
-                                                         col(Notice.id).desc())
+        query = select(Notice)
+        if service:
+            query = query.where(col(Notice.service) == service)
+        rows = list(session.exec(query.order_by(col(Notice.created_at).desc(),
+                                                col(Notice.id).desc())
                                  .offset(offset).limit(size + 1)))
     return page_rows(rows, size)
 

@@ -39,8 +39,10 @@ def test_it_reads_the_seed_format():
 
 
 def test_it_reads_several_services_and_round_trips():
-    two = BOOKS + "---\n" + BOOKS.replace("name: books", "name: shop")
-    services = parse(two)
+    shop = ("apiVersion: v1\nkind: Service\nmetadata: {name: shop}\nspec:\n"
+            "  versions: [{name: a, url: 'http://127.0.0.1:1'}, {name: b, url: 'http://127.0.0.1:2'}]\n"
+            "  failover: {fall: 4, cooldownSeconds: 30}\n")
+    services = parse(BOOKS + "---\n" + shop)
     assert [s.name for s in services] == ["books", "shop"]
     assert parse(dump(services)) == services
 

@@ -174,4 +174,13 @@ def backend_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
     store.dispose()
 
 
+def empty_database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """For `params=BACKENDS`: the URL of an empty database (no schema): a SQLite file in
+    tmp_path, or a fresh database on the session's private PostgreSQL cluster."""
+    if request.param == "postgres":
+        cluster = request.getfixturevalue("pg_cluster")
+        return cluster.url(cluster.create_database())
+    return f"sqlite:///{tmp_path}/empty.db"
+
+
 BACKENDS = ["sqlite", "postgres"]

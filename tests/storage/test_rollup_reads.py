@@ -46,7 +46,7 @@ def test_it_reads_the_same_history_after_the_probes_are_folded_and_pruned(store)
     with store.read() as session:
         assert len(list(session.exec(select(ProbeRow)))) == 0
     with store.read() as session:
-        assert session.get(ProbeRollup, ("v1", T0)) is not None
+        assert session.get(ProbeRollup, ("v1", T0, "books")) is not None
     assert summary(history(store, since=T0, until=T0 + 7200, bucket_s=600)) == before
 
 

@@ -16,18 +16,13 @@ from monitor.storage import (  # noqa: F401 - their tables join the metadata
 )
 from monitor.storage.schema import current_revision, head_revision, migrate
 from monitor.storage.store import AuditRow, Store, User
-from tests.storage.postgres import BACKENDS
+from tests.storage.postgres import BACKENDS, empty_database_url
 
 
 @pytest.fixture
 def migrated_only(request, tmp_path):
     """A database built by the migrations alone (no tables created from the models)."""
-    if request.param == "postgres":
-        cluster = request.getfixturevalue("pg_cluster")
-        url = cluster.url(cluster.create_database())
-    else:
-        url = f"sqlite:///{tmp_path}/migrated.db"
-    store = Store(url)
+    store = Store(empty_database_url(request, tmp_path))
     migrate(store, models_too=False)
     yield store
     store.dispose()

@@ -36,6 +36,7 @@ EXPECTED = {
     "/users": ("GET", "/users", None, (401, 403, 403, 200)),
     "/spec": ("GET", "/spec", None, (401, 200, 200, 200)),
     "/api/status": ("GET", "/api/status", None, (401, 200, 200, 200)),
+    "/api/services": ("GET", "/api/services", None, (401, 200, 200, 200)),
     "/api/audit": ("GET", "/api/audit", None, (401, 200, 200, 200)),
     "/api/probes": ("GET", "/api/probes", None, (401, 200, 200, 200)),
     "/api/notices": ("GET", "/api/notices", None, (401, 200, 200, 200)),

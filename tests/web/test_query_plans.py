@@ -29,6 +29,9 @@ REQUESTS = [
     "/api/audit?action=user", "/api/audit?since=2025-01-01T00:00",
     "/charts?window=15m", "/charts?window=24h", "/charts?window=7d",
     "/incidents",
+    "/?service=books", "/api/status?service=books", "/api/services",
+    "/health-log?service=books", "/health-log?service=books&version=v1&before=1",
+    "/api/probes?service=books", "/api/probes?service=books&version=v2&before=1749999000.5",
 ]  # not yet: /notices and /api/notices still page by OFFSET (a walk of the created_at index)
 
 

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import PlainTextResponse, RedirectResponse
 
 from monitor.failover.operations import ActionResult
+from monitor.services import Actions, UnknownService
 from monitor.web.deps import Web, actor_for, flash_url, principal, web
 from monitor.web.forms import (
     FAULTS,
@@ -53,8 +54,22 @@ async def checked_form(request: Request, state: Web = Depends(web),
     return {k: v for k, v in form.items() if isinstance(v, str)}
 
 
-def _done(state: Web, result: ActionResult) -> RedirectResponse:
-    return RedirectResponse(flash_url(state, "/", result.ok, result.message), status_code=303)
+def _done(state: Web, result: ActionResult, form: dict[str, str]) -> RedirectResponse:
+    service = form.get("service", "")
+    message = f"{service}: {result.message}" if service else result.message
+    return RedirectResponse(flash_url(state, "/", result.ok, message, service=service),
+                            status_code=303)
+
+
+def service_of(state: Web, form: dict[str, str]) -> tuple[Actions, list[str]]:
+    """Who acts for the service the form names (`service`; empty: the default service) and
+    that service's versions; FormError for an unknown service."""
+    name = form.get("service", "")
+    try:
+        actions = state.runtime.actions(name or None)
+    except UnknownService as exc:
+        raise FormError(f"service: {exc}") from None
+    return actions, list(state.runtime.services[name].urls) if name else state.versions
 
 
 async def _invalid(request: Request, state: Web, exc: FormError, action: str,
@@ -71,46 +86,48 @@ async def chaos(version: str, fault: str, request: Request,
                 form: dict[str, str] = Depends(checked_form),
                 state: Web = Depends(web)) -> RedirectResponse:
     try:
-        parse_version(version, state.versions)
+        actions, versions = service_of(state, form)
+        parse_version(version, versions)
         params = parse_chaos(fault, form)
     except FormError as exc:
         action = f"chaos.{fault}" if fault in FAULTS else "chaos.unknown"
         raise await _invalid(request, state, exc, action, version) from None
-    result = await state.runtime.chaos(actor_for(request), version, fault, params)
-    return _done(state, result)
+    result = await actions.chaos(actor_for(request), version, fault, params)
+    return _done(state, result, form)
 
 
 @router.post("/actions/failover")
 async def failover(request: Request, form: dict[str, str] = Depends(checked_form),
                    state: Web = Depends(web)) -> RedirectResponse:
     try:
-        target, reason, force = parse_failover(form, state.versions)
+        actions, versions = service_of(state, form)
+        target, reason, force = parse_failover(form, versions)
     except FormError as exc:
         target = str(form.get("target", ""))
         raise await _invalid(request, state, exc, "failover.manual", target) from None
-    result = await state.runtime.failover(actor_for(request), target, reason=reason, force=force)
-    return _done(state, result)
+    result = await actions.failover(actor_for(request), target, reason=reason, force=force)
+    return _done(state, result, form)
 
 
 @router.post("/actions/failback")
 async def failback(request: Request, form: dict[str, str] = Depends(checked_form),
                    state: Web = Depends(web)) -> RedirectResponse:
-    reason = await _reason(request, state, form, "failover.failback")
-    return _done(state, await state.runtime.failback(actor_for(request), reason=reason))
+    actions, reason = await _reason(request, state, form, "failover.failback")
+    return _done(state, await actions.failback(actor_for(request), reason=reason), form)
 
 
 @router.post("/actions/pause")
 async def pause(request: Request, form: dict[str, str] = Depends(checked_form),
                 state: Web = Depends(web)) -> RedirectResponse:
-    reason = await _reason(request, state, form, "failover.pause")
-    return _done(state, await state.runtime.pause(actor_for(request), reason=reason))
+    actions, reason = await _reason(request, state, form, "failover.pause")
+    return _done(state, await actions.pause(actor_for(request), reason=reason), form)
 
 
 @router.post("/actions/resume")
 async def resume(request: Request, form: dict[str, str] = Depends(checked_form),
                  state: Web = Depends(web)) -> RedirectResponse:
-    reason = await _reason(request, state, form, "failover.resume")
-    return _done(state, await state.runtime.resume(actor_for(request), reason=reason))
+    actions, reason = await _reason(request, state, form, "failover.resume")
+    return _done(state, await actions.resume(actor_for(request), reason=reason), form)
 
 
 @router.post("/logout")
@@ -126,8 +143,10 @@ async def logout(request: Request, form: dict[str, str] = Depends(checked_form),
                                       "WWW-Authenticate": CHALLENGE})
 
 
-async def _reason(request: Request, state: Web, form: dict[str, str], action: str) -> str:
+async def _reason(request: Request, state: Web, form: dict[str, str],
+                  action: str) -> tuple[Actions, str]:
+    """Who acts for the form's service, and the form's reason (422 for either wrong)."""
     try:
-        return parse_reason(form)
+        return service_of(state, form)[0], parse_reason(form)
     except FormError as exc:
         raise await _invalid(request, state, exc, action) from None

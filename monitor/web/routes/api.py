@@ -6,14 +6,16 @@ import asyncio
 import json
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, HTTPException, Query
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from monitor.services import UnknownService
 from monitor.storage.users import list_users
 from monitor.web import queries
 from monitor.web.deps import Web, web
+from monitor.web.openapi import ERROR
 
 router = APIRouter()
 
@@ -24,18 +26,51 @@ def dataplane_status(runtime: object) -> dict[str, Any] | None:
     return status() if callable(status) else None
 
 
-def _status_json(runtime: Any, dataplane: dict[str, Any] | None) -> bytes:
-    status = {**runtime.status(), "dataplane": dataplane}
+UNKNOWN_SERVICE: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such service (the reason names the known ones)", **ERROR}}
+
+
+def service_query() -> Any:
+    return Query("", max_length=64, description="a service name; empty: the default service")
+
+
+def known_service(state: Web, service: str) -> str | None:
+    """`service` when the monitor has it (None for empty: the default one), else 404."""
+    if service and service not in state.runtime.services:
+        raise HTTPException(404, str(UnknownService(
+            f"unknown service {service[:40]!r}; one of {', '.join(state.runtime.services)}")))
+    return service or None
+
+
+def status_of(state: Web, service: str) -> dict[str, Any]:
+    """Blocking: one service's status (404 unknown); the runtime's own without a name."""
+    name = known_service(state, service)
+    return state.runtime.status(name) if name else state.runtime.status()
+
+
+def _status_json(runtime: Any, service: str | None, dataplane: dict[str, Any] | None) -> bytes:
+    status = {**(runtime.status(service) if service else runtime.status()),
+              "dataplane": dataplane}
     return json.dumps(status, default=jsonable_encoder, ensure_ascii=False,
                       separators=(",", ":")).encode()
 
 
-@router.get("/api/status", response_model=dict[str, Any])
-async def api_status(state: Web = Depends(web)) -> Response:
+@router.get("/api/status", response_model=dict[str, Any], responses=UNKNOWN_SERVICE)
+async def api_status(service: str = service_query(), state: Web = Depends(web)) -> Response:
     # built and encoded off the event loop, with the standard encoder: at 1,000 versions
     # FastAPI's encoder alone held the loop (and the probes) about 70 ms a request (issue 16)
-    body = await asyncio.to_thread(_status_json, state.runtime, dataplane_status(state.runtime))
+    body = await asyncio.to_thread(_status_json, state.runtime, known_service(state, service),
+                                   dataplane_status(state.runtime))
     return Response(body, media_type="application/json")
+
+
+@router.get("/api/services")
+async def api_services(state: Web = Depends(web)) -> dict[str, Any]:
+    """Every service: its active version, epoch, pause, open incident kind and the state of
+    each version (the engines' memory: no query)."""
+    units = list(state.runtime.services.values())
+    now = state.now()
+    return {"default": units[0].name, "services": [unit.summary(now) for unit in units]}
 
 
 @router.get("/api/audit")
@@ -51,15 +86,18 @@ async def api_audit(actor: str = "", action: str = "", since: str = queries.time
             "next_before": rows[-1].seq if rows and has_next else None}
 
 
-@router.get("/api/probes")
+@router.get("/api/probes", responses=UNKNOWN_SERVICE)
 async def api_probes(version: str = "", since: float = Query(0.0, ge=0, le=queries.MAX_TIME),
                      before: str = queries.before_query(),
                      limit: int = Query(100, ge=1, le=1000),
+                     service: str = service_query(),
                      state: Web = Depends(web)) -> dict[str, Any]:
-    """Newest first, keyset-paged: pass `next_before` as `before` for the next (older) page."""
+    """Newest first, keyset-paged: pass `next_before` as `before` for the next (older) page;
+    `service=`: only that service's probes (404 for an unknown one)."""
     rows, has_next = await asyncio.to_thread(queries.probes_page, state.runtime.store,
                                              version=version or None, since=since,
-                                             before=before, size=limit)
+                                             before=before, size=limit,
+                                             service=known_service(state, service))
     return {"rows": [r.model_dump() for r in rows], "has_next": has_next,
             "next_before": queries.next_before(rows, has_next)}
 

@@ -30,6 +30,7 @@ ROUTE_ROLES: dict[str, str] = {
     "/spec": "viewer",
     # JSON API, mirroring the pages
     "/api/status": "viewer",
+    "/api/services": "viewer",
     "/api/audit": "viewer",
     "/api/probes": "viewer",
     "/api/notices": "viewer",

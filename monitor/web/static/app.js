@@ -93,8 +93,20 @@
       });
   }
 
-  function refreshParts() {
-    var parts = [swap("/partials/chart", "latency-chart")];
+  // The service the overview shows (?service=NAME), kept on every refresh.
+  function serviceQuery(root) {
+    var name = root.getAttribute("data-service");
+    return name ? "?service=" + encodeURIComponent(name) : "";
+  }
+
+  // ... and the page of its versions the chart shows.
+  function chartQuery(root) {
+    var query = serviceQuery(root), page = root.getAttribute("data-versions-page") || "1";
+    return page === "1" ? query : (query ? query + "&" : "?") + "versions_page=" + encodeURIComponent(page);
+  }
+
+  function refreshParts(root) {
+    var parts = [swap("/partials/chart" + chartQuery(root), "latency-chart")];
     if (document.getElementById("rollout")) { parts.push(swap("/partials/rollout", "rollout")); }
     return Promise.all(parts);
   }
@@ -109,10 +121,10 @@
       if (busy) { again = true; return; }  // an event during a refresh: one more after it
       busy = true;
       again = false;
-      fetch("/api/status", { credentials: "same-origin", cache: "no-store",
+      fetch("/api/status" + serviceQuery(root), { credentials: "same-origin", cache: "no-store",
                              headers: { "Accept": "application/json" } })
         .then(function (r) { if (!r.ok) { throw new Error("HTTP " + r.status); } return r.json(); })
-        .then(function (s) { applyStatus(root, s); root.classList.remove("stale"); return refreshParts(); })
+        .then(function (s) { applyStatus(root, s); root.classList.remove("stale"); return refreshParts(root); })
         .catch(function () { root.classList.add("stale"); setText(root, '[data-field="updated"]', "connection lost"); })
         .then(function () { busy = false; if (again) { window.setTimeout(tick, 50); } });
     }
