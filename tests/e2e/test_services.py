@@ -5,6 +5,8 @@ import json
 import sqlite3
 from typing import Any
 
+import httpx
+
 from bench.processes import (
     all_versions_up,
     audit_table,
@@ -43,6 +45,20 @@ def switches(data_dir) -> list[tuple[str, str]]:
             audit_table(data_dir, "params, target", action="failover.automatic")]
 
 
+def served_by(url: str) -> str | None:
+    """The version the gateway says served a GET of `url`, or None when it did not answer 200."""
+    try:
+        answer = httpx.get(url, params={"q": "whale"}, timeout=5.0)
+    except httpx.HTTPError:
+        return None
+    return answer.headers.get("x-served-by") if answer.status_code == 200 else None
+
+
+def wait_served(url: str, version: str) -> str:
+    return wait_until(lambda: served_by(url) == version and version, 15, every=0.1,
+                      what=f"{url} served by {version}")
+
+
 def test_it_fails_one_service_over_and_leaves_the_other_alone(tmp_path, services):
     with running_services(TOKEN, versions=("v1", "v2")) as films:
         extra = f"films:a={films['v1']},b={films['v2']}"
@@ -54,6 +70,9 @@ def test_it_fails_one_service_over_and_leaves_the_other_alone(tmp_path, services
             with monitor.client() as client:
                 listed = client.get("/api/services").json()
             assert [s["name"] for s in listed["services"]] == ["books", "films"]
+            # the spawned gateway routes each service on its own route
+            wait_served(f"{monitor.gateway}/films/books", "a")
+            wait_served(f"{monitor.gateway}/books", "v1")
 
             # A crash of films' active version fails films over, books stays as it was.
             inject_fault(films["v1"], TOKEN, "crash")
@@ -63,6 +82,8 @@ def test_it_fails_one_service_over_and_leaves_the_other_alone(tmp_path, services
             books = status_of(monitor, "books")
             assert (books["active"], books["epoch"]) == ("v1", 0)
             assert switches(tmp_path) == [("films", "b")]
+            wait_served(f"{monitor.gateway}/films/books", "b")
+            assert served_by(f"{monitor.gateway}/books") == "v1"
 
             # films all down: its incident opens; a crash of books still fails books over.
             inject_fault(films["v2"], TOKEN, "crash")
