@@ -32,10 +32,9 @@ INTERVAL = 2.0
 RAW_S, MINUTE_S, HOUR_KEEP_S = DAY, 30 * DAY, YEAR
 BATCH = 50_000
 
-# The one switch: once `probe` and `probe_rollup` have a `service` column (another branch),
-# set SERVICE_COLUMN = True to seed 3 services x 3 versions. Until then: 9 versions of the one
-# service (the same number of series and rows).
-SERVICE_COLUMN = False
+# 3 services x 3 versions (False: 9 versions of the one service, for a database from before the
+# `service` column, migration 0007; the same number of series and rows).
+SERVICE_COLUMN = True
 SERIES: list[tuple[str, str]] = (
     [(s, f"v{n}") for s in ("books", "maps", "music") for n in (1, 2, 3)] if SERVICE_COLUMN
     else [(DEFAULT_SERVICE, f"v{n}") for n in range(1, 10)])
