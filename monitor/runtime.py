@@ -96,7 +96,7 @@ class Runtime:
         self.desired.retire_fixed = partial(retire_fixed_services, self)  # first spec applied
         self.watchdog.replica_gate = self.desired.gate  # minReady
         self.scheduler = Scheduler(cycle=self.duties.probe, versions=self.policy.versions,
-                                   first_delay=min(settings.interval, 1.0),
+                                   first_delay=settings.interval,  # first probes spread over it
                                    in_flight=settings.probe_concurrency,
                                    on_lag=self.metrics.schedule_lag.observe)
         self.watchdog.on_hurry = self.scheduler.hurry

@@ -53,8 +53,8 @@ async def probe(client: httpx.AsyncClient, version: str, base_url: str, *, now: 
     httpx's models; any other httpx client is used as it is."""
     started = perf()
     seen: dict[str, Any] = {}
-    get = lean_getter(client, base_url) or _httpx_getter(client, base_url)
     try:
+        get = lean_getter(client, base_url) or _httpx_getter(client, base_url)
         async with asyncio.timeout(timeout):
             await _check_health(get, seen)
             await _check_canary(get, canary)

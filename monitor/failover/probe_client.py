@@ -36,6 +36,7 @@ LEAN_KEEPALIVE_S = 4.0  # an idle probe connection is reused for this long (serv
 MAX_BODY = 1024 * 1024  # the largest probe answer read; a larger one is a bad body
 NO_TIMERS = {"pool": None, "connect": None, "write": None, "read": None, "body": None}
 ACCEPT = [(b"accept", b"application/json"), (b"user-agent", b"failover-monitor-probe")]
+MAX_GETTERS = 10_000  # base URLs (and request targets) remembered
 Get = Callable[[str], Awaitable[tuple[int, bytes]]]  # target ("/health") -> (status, body)
 
 
@@ -74,6 +75,16 @@ class ProbeClient(httpx.AsyncClient):
             httpx.create_ssl_context(verify=verify)
         self.lean = UpstreamTransport(max_connections=LEAN_PER_ORIGIN,
                                       keepalive_expiry=LEAN_KEEPALIVE_S, ssl_context=context)
+        self._getters: dict[str, Get] = {}
+
+    def getter(self, base_url: str) -> Get:
+        """GET under `base_url` over the lean transport (made once per base URL)."""
+        get = self._getters.get(base_url)
+        if get is None:
+            if len(self._getters) >= MAX_GETTERS:  # URLs change with revisions: stay bounded
+                self._getters.clear()
+            get = self._getters[base_url] = _lean_get(self.lean, Origin.parse(base_url))
+        return get
 
     async def aclose(self) -> None:
         await self.lean.aclose()
@@ -93,13 +104,19 @@ def probe_client(*, timeout: float, verify: ssl.SSLContext | bool = True) -> Pro
 def lean_getter(client: httpx.AsyncClient, base_url: str) -> Get | None:
     """GET over the client's lean transport, or None when it has none. The caller bounds the
     whole exchange in time; failures are httpx's exceptions, as with httpx."""
-    lean = getattr(client, "lean", None)
-    if not isinstance(lean, UpstreamTransport):
-        return None
-    origin = Origin.parse(base_url)
+    return client.getter(base_url) if isinstance(client, ProbeClient) else None
+
+
+def _lean_get(lean: UpstreamTransport, origin: Origin) -> Get:
+    requests: dict[str, bytes] = {}  # target -> the request's bytes (two targets per version)
 
     async def get(target: str) -> tuple[int, bytes]:
-        data = serialize("GET", origin.prefix + target.encode(), origin.authority, ACCEPT, b"")
+        data = requests.get(target)
+        if data is None:
+            data = serialize("GET", origin.prefix + target.encode(), origin.authority, ACCEPT,
+                             b"")
+            if len(requests) < MAX_GETTERS:
+                requests[target] = data
         answer = await lean.send(origin, "GET", data, NO_TIMERS, small=MAX_BODY)
         if answer.content is not None:
             return answer.status_code, answer.content

@@ -13,13 +13,14 @@ def version_view(state: MonitorState, version: str, policy: Policy, now: float) 
     consecutive failures; ``reason`` says why it is not eligible (or why it is down)."""
     h = state.health_of(version)
     last = h.recent[-1] if h.recent else None
+    why = why_not_eligible(h, policy, now)
     return {
         "name": version,
         "state": shown_state(h, policy, now),
         "active": version == state.active,
         "pending": version == state.pending_target,
-        "eligible": not why_not_eligible(h, policy, now),
-        "reason": why_not_eligible(h, policy, now),
+        "eligible": not why,
+        "reason": why,
         "ejected_for_s": round(max(0.0, h.ejected_until - now), 1),
         "ejections": h.ejections,
         "latency_ms": last.latency_ms if last else None,

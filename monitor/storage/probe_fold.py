@@ -18,6 +18,7 @@ nothing: its mark starts at 0 and the raw rows it still has were never folded.
 
 from __future__ import annotations
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from monitor.storage.store import ProbeRollup, ProbeRow, Store
@@ -46,10 +47,12 @@ def mark(session: Session) -> int:
 
 def fold_probes(store: Store, *, batch: int = BATCH, pause: Pause | None = None) -> int:
     """Count the raw probes above the mark in their minutes; returns how many were folded."""
+    _create_mark(store)
     folded = 0
     while True:
         with store.write() as session:
-            current = session.get(RollupMark, 1) or RollupMark()
+            # locked (PostgreSQL): the minute job and the retention job may fold at once
+            current = session.get(RollupMark, 1, with_for_update=True) or RollupMark()
             rows = list(session.exec(select(ProbeRow).where(col(ProbeRow.id) > current.probe_id)
                                      .order_by(col(ProbeRow.id)).limit(batch)))
             if not rows:
@@ -60,6 +63,19 @@ def fold_probes(store: Store, *, batch: int = BATCH, pause: Pause | None = None)
             folded += len(rows)
         if pause is not None:
             pause()
+
+
+def _create_mark(store: Store) -> None:
+    """The mark row, once: a fold running at the same time may create it first."""
+    with store.read() as session:
+        if session.get(RollupMark, 1) is not None:
+            return
+    try:
+        with store.write() as session:
+            if session.get(RollupMark, 1) is None:
+                session.add(RollupMark())
+    except IntegrityError:
+        pass  # the other fold created it
 
 
 def _add_minutes(session: Session, rows: list[ProbeRow]) -> None:

@@ -82,6 +82,8 @@ def history(store: Store, *, since: float, until: float, bucket_s: float,
     # an index on `at` or `version` instead: it has no statistics to know the tail is short.
     raw_version = col(ProbeRow.version).op("||")(literal_column("''"))
     with store.read() as session:  # one snapshot: the mark and the tiers agree
+        if not store.is_sqlite:  # (SQLite's read transaction is one snapshot already)
+            session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
         raw = (select(raw_version, raw_index, func.count(),
                       func.sum(case((col(ProbeRow.ok), 1), else_=0)),
                       func.sum(ok_latency), func.max(ok_latency))

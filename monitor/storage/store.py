@@ -24,7 +24,7 @@ from typing import Any, cast
 
 from sqlalchemy import Index, UniqueConstraint, event, text
 from sqlalchemy.engine import Connection, CursorResult, Engine
-from sqlmodel import Field, Session, SQLModel, col, create_engine, delete, select
+from sqlmodel import Field, Session, SQLModel, col, create_engine, select
 
 log = logging.getLogger("monitor.storage")
 SECURITY_ROW = "security_row"  # session.info flag set by audit.append
@@ -334,37 +334,6 @@ class Store:
                 query = query.where(ProbeRow.service == service)
             query = query.order_by(col(ProbeRow.at).desc()).offset(offset).limit(limit)
             return list(session.exec(query))
-
-    def roll_up(self, *, now: float, retention_s: float, batch: int = 5000) -> int:
-        """Fold raw probe rows older than the retention window into per-minute rollups.
-
-        Works in bounded batches, each its own short transaction, so probes are never blocked
-        for long. Returns how many raw rows were folded.
-        """
-        cutoff = now - retention_s
-        folded = 0
-        while True:
-            with self.write() as session:
-                rows = list(session.exec(
-                    select(ProbeRow).where(col(ProbeRow.at) < cutoff)
-                    .order_by(col(ProbeRow.id)).limit(batch)))
-                if not rows:
-                    return folded
-                buckets: dict[tuple[str, float, str], ProbeRollup] = {}
-                for row in rows:
-                    key = (row.version, row.at - row.at % 60, row.service)
-                    rollup = buckets.get(key) or session.get(ProbeRollup, key) or ProbeRollup(
-                        version=key[0], bucket=key[1], service=key[2])
-                    buckets[key] = rollup
-                    rollup.count += 1
-                    rollup.ok_count += int(row.ok)
-                    latency = row.latency_ms or 0.0
-                    rollup.latency_sum += latency
-                    rollup.latency_max = max(rollup.latency_max, latency)
-                for rollup in buckets.values():
-                    session.add(rollup)
-                session.exec(delete(ProbeRow).where(col(ProbeRow.id).in_([r.id for r in rows])))
-                folded += len(rows)
 
     def backup(self, path: Path, progress: Any = None) -> None:
         """A consistent copy while running (SQLite online backup API), in steps of

@@ -195,3 +195,17 @@ def test_it_runs_in_the_monitors_retention_job_with_its_settings_and_clock(tmp_p
             assert session.exec(select(func.count()).select_from(Notice)).one() == 0
     finally:
         runtime.store.dispose()
+
+
+@pytest.mark.parametrize("first_fold", [True, False])  # False: both create the mark row
+def test_it_counts_each_probe_once_when_two_folds_run_at_once(store, first_fold):
+    from concurrent.futures import ThreadPoolExecutor
+
+    if first_fold:
+        fold_probes(store)
+    add_probes(store, T0, minutes=30, versions=("v1",))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        folded = list(pool.map(lambda _: fold_probes(store, batch=20), range(2)))
+    assert sum(folded) == 180
+    prune_probes(store, now=T0 + DAY, keep_s=3600)
+    assert totals(store) == {"v1": (180, 120)}

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from sqlmodel import select
 
+from monitor.storage.probe_fold import fold_probes, prune_probes
 from monitor.storage.rollup_reads import history
 from monitor.storage.store import ProbeRollup, ProbeRow
 
@@ -35,11 +37,14 @@ def test_it_buckets_raw_probes_per_version(store):
     assert history(store, since=T0 + 60, until=T0 + 120, bucket_s=60).keys() == {"v1"}
 
 
-def test_it_reads_the_same_history_after_the_probes_are_rolled_up(store):
+def test_it_reads_the_same_history_after_the_probes_are_folded_and_pruned(store):
     add_probes(store, "v1", T0, [3.0, None, 5.0, 7.0] * 30, every=15.0)  # 30 minutes
     before = summary(history(store, since=T0, until=T0 + 7200, bucket_s=600))
-    folded = store.roll_up(now=T0 + 3600 + 900, retention_s=1800)  # the first 45 min go
-    assert folded == 120
+    assert fold_probes(store) == 120
+    assert summary(history(store, since=T0, until=T0 + 7200, bucket_s=600)) == before
+    prune_probes(store, now=T0 + 3600 + 900, keep_s=1800)  # the first 45 min of raw rows go
+    with store.read() as session:
+        assert len(list(session.exec(select(ProbeRow)))) == 0
     with store.read() as session:
         assert session.get(ProbeRollup, ("v1", T0, "books")) is not None
     assert summary(history(store, since=T0, until=T0 + 7200, bucket_s=600)) == before

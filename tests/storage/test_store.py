@@ -3,9 +3,8 @@
 import sqlite3
 
 import pytest
-from sqlmodel import select
 
-from monitor.storage.store import ProbeRollup, ProbeRow, StaleEpoch, Store
+from monitor.storage.store import ProbeRow, StaleEpoch, Store
 
 
 def record(active="v1", epoch=0):
@@ -22,25 +21,6 @@ def test_it_switches_state_only_by_compare_and_set_on_the_epoch(store):
     with pytest.raises(StaleEpoch), store.write() as session:
         store.save_state(session, record(), expected_epoch=None, now=3.0)
     assert store.load_state() == record("v2", 1)
-
-
-def test_it_rolls_old_probes_up_per_minute_and_keeps_recent_ones_raw(store):
-    now = 10_000.0
-    with store.write() as session:
-        for second in range(120):  # two old minutes: 60 probes each, every 4th failed
-            session.add(ProbeRow(version="v1", at=now - 7200 + second, ok=second % 4 != 0,
-                                 latency_ms=float(second % 10)))
-        session.add(ProbeRow(version="v1", at=now - 10, ok=True, latency_ms=3.0))
-    folded = store.roll_up(now=now, retention_s=3600, batch=50)
-    assert folded == 120
-    with store.read() as session:
-        raw = list(session.exec(select(ProbeRow)))
-        rollups = list(session.exec(select(ProbeRollup).order_by(ProbeRollup.bucket)))
-    assert [r.at for r in raw] == [now - 10]
-    assert sum(r.count for r in rollups) == 120
-    assert sum(r.ok_count for r in rollups) == 90
-    assert all(r.latency_max == 9.0 for r in rollups)
-    assert len({r.bucket for r in rollups}) == len(rollups) <= 3
 
 
 def test_it_takes_a_consistent_backup_while_a_writer_is_open(sqlite_store, tmp_path):
