@@ -35,7 +35,7 @@ from monitor.failover.watchdog import Watchdog
 from monitor.fleet import Fleet
 from monitor.notices import delivery
 from monitor.ops.checkpointer import Checkpointer
-from monitor.ops.leadership import LeaderDuties
+from monitor.ops.leadership import LeaderDuties, QueuedActions
 from monitor.ops.metrics import Metrics
 from monitor.ops.supervisor import ChildSpec, Supervisor
 from monitor.recorder import Notice, Recorder
@@ -255,8 +255,11 @@ class Runtime:
         return self.fleet.units()
 
     def actions(self, service: str | None = None) -> Actions:
-        """Who acts for `service` (UnknownService if none): this runtime, or its Operations."""
-        return self if service in (None, self.service) else self.fleet.unit(service).operations
+        """Who acts for `service` (UnknownService if none): this runtime for the default
+        service, else that service's Operations, queued for the leader from a follower."""
+        if service in (None, self.service):
+            return self
+        return QueuedActions(self.duties, self.fleet.unit(service).operations, str(service))
 
     def service_routes(self) -> Routes:
         return self.fleet.routes()

@@ -14,6 +14,8 @@ from monitor.desired.spec import ServiceSpec, parse
 from monitor.failover.model import Failure, Observation, to_record
 from monitor.runtime import create_runtime
 from monitor.services import UnknownService, configured, policy_from
+from monitor.storage import commands
+from monitor.storage.commands import CommandKind
 from monitor.storage.store import Incident, Notice, StateRow
 from tests import support
 
@@ -200,6 +202,34 @@ class Following:
     """A follower's view of the lease: another monitor leads."""
 
     is_leader = False
+
+
+class FollowingAnother(Following):
+    holder = "monitor-b"
+
+
+async def test_it_queues_a_followers_action_on_another_service_for_the_leader(runtime):
+    leader = runtime.leadership
+    runtime.leadership = FollowingAnother()
+    queued = await runtime.actions("films").failover(OLGA, "b", reason="drill", force=True)
+    assert queued.ok and "queued for the leader" in queued.message
+    assert runtime.fleet.unit("films").watchdog.state.active == "a"  # a follower never acts
+    runtime.leadership = leader
+    assert await runtime.duties.apply_commands() == 1
+    assert runtime.fleet.unit("films").watchdog.state.active == "b"
+    assert runtime.watchdog.state.active == "v1"
+    (row,) = support.audit_rows(runtime.store, "failover.manual")
+    assert (row.actor, json.loads(row.params)["service"]) == (OLGA.name, "films")
+
+
+async def test_it_refuses_a_queued_action_on_a_service_the_leader_does_not_have(runtime):
+    command = commands.queue(runtime.store, CommandKind.PAUSE, {"reason": "x", "service": "gone"},
+                             actor="cli:olga", role="admin", source_ip="", user_agent="cli",
+                             queued_by="", now=runtime.clock())
+    assert await runtime.duties.apply_commands() == 1
+    row = commands.get(runtime.store, command)
+    assert row is not None and row.result.startswith("refused: unknown service 'gone'")
+    assert not runtime.watchdog.state.paused
 
 
 async def test_it_shows_a_followers_services_as_the_leader_wrote_them(runtime):

@@ -30,6 +30,7 @@ from monitor.storage.commands import CommandKind, CommandRow
 from monitor.storage.lease import Fenced
 
 if TYPE_CHECKING:
+    from monitor.failover.operations import Operations
     from monitor.runtime import Runtime
     from monitor.services import ServiceUnit
 
@@ -191,21 +192,65 @@ class LeaderDuties:
                       command.request_id)
         args = command.arguments()
         reason = str(args.get("reason", ""))
+        from monitor.services import UnknownService
+
+        try:  # another service's action names it (QueuedActions); the default's does not
+            actions = runtime.actions(str(args["service"]) if args.get("service") else None)
+        except UnknownService as exc:
+            return ActionResult(False, str(exc))
         match command.kind:
             case CommandKind.FAILOVER:
-                return await runtime.failover(actor, str(args.get("target", "")), reason=reason,
+                return await actions.failover(actor, str(args.get("target", "")), reason=reason,
                                               force=bool(args.get("force", False)))
             case CommandKind.FAILBACK:
-                return await runtime.failback(actor, reason=reason)
+                return await actions.failback(actor, reason=reason)
             case CommandKind.PAUSE:
-                return await runtime.pause(actor, reason=reason)
+                return await actions.pause(actor, reason=reason)
             case CommandKind.RESUME:
-                return await runtime.resume(actor, reason=reason)
+                return await actions.resume(actor, reason=reason)
             case CommandKind.CHAOS:
                 fault_params = args.get("params")
-                return await runtime.chaos(
+                return await actions.chaos(
                     actor, str(args.get("version", "")), str(args.get("fault", "")),
                     dict(fault_params) if isinstance(fault_params, dict) else {})
             case CommandKind.ROLLOUT:
                 return await runtime.rollout_action(actor, str(args.pop("op", "")), args)
         return ActionResult(False, f"unknown command kind {command.kind!r}")
+
+
+class QueuedActions:
+    """Another service's operator actions, as the runtime's are for the default service:
+    queued for the leader (the service named in the command) on a follower, done at once by
+    that service's Operations on the leader."""
+
+    def __init__(self, duties: LeaderDuties, operations: Operations, service: str) -> None:
+        self.duties, self.operations, self.service = duties, operations, service
+
+    async def _queued(self, kind: CommandKind, actor: Actor,
+                      params: dict[str, object]) -> ActionResult | None:
+        return await self.duties.queue(kind, actor, {**params, "service": self.service})
+
+    async def failover(self, actor: Actor, target: str, *, reason: str,
+                       force: bool = False) -> ActionResult:
+        return await self._queued(CommandKind.FAILOVER, actor, {
+            "target": target, "reason": reason, "force": force}) or \
+            await self.operations.failover(actor, target, reason=reason, force=force)
+
+    async def failback(self, actor: Actor, *, reason: str) -> ActionResult:
+        return await self._queued(CommandKind.FAILBACK, actor, {"reason": reason}) or \
+            await self.operations.failback(actor, reason=reason)
+
+    async def pause(self, actor: Actor, *, reason: str) -> ActionResult:
+        return await self._queued(CommandKind.PAUSE, actor, {"reason": reason}) or \
+            await self.operations.pause(actor, reason=reason)
+
+    async def resume(self, actor: Actor, *, reason: str) -> ActionResult:
+        return await self._queued(CommandKind.RESUME, actor, {"reason": reason}) or \
+            await self.operations.resume(actor, reason=reason)
+
+    async def chaos(self, actor: Actor, version: str, fault: str,
+                    params: dict[str, Any]) -> ActionResult:
+        return await self._queued(CommandKind.CHAOS, actor, {
+            "version": version, "fault": fault, "params": params}) or \
+            await self.duties.unless_fenced(
+                self.operations.chaos(actor, version, fault, params))
