@@ -45,7 +45,7 @@ def test_it_gives_the_status_of_the_service_asked_for(client, query, service, ac
 
 
 @pytest.mark.parametrize("path", ["/api/status", "/api/probes", "/", "/health-log", "/notices",
-                                  "/partials/chart"])
+                                  "/partials/chart", "/charts"])
 def test_it_answers_404_naming_the_known_services_for_an_unknown_one(client, path):
     response = client.get(f"{path}?service=nope", auth=auth("viewer"),
                           headers={"Accept": "application/json"})
@@ -148,3 +148,16 @@ def test_it_renders_one_page_of_a_services_versions(tmp_path, clock):
     assert 'data-version="s50"' not in first and "versions_page=2" in first
     assert third.count('<tr data-version="') == 20 and 'data-version="s119"' in third
     assert "versions_page=2" in third and "versions_page=4" not in third
+
+
+def test_it_charts_the_service_asked_for_from_its_own_rows(client, runtime, clock):
+    from monitor.storage.store import ProbeRow
+
+    with runtime.store.write() as session:
+        session.add(ProbeRow(version="a", service="films", at=clock() - 60, ok=False))
+        session.add(ProbeRow(version="v1", at=clock() - 60, ok=True, latency_ms=3.0))
+    films = client.get("/charts?window=15m&service=films", auth=auth("viewer")).text
+    books = client.get("/charts?window=15m", auth=auth("viewer")).text
+    assert 'data-version="a"' in films and 'data-version="v1"' not in films
+    assert 'data-version="v1"' in books and 'data-version="a"' not in books
+    assert "service=films" in films.split('aria-label="Window"')[1].split("</nav>")[0]
