@@ -105,6 +105,7 @@ class Runtime:
         self.operations = Operations(watchdog=self.watchdog, policy=self.policy, urls=self.urls,
                                      client=self.client, chaos_token=keys.chaos_token,
                                      recorder=self.recorder, killer=self.desired.kill)
+        self._own = QueuedActions(self.duties, self.operations, None)
         self.reads = StatusReader(watchdog=self.watchdog, policy=self.policy, urls=self.urls,
                                   store=store, clock=clock, processes=self._processes)
         self.supervisor: Supervisor | None = None
@@ -222,29 +223,23 @@ class Runtime:
                                     outcome=outcome, reason=reason, evidence=evidence,
                                     notice=notice)
 
+    # the default service's actions: queued for the leader from a follower (QueuedActions)
     async def failover(self, actor: Actor, target: str, *, reason: str,
                        force: bool = False) -> ActionResult:
-        return await self.duties.queue(CommandKind.FAILOVER, actor, {
-            "target": target, "reason": reason, "force": force}) or \
-            await self.operations.failover(actor, target, reason=reason, force=force)
+        return await self._own.failover(actor, target, reason=reason, force=force)
 
     async def failback(self, actor: Actor, *, reason: str) -> ActionResult:
-        return await self.duties.queue(CommandKind.FAILBACK, actor, {"reason": reason}) or \
-            await self.operations.failback(actor, reason=reason)
+        return await self._own.failback(actor, reason=reason)
 
     async def pause(self, actor: Actor, *, reason: str) -> ActionResult:
-        return await self.duties.queue(CommandKind.PAUSE, actor, {"reason": reason}) or \
-            await self.operations.pause(actor, reason=reason)
+        return await self._own.pause(actor, reason=reason)
 
     async def resume(self, actor: Actor, *, reason: str) -> ActionResult:
-        return await self.duties.queue(CommandKind.RESUME, actor, {"reason": reason}) or \
-            await self.operations.resume(actor, reason=reason)
+        return await self._own.resume(actor, reason=reason)
 
     async def chaos(self, actor: Actor, version: str, fault: str,
                     params: dict[str, Any]) -> ActionResult:
-        return await self.duties.queue(CommandKind.CHAOS, actor, {
-            "version": version, "fault": fault, "params": params}) or \
-            await self.duties.unless_fenced(self.operations.chaos(actor, version, fault, params))
+        return await self._own.chaos(actor, version, fault, params)
 
     async def rollout_action(self, actor: Actor, op: str, params: dict[str, Any]) -> ActionResult:
         queued = await self.duties.queue(CommandKind.ROLLOUT, actor, {**params, "op": op})

@@ -219,16 +219,18 @@ class LeaderDuties:
 
 
 class QueuedActions:
-    """Another service's operator actions, as the runtime's are for the default service:
-    queued for the leader (the service named in the command) on a follower, done at once by
-    that service's Operations on the leader."""
+    """One service's operator actions: queued for the leader on a follower (a further service
+    named in the command; `service` None for the default one), done at once by that service's
+    Operations on the leader."""
 
-    def __init__(self, duties: LeaderDuties, operations: Operations, service: str) -> None:
+    def __init__(self, duties: LeaderDuties, operations: Operations,
+                 service: str | None) -> None:
         self.duties, self.operations, self.service = duties, operations, service
 
     async def _queued(self, kind: CommandKind, actor: Actor,
                       params: dict[str, object]) -> ActionResult | None:
-        return await self.duties.queue(kind, actor, {**params, "service": self.service})
+        named = {"service": self.service} if self.service is not None else {}
+        return await self.duties.queue(kind, actor, {**params, **named})
 
     async def failover(self, actor: Actor, target: str, *, reason: str,
                        force: bool = False) -> ActionResult:
