@@ -12,7 +12,7 @@ Used for /readyz (a write-lock check) and the audit page's chain verification.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
@@ -73,6 +73,17 @@ class Cached(Generic[T]):
         if self._latest is None or started >= self._latest.at:
             self._latest = stamped
         return stamped
+
+
+def cached_in(holder: object, attr: str, key: Hashable,
+              make: Callable[[], Cached[T]]) -> Cached[T]:
+    """The cache under `key` in the dict `holder.<attr>` (an app's state), made on first use;
+    callers keep the keys bounded (known services, windows, pages)."""
+    caches: dict[Hashable, Cached[T]] = getattr(holder, attr, None) or {}
+    setattr(holder, attr, caches)
+    if key not in caches:
+        caches[key] = make()
+    return caches[key]
 
 
 def _joinable(flight: asyncio.Task[T] | None) -> bool:

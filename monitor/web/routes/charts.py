@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from monitor.storage.rollup_reads import history
-from monitor.web.cached import Cached
+from monitor.web.cached import Cached, cached_in
 from monitor.web.deps import Web, render, web
 from monitor.web.plots import MAX_AGE_S, SPANS, ChartWindow, charts
 from monitor.web.routes.api import UNKNOWN_SERVICE, known_service, service_query
@@ -40,13 +40,9 @@ def compute(state: Web, window: ChartWindow, service: str | None) -> dict[str, A
 def chart_cache(request: Request, state: Web, window: ChartWindow,
                 service: str | None = None) -> Cached[dict[str, Any]]:
     """One cache per known service and window (the keys are bounded by the configuration)."""
-    caches: dict[tuple[str | None, ChartWindow], Cached[dict[str, Any]]] = getattr(
-        request.app.state, "charts", None) or {}
-    request.app.state.charts = caches
-    if (service, window) not in caches:
-        caches[(service, window)] = Cached(partial(compute, state, window, service),
-                                           max_age=MAX_AGE_S[window], clock=state.runtime.clock)
-    return caches[(service, window)]
+    return cached_in(request.app.state, "charts", (service, window), lambda: Cached(
+        partial(compute, state, window, service), max_age=MAX_AGE_S[window],
+        clock=state.runtime.clock))
 
 
 @router.get("/charts", response_class=HTMLResponse, responses=UNKNOWN_SERVICE)

@@ -14,7 +14,7 @@ from monitor.services import ServiceUnit
 from monitor.storage.rollout_reads import latest_rollout_rows
 from monitor.storage.users import list_users
 from monitor.web import queries
-from monitor.web.cached import Cached
+from monitor.web.cached import Cached, cached_in
 from monitor.web.deps import Web, render, web
 from monitor.web.forms import FAULTS
 from monitor.web.plots import MAX_AGE_S, ChartWindow
@@ -66,13 +66,10 @@ async def _chart(request: Request, state: Web, unit: ServiceUnit,
     CHART_MAX_AGE_S for every viewer; one cache per (service, page), pages past the last
     share the last page's (so the caches are bounded by the configuration)."""
     page = min(page, max(1, -(-len(unit.policy.versions) // PAGE_SIZE)))
-    caches: dict[tuple[str, int], Cached[dict[str, Any]]] = getattr(
-        request.app.state, "overview_charts", {})
-    request.app.state.overview_charts = caches
-    if (unit.name, page) not in caches:
-        caches[unit.name, page] = Cached(partial(_compute_chart, state, unit.name, page),
-                                         max_age=CHART_MAX_AGE_S, clock=state.runtime.clock)
-    return (await caches[unit.name, page].get()).value
+    cache = cached_in(request.app.state, "overview_charts", (unit.name, page), lambda: Cached(
+        partial(_compute_chart, state, unit.name, page), max_age=CHART_MAX_AGE_S,
+        clock=state.runtime.clock))
+    return (await cache.get()).value
 
 
 async def _rollout(state: Web, status: dict[str, Any]) -> dict[str, Any] | None:
